@@ -1,0 +1,1 @@
+//! skytime-discipline (work in progress).

@@ -1,0 +1,2 @@
+//! skytime-gpssim
+fn main() {}

@@ -1,0 +1,1 @@
+//! skytime-nts (work in progress).

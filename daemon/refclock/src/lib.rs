@@ -1,0 +1,1 @@
+//! skytime-refclock (work in progress).

@@ -1,0 +1,2 @@
+//! skytimed entry point (in progress).
+fn main() {}

@@ -1,0 +1,1 @@
+//! skytime system tests (work in progress).
