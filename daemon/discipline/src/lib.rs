@@ -1,1 +1,5 @@
-//! skytime-discipline (work in progress).
+//! skytime-discipline (in progress): samples in, clock adjustments out.
+
+pub mod sample;
+
+pub use sample::{Sample, SourceKind};
