@@ -1,10 +1,22 @@
 //! # skytimed: the skytime daemon
 //!
-//! The I/O shell around the sans-IO cores: it reads the configuration,
-//! opens the sockets and devices, and carries out what the protocol,
-//! reference-clock and discipline crates decide.
+//! The I/O shell around the sans-IO cores. It reads the configuration
+//! ([`config`]), opens the NTP sockets with kernel receive timestamps
+//! ([`ntp_io`]), answers requests with the decisions of `skytime-proto`
+//! ([`ntp_server`]), runs NTS ([`nts`]), the reference clocks
+//! ([`refclock`]) and the clock discipline ([`clock`]), and ties them
+//! together with signals and shutdown ([`daemon`]).
+//!
+//! The binary is a thin `main` over [`daemon::run`]; tests and tools use
+//! the modules directly.
 
 pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod ntp_io;
+pub mod ntp_server;
 pub mod nts;
 pub mod persist;
 pub mod refclock;
+pub mod stats;

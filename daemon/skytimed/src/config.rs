@@ -1,0 +1,261 @@
+//! The configuration file (`skytime.toml`): its structure, defaults,
+//! validation and error reporting.
+//!
+//! Every value is checked while it is parsed (serde `try_from` newtypes and
+//! `deserialize_with` parsers), so an error carries the TOML line it came
+//! from; unknown keys are refused everywhere. Each section's options are
+//! documented in `skytime.example.toml`, which a test parses.
+
+use crate::clock::ClockConfig;
+use crate::nts::NtsConfig;
+use crate::refclock::RefclockConfig;
+use serde::{Deserialize, Deserializer};
+use skytime_proto::access::{AccessList, IpNet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the daemon looks when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/skytime/skytime.toml";
+
+/// A configuration that could not be loaded: the file, and what is wrong
+/// (the TOML error text names line and column).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration in {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Persistent state: NTS keys, certificates, drift file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub ntp: NtpConfig,
+    #[serde(default)]
+    pub nts: NtsConfig,
+    #[serde(default)]
+    pub gps: RefclockConfig,
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/skytime")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            log: LogConfig::default(),
+            ntp: NtpConfig::default(),
+            nts: NtsConfig::default(),
+            gps: RefclockConfig::default(),
+            clock: ClockConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates `text` as if it had been read from `path` (used in error
+    /// messages only).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid { path: path.to_owned(), message: e.to_string() })?;
+        Ok(config)
+    }
+}
+
+/// `[log]`: how much the daemon says.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub level: LogLevel,
+}
+
+/// Log verbosity, from least to most.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        })
+    }
+}
+
+/// `[ntp]`: the NTP server.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NtpConfig {
+    /// UDP addresses to serve on.
+    #[serde(default = "default_listen", deserialize_with = "nonempty_addrs")]
+    pub listen: Vec<SocketAddr>,
+    /// Networks allowed to query; the most specific allow/deny rule wins.
+    #[serde(default = "default_allow", deserialize_with = "networks")]
+    pub allow: Vec<IpNet>,
+    /// Networks refused even inside an allowed one.
+    #[serde(default, deserialize_with = "networks")]
+    pub deny: Vec<IpNet>,
+    /// Serve this stratum from the local clock when no source is usable
+    /// (chrony's `local stratum N`). Unset: reply unsynchronized instead.
+    #[serde(default)]
+    pub local_stratum: Option<Stratum>,
+}
+
+impl Default for NtpConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), allow: default_allow(), deny: Vec::new(), local_stratum: None }
+    }
+}
+
+impl NtpConfig {
+    pub fn access_list(&self) -> AccessList {
+        AccessList::new(&self.allow, &self.deny)
+    }
+}
+
+fn default_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:123".parse().unwrap(), "[::]:123".parse().unwrap()]
+}
+
+fn default_allow() -> Vec<IpNet> {
+    vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]
+}
+
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter().map(|s| s.parse::<IpNet>().map_err(serde::de::Error::custom)).collect()
+}
+
+fn nonempty_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    if raw.is_empty() {
+        return Err(serde::de::Error::custom("listen needs at least one address such as \"0.0.0.0:123\""));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for s in &raw {
+        let addr: SocketAddr = s.parse().map_err(|_| serde::de::Error::custom(format!("'{s}' is not an address:port (IPv6 goes in brackets: \"[::]:123\")")))?;
+        if out.contains(&addr) {
+            return Err(serde::de::Error::custom(format!("'{s}' is listed twice")));
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+/// A stratum a server may claim for itself: 1 to 15.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "i64")]
+pub struct Stratum(u8);
+
+impl Stratum {
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Stratum {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        if (1..=15).contains(&v) {
+            Ok(Self(v as u8))
+        } else {
+            Err(format!("stratum {v} is out of range: use 1 to 15"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("test.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.ntp.listen.len(), 2);
+        assert!(c.ntp.access_list().is_allowed("198.51.100.7".parse().unwrap()));
+        assert_eq!(c.ntp.local_stratum, None);
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../skytime.example.toml");
+        let c = parse(text).unwrap();
+        assert!(!c.ntp.listen.is_empty());
+    }
+
+    #[test]
+    fn demo_file_parses() {
+        let c = parse(include_str!("../demo.toml")).unwrap();
+        assert_eq!(c.ntp.listen, vec!["127.0.0.1:11123".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_file_and_line() {
+        let e = parse("[ntp]\nlisten = [\"127.0.0.1:123\"]\nalow = []\n").unwrap_err();
+        assert!(e.contains("test.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("alow"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_stratum_is_refused_with_line() {
+        let e = parse("[ntp]\n\nlocal_stratum = 16\n").unwrap_err();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("stratum 16 is out of range"), "{e}");
+        assert!(parse("[ntp]\nlocal_stratum = 0\n").is_err());
+        assert_eq!(parse("[ntp]\nlocal_stratum = 10\n").unwrap().ntp.local_stratum.map(Stratum::get), Some(10));
+    }
+
+    #[test]
+    fn bad_networks_and_addresses_are_named() {
+        let e = parse("[ntp]\nallow = [\"10.0.0.0/40\"]\n").unwrap_err();
+        assert!(e.contains("10.0.0.0/40") && e.contains("line 2"), "{e}");
+        let e = parse("[ntp]\nlisten = [\"::1:123\"]\n").unwrap_err();
+        assert!(e.contains("brackets"), "{e}");
+        let e = parse("[ntp]\nlisten = []\n").unwrap_err();
+        assert!(e.contains("at least one"), "{e}");
+        let e = parse("[ntp]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n").unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn log_level_is_checked() {
+        assert_eq!(parse("[log]\nlevel = \"debug\"\n").unwrap().log.level, LogLevel::Debug);
+        let e = parse("[log]\nlevel = \"loud\"\n").unwrap_err();
+        assert!(e.contains("loud"), "{e}");
+    }
+}

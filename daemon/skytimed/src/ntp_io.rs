@@ -1,0 +1,208 @@
+//! UDP sockets for the NTP server, with kernel receive timestamps.
+//!
+//! Each datagram is read with `recvmsg` so that the kernel's arrival
+//! timestamp (`SO_TIMESTAMPNS`) and the local address it was sent to
+//! (`IP_PKTINFO` / `IPV6_RECVPKTINFO`) come with it. The reply goes out with
+//! that same local address as its source, so a server bound to a wildcard
+//! address on a multi-homed host answers from the address the client asked.
+
+use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use nix::sys::time::TimeSpec;
+use skytime_proto::NtpTimestamp;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Receive buffer size: larger than any NTP request we answer (NTS
+/// requests with several cookies stay well below 1 KiB), small enough that
+/// an oversized datagram is cut and then refused by the parsers.
+pub const RECV_BUFFER: usize = 2048;
+
+/// A bound NTP server socket.
+#[derive(Debug)]
+pub struct NtpSocket {
+    socket: UdpSocket,
+    local: SocketAddr,
+}
+
+/// One received datagram and how it arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct Received {
+    pub len: usize,
+    pub remote: SocketAddr,
+    /// Arrival time: the kernel's timestamp, or a clock read right after
+    /// `recvmsg` where the kernel gave none.
+    pub timestamp: NtpTimestamp,
+    /// Whether `timestamp` came from the kernel.
+    pub kernel_timestamp: bool,
+    /// The local address the datagram was sent to, when known.
+    pub local_ip: Option<IpAddr>,
+}
+
+/// Reads CLOCK_REALTIME as an NTP timestamp.
+pub fn now() -> NtpTimestamp {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).unwrap_or(TimeSpec::new(0, 0));
+    timespec_to_ntp(&ts)
+}
+
+fn timespec_to_ntp(ts: &TimeSpec) -> NtpTimestamp {
+    NtpTimestamp::from_unix(ts.tv_sec(), ts.tv_nsec() as u32)
+}
+
+impl NtpSocket {
+    /// Binds `addr` with timestamping and packet-info options. IPv6
+    /// sockets are IPv6-only so that `0.0.0.0:123` and `[::]:123` can both be
+    /// bound. Must be called inside a tokio runtime.
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        sock.set_nonblocking(true)?;
+        // Bursts of requests must not be dropped by a small default buffer.
+        let _ = sock.set_recv_buffer_size(1 << 20);
+        sock.bind(&addr.into())?;
+        socket::setsockopt(&sock, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+        if addr.is_ipv4() {
+            socket::setsockopt(&sock, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
+        } else {
+            socket::setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+        }
+        let std_sock: std::net::UdpSocket = sock.into();
+        let local = std_sock.local_addr()?;
+        Ok(Self { socket: UdpSocket::from_std(std_sock)?, local })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Waits until a datagram may be waiting.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Reads one datagram without waiting; `WouldBlock` when none is queued.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        self.socket.try_io(Interest::READABLE, || recv_timestamped(self.socket.as_raw_fd(), buf))
+    }
+
+    /// Sends `data` to `remote`, from `local_ip` when given. Sending does
+    /// not wait: a full socket buffer drops the reply (UDP semantics) and
+    /// reports the error.
+    pub fn send(&self, data: &[u8], remote: SocketAddr, local_ip: Option<IpAddr>) -> io::Result<()> {
+        let fd = self.socket.as_raw_fd();
+        let iov = [IoSlice::new(data)];
+        let dest = SockaddrStorage::from(remote);
+        let sent = match (local_ip, remote) {
+            (Some(IpAddr::V4(src)), SocketAddr::V4(_)) => {
+                let info = libc::in_pktinfo { ipi_ifindex: 0, ipi_spec_dst: libc::in_addr { s_addr: u32::from(src).to_be() }, ipi_addr: libc::in_addr { s_addr: 0 } };
+                socket::sendmsg(fd, &iov, &[ControlMessage::Ipv4PacketInfo(&info)], MsgFlags::MSG_DONTWAIT, Some(&dest))
+            }
+            (Some(IpAddr::V6(src)), SocketAddr::V6(_)) => {
+                let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: src.octets() }, ipi6_ifindex: 0 };
+                socket::sendmsg(fd, &iov, &[ControlMessage::Ipv6PacketInfo(&info)], MsgFlags::MSG_DONTWAIT, Some(&dest))
+            }
+            _ => socket::sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&dest)),
+        };
+        sent.map(|_| ()).map_err(io::Error::from)
+    }
+}
+
+fn recv_timestamped(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Received> {
+    let mut cmsg = nix::cmsg_space!(TimeSpec, libc::in6_pktinfo);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = socket::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)?;
+    let mut timestamp = None;
+    let mut local_ip = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::ScmTimestampns(ts) => timestamp = Some(timespec_to_ntp(&ts)),
+                ControlMessageOwned::Ipv4PacketInfo(info) => local_ip = Some(IpAddr::V4(u32::from_be(info.ipi_addr.s_addr).into())),
+                ControlMessageOwned::Ipv6PacketInfo(info) => local_ip = Some(IpAddr::V6(info.ipi6_addr.s6_addr.into())),
+                _ => {}
+            }
+        }
+    }
+    let remote = msg.address.as_ref().and_then(storage_to_socketaddr).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without an IP source address"))?;
+    let len = msg.bytes;
+    let kernel_timestamp = timestamp.is_some();
+    Ok(Received { len, remote, timestamp: timestamp.unwrap_or_else(now), kernel_timestamp, local_ip })
+}
+
+fn storage_to_socketaddr(s: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = s.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    s.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kernel_timestamps_and_local_address_arrive_with_datagrams() {
+        let server = NtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = now();
+        client.send_to(b"hello", server.local_addr()).unwrap();
+        let mut buf = [0u8; RECV_BUFFER];
+        let got = loop {
+            server.readable().await.unwrap();
+            match server.try_recv(&mut buf) {
+                Ok(r) => break r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let after = now();
+        assert_eq!(&buf[..got.len], b"hello");
+        assert_eq!(got.remote, client.local_addr().unwrap());
+        assert!(got.kernel_timestamp, "loopback must give SO_TIMESTAMPNS");
+        assert!(got.timestamp >= before && got.timestamp <= after, "timestamp taken on arrival");
+        assert_eq!(got.local_ip, Some("127.0.0.1".parse().unwrap()));
+        server.send(b"reply", got.remote, got.local_ip).unwrap();
+        let mut rbuf = [0u8; 16];
+        client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let (n, from) = client.recv_from(&mut rbuf).unwrap();
+        assert_eq!(&rbuf[..n], b"reply");
+        assert_eq!(from, server.local_addr());
+    }
+
+    #[tokio::test]
+    async fn ipv6_and_ipv4_wildcards_bind_side_by_side() {
+        let v4 = NtpSocket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = v4.local_addr().port();
+        // Without IPV6_V6ONLY this bind would fail with EADDRINUSE.
+        let v6 = NtpSocket::bind(SocketAddr::new("::".parse().unwrap(), port));
+        if let Ok(v6) = v6 {
+            assert_eq!(v6.local_addr().port(), port);
+        } else {
+            // Hosts without IPv6 cannot open the socket at all.
+            assert!(std::net::UdpSocket::bind("[::1]:0").is_err());
+        }
+    }
+}
+
+/// log2 seconds of the system clock's reading resolution, measured like
+/// chrony does: the smallest non-zero step between consecutive reads.
+pub fn measure_precision() -> i8 {
+    let mut best = i64::MAX;
+    let mut last = now();
+    for _ in 0..200 {
+        let t = now();
+        let step = (t - last).to_nanos();
+        if step > 0 {
+            best = best.min(step);
+        }
+        last = t;
+    }
+    let seconds = (best.clamp(1, 1_000_000_000) as f64) * 1e-9;
+    seconds.log2().ceil().clamp(-30.0, 0.0) as i8
+}

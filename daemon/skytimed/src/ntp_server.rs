@@ -1,0 +1,106 @@
+//! The NTP server loop: receive, decide (skytime-proto), reply.
+//!
+//! One task per socket drains every queued datagram before waiting again,
+//! so a burst costs one wake-up. The decision is the sans-IO core's; this
+//! file only moves bytes, reads the clock for the transmit timestamp as late
+//! as it can, and counts.
+
+use crate::ntp_io::{self, NtpSocket, Received, RECV_BUFFER};
+use crate::nts::{NtsService, NtsVerdict};
+use crate::stats::ServerStats;
+use skytime_proto::access::AccessList;
+use skytime_proto::server::{self, DropReason};
+use skytime_proto::{ReferenceId, SyncState};
+use std::io;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// What every socket task shares.
+#[derive(Debug)]
+pub struct ServerContext {
+    pub acl: AccessList,
+    pub sync: watch::Receiver<SyncState>,
+    pub nts: Arc<NtsService>,
+    pub stats: Arc<ServerStats>,
+}
+
+/// Serves `socket` until `shutdown` is cancelled.
+pub async fn serve(socket: NtpSocket, ctx: Arc<ServerContext>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut out = Vec::with_capacity(RECV_BUFFER);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = socket.readable() => if let Err(e) = r {
+                tracing::error!(local = %socket.local_addr(), "NTP socket failed: {e}");
+                return;
+            },
+        }
+        loop {
+            match socket.try_recv(&mut buf) {
+                Ok(rx) => handle(&socket, &ctx, &buf[..rx.len], rx, &mut out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors from earlier replies surface here; they say
+                // nothing about the next datagram.
+                Err(e) => {
+                    tracing::debug!(local = %socket.local_addr(), "recvmsg: {e}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, out: &mut Vec<u8>) {
+    ctx.stats.received(rx.kernel_timestamp);
+    let request = match server::classify(packet, rx.remote, &ctx.acl) {
+        Ok(r) => r,
+        Err(reason) => return ctx.stats.dropped(reason),
+    };
+    let state = *ctx.sync.borrow();
+    let nts = if request.extensions.is_empty() {
+        if ctx.nts.required() {
+            return ctx.stats.dropped(DropReason::NtsRequired);
+        }
+        None
+    } else if ctx.nts.enabled() {
+        match ctx.nts.verdict(packet, request.extensions) {
+            NtsVerdict::Drop(reason) => return ctx.stats.dropped(reason),
+            verdict => Some(verdict),
+        }
+    } else {
+        // RFC 7822: a server ignores extension fields it does not
+        // implement and answers the plain request (chrony does the same).
+        None
+    };
+    let reply = match &nts {
+        Some(NtsVerdict::Nak(_)) => server::kiss_header(&request.header, rx.timestamp, ReferenceId::KISS_NTSN, state.precision),
+        _ => server::reply_header(&request.header, rx.timestamp, &state),
+    };
+    // The transmit timestamp is read as late as possible: after every
+    // decision, before the (NTS) serialization that covers it.
+    let header = reply.finish(ntp_io::now());
+    match nts {
+        Some(NtsVerdict::Authentic(r)) => {
+            r.finish(&header, out);
+            ctx.stats.nts_replied();
+        }
+        Some(NtsVerdict::Nak(r)) => {
+            r.finish(&header, out);
+            ctx.stats.nts_nak();
+        }
+        _ => {
+            out.clear();
+            out.extend_from_slice(&header);
+        }
+    }
+    debug_assert!(out.len() <= packet.len(), "a reply is never larger than its request");
+    match socket.send(out, rx.remote, rx.local_ip) {
+        Ok(()) => ctx.stats.replied(),
+        Err(e) => {
+            tracing::debug!(remote = %rx.remote, "send failed: {e}");
+            ctx.stats.dropped(DropReason::SendFailed);
+        }
+    }
+}
