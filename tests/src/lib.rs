@@ -26,8 +26,11 @@ pub mod ntp;
 /// profile directory (`target/<profile>/NAME`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash> -> target/<profile>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    // Tests run from target/<profile>/deps/, tools from target/<profile>/.
+    let mut profile_dir = exe.parent().expect("target/<profile> directory");
+    if profile_dir.ends_with("deps") {
+        profile_dir = profile_dir.parent().expect("target/<profile> directory");
+    }
     let path = profile_dir.join(name);
     assert!(path.exists(), "{} is not built: run `cargo build --workspace --bins` first (make test does)", path.display());
     path

@@ -58,9 +58,15 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     let stats = Arc::new(ServerStats::default());
     let ctx = Arc::new(ServerContext { acl: config.ntp.access_list(), sync: sync_rx, nts: nts.clone(), stats: stats.clone() });
 
+    // One task per core and socket: a burst on one socket is served by
+    // every core, while an idle socket costs nothing.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut tasks = JoinSet::new();
     for socket in sockets {
-        tasks.spawn(ntp_server::serve(socket, ctx.clone(), shutdown.child_token()));
+        let socket = Arc::new(socket);
+        for _ in 0..workers {
+            tasks.spawn(ntp_server::serve(socket.clone(), ctx.clone(), shutdown.child_token()));
+        }
     }
 
     let (sample_tx, sample_rx) = mpsc::channel(256);

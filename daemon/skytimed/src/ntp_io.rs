@@ -91,6 +91,13 @@ impl NtpSocket {
         self.socket.try_io(Interest::READABLE, || recv_timestamped(self.socket.as_raw_fd(), buf))
     }
 
+    /// Reads up to `batch.capacity()` queued datagrams with one `recvmmsg`
+    /// call; `WouldBlock` when none is queued. Read them with
+    /// [`RecvBatch::get`] for indices below the returned count.
+    pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        self.socket.try_io(Interest::READABLE, || batch.recv(self.socket.as_raw_fd()))
+    }
+
     /// Sends `data` to `remote`, from `local_ip` when given. Sending does
     /// not wait: a full socket buffer drops the reply (UDP semantics) and
     /// reports the error.
@@ -133,6 +140,141 @@ fn recv_timestamped(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Receiv
     let len = msg.bytes;
     let kernel_timestamp = timestamp.is_some();
     Ok(Received { len, remote, timestamp: timestamp.unwrap_or_else(now), kernel_timestamp, local_ip })
+}
+
+/// Datagrams per `recvmmsg` call. A burst larger than this is read in
+/// several calls; a lone datagram costs the same as with `recvmsg`.
+pub const BATCH: usize = 16;
+
+/// Room for the control messages we ask for: a timespec and the larger
+/// of the two packet-info structures, each with its header and padding.
+const CMSG_ROOM: usize = 128;
+
+/// Buffers for one `recvmmsg` call, reused from call to call.
+pub struct RecvBatch {
+    bufs: Box<[[u8; RECV_BUFFER]; BATCH]>,
+    addrs: [libc::sockaddr_storage; BATCH],
+    cmsgs: Box<[[u64; CMSG_ROOM / 8]; BATCH]>,
+    iovs: [libc::iovec; BATCH],
+    hdrs: [libc::mmsghdr; BATCH],
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecvBatch")
+    }
+}
+
+// SAFETY: the raw pointers in `iovs` and `hdrs` only ever point into
+// buffers owned by the same value; they are rewritten before every
+// `recvmmsg`, and `get` rebuilds the one it follows, so moving the value to
+// another thread (or anywhere) cannot leave a stale pointer in use.
+unsafe impl Send for RecvBatch {}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        // SAFETY: these libc structs are plain old data for which all-zero
+        // bytes are a valid value.
+        unsafe {
+            Self {
+                bufs: Box::new([[0; RECV_BUFFER]; BATCH]),
+                addrs: std::mem::zeroed(),
+                cmsgs: Box::new([[0; CMSG_ROOM / 8]; BATCH]),
+                iovs: std::mem::zeroed(),
+                hdrs: std::mem::zeroed(),
+            }
+        }
+    }
+}
+
+impl RecvBatch {
+    pub fn capacity(&self) -> usize {
+        BATCH
+    }
+
+    fn recv(&mut self, fd: std::os::fd::RawFd) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovs[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: RECV_BUFFER };
+            let hdr = &mut self.hdrs[i].msg_hdr;
+            hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
+            hdr.msg_controllen = CMSG_ROOM as _;
+            hdr.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: every header points into buffers owned by `self` that
+        // outlive the call, with the lengths given; the kernel writes at
+        // most that much into each.
+        let n = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// The `i`th datagram of the last call: its bytes and how it arrived,
+    /// or `None` if its source address is not IP.
+    pub fn get(&self, i: usize) -> Option<(&[u8], Received)> {
+        let hdr = &self.hdrs[i];
+        let len = (hdr.msg_len as usize).min(RECV_BUFFER);
+        let remote = sockaddr_to_socketaddr(&self.addrs[i], hdr.msg_hdr.msg_namelen)?;
+        // Walk the control messages through a header that points at this
+        // value's own buffer, wherever the value now lives.
+        let mut control = hdr.msg_hdr;
+        control.msg_control = self.cmsgs[i].as_ptr() as *mut libc::c_void;
+        let hdr = &control;
+        let mut timestamp = None;
+        let mut local_ip = None;
+        // SAFETY: msg_control/msg_controllen were set by the kernel for this
+        // message; CMSG_FIRSTHDR/NXTHDR stay within that range and every
+        // payload read is bounded by the cmsg's own length.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(hdr);
+            while !c.is_null() {
+                let data = libc::CMSG_DATA(c);
+                let payload = (*c).cmsg_len as usize - (data as usize - c as usize);
+                match ((*c).cmsg_level, (*c).cmsg_type) {
+                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) if payload >= std::mem::size_of::<libc::timespec>() => {
+                        let ts: libc::timespec = std::ptr::read_unaligned(data.cast());
+                        timestamp = Some(NtpTimestamp::from_unix(ts.tv_sec, ts.tv_nsec as u32));
+                    }
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) if payload >= std::mem::size_of::<libc::in_pktinfo>() => {
+                        let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                        local_ip = Some(IpAddr::V4(u32::from_be(info.ipi_addr.s_addr).into()));
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if payload >= std::mem::size_of::<libc::in6_pktinfo>() => {
+                        let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                        local_ip = Some(IpAddr::V6(info.ipi6_addr.s6_addr.into()));
+                    }
+                    _ => {}
+                }
+                c = libc::CMSG_NXTHDR(hdr, c);
+            }
+        }
+        let kernel_timestamp = timestamp.is_some();
+        let received = Received { len, remote, timestamp: timestamp.unwrap_or_else(now), kernel_timestamp, local_ip };
+        Some((&self.bufs[i][..len], received))
+    }
+}
+
+fn sockaddr_to_socketaddr(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a: libc::sockaddr_in = unsafe { std::ptr::read_unaligned((ss as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::from((u32::from_be(a.sin_addr.s_addr).to_be_bytes(), u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a: libc::sockaddr_in6 = unsafe { std::ptr::read_unaligned((ss as *const libc::sockaddr_storage).cast()) };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
+        }
+        _ => None,
+    }
 }
 
 fn storage_to_socketaddr(s: &SockaddrStorage) -> Option<SocketAddr> {

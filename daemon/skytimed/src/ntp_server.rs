@@ -5,7 +5,7 @@
 //! file only moves bytes, reads the clock for the transmit timestamp as late
 //! as it can, and counts.
 
-use crate::ntp_io::{self, NtpSocket, Received, RECV_BUFFER};
+use crate::ntp_io::{self, NtpSocket, Received, RecvBatch, RECV_BUFFER};
 use crate::nts::{NtsService, NtsVerdict};
 use crate::stats::ServerStats;
 use skytime_proto::access::AccessList;
@@ -25,9 +25,10 @@ pub struct ServerContext {
     pub stats: Arc<ServerStats>,
 }
 
-/// Serves `socket` until `shutdown` is cancelled.
-pub async fn serve(socket: NtpSocket, ctx: Arc<ServerContext>, shutdown: CancellationToken) {
-    let mut buf = vec![0u8; RECV_BUFFER];
+/// Serves `socket` until `shutdown` is cancelled. Several tasks may serve
+/// the same socket: each wakes on readiness and drains what it can.
+pub async fn serve(socket: Arc<NtpSocket>, ctx: Arc<ServerContext>, shutdown: CancellationToken) {
+    let mut batch = RecvBatch::default();
     let mut out = Vec::with_capacity(RECV_BUFFER);
     loop {
         tokio::select! {
@@ -38,8 +39,14 @@ pub async fn serve(socket: NtpSocket, ctx: Arc<ServerContext>, shutdown: Cancell
             },
         }
         loop {
-            match socket.try_recv(&mut buf) {
-                Ok(rx) => handle(&socket, &ctx, &buf[..rx.len], rx, &mut out),
+            match socket.try_recv_batch(&mut batch) {
+                Ok(n) => {
+                    for i in 0..n {
+                        if let Some((packet, rx)) = batch.get(i) {
+                            handle(&socket, &ctx, packet, rx, &mut out);
+                        }
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier replies surface here; they say
                 // nothing about the next datagram.
