@@ -32,7 +32,11 @@ pub fn bin(name: &str) -> PathBuf {
         profile_dir = profile_dir.parent().expect("target/<profile> directory");
     }
     let path = profile_dir.join(name);
-    assert!(path.exists(), "{} is not built: run `cargo build --workspace --bins` first (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -50,12 +54,20 @@ pub fn require_program(name: &str) -> PathBuf {
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
@@ -95,8 +107,15 @@ impl Daemon {
     pub fn start_in(dir: tempfile::TempDir, config: &str, args: &[&str]) -> Self {
         let data = dir.path().join("data");
         let config_path = dir.path().join("skytime.toml");
-        fs::write(&config_path, config.replace("@DATA@", &data.display().to_string())).unwrap();
-        let log_path = dir.path().join(format!("skytimed-{}.log", Instant::now().elapsed().as_nanos() ^ std::process::id() as u128));
+        fs::write(
+            &config_path,
+            config.replace("@DATA@", &data.display().to_string()),
+        )
+        .unwrap();
+        let log_path = dir.path().join(format!(
+            "skytimed-{}.log",
+            Instant::now().elapsed().as_nanos() ^ std::process::id() as u128
+        ));
         let log = fs::File::create(&log_path).unwrap();
         let child = Command::new(bin("skytimed"))
             .arg("--config")
@@ -108,14 +127,23 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("start skytimed");
-        let mut d = Self { child: Some(child), dir, log_path, config_path };
+        let mut d = Self {
+            child: Some(child),
+            dir,
+            log_path,
+            config_path,
+        };
         let ready = wait_until(Duration::from_secs(20), || {
             if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("skytimed exited during start-up ({status}):\n{}", d.log());
             }
             d.log().contains("skytimed ready").then_some(())
         });
-        assert!(ready.is_some(), "skytimed did not become ready:\n{}", d.log());
+        assert!(
+            ready.is_some(),
+            "skytimed did not become ready:\n{}",
+            d.log()
+        );
         d
     }
 
@@ -129,7 +157,10 @@ impl Daemon {
 
     /// Sends a signal (by name, as `kill -s` takes it) to the daemon.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").args(["-s", name, &self.pid().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -s {name}");
     }
 
@@ -178,7 +209,11 @@ impl Chronyd {
         let chronyd = require_program("chronyd");
         let dir = tempfile::tempdir().unwrap();
         // chronyd refuses a command socket in a directory others can read.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let socket = dir.path().join("chronyd.sock");
         let mut conf = directives.join("\n");
         conf.push_str(&format!(
@@ -197,9 +232,17 @@ impl Chronyd {
             .stderr(log)
             .spawn()
             .expect("start chronyd");
-        let c = Self { child: Some(child), dir, socket };
+        let c = Self {
+            child: Some(child),
+            dir,
+            socket,
+        };
         let up = wait_until(Duration::from_secs(10), || c.socket.exists().then_some(()));
-        assert!(up.is_some(), "chronyd did not open its command socket:\n{}", c.log());
+        assert!(
+            up.is_some(),
+            "chronyd did not open its command socket:\n{}",
+            c.log()
+        );
         c
     }
 
@@ -209,7 +252,13 @@ impl Chronyd {
 
     /// Runs `chronyc -n ARGS` against this chronyd.
     pub fn chronyc(&self, args: &[&str]) -> String {
-        let out = Command::new(require_program("chronyc")).arg("-h").arg(&self.socket).arg("-n").args(args).output().unwrap();
+        let out = Command::new(require_program("chronyc"))
+            .arg("-h")
+            .arg(&self.socket)
+            .arg("-n")
+            .args(args)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 
@@ -240,11 +289,17 @@ impl Drop for Chronyd {
 
 /// Splits `Name : value` lines (chronyc's tracking layout).
 pub fn parse_colon_fields(text: &str) -> Vec<(String, String)> {
-    text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect()
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
 }
 
 pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Runs a one-shot `chronyd -Q` (measure only, never set the clock) with
@@ -253,19 +308,37 @@ pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> 
 pub fn chronyd_query(directives: &[String], timeout_s: u32) -> (Option<f64>, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut conf = directives.join("\n");
-    conf.push_str(&format!("\npidfile {d}/chronyd.pid\ncmdport 0\nntsdumpdir {d}\n", d = dir.path().display()));
+    conf.push_str(&format!(
+        "\npidfile {d}/chronyd.pid\ncmdport 0\nntsdumpdir {d}\n",
+        d = dir.path().display()
+    ));
     let conf_path = dir.path().join("chrony.conf");
     fs::write(&conf_path, conf).unwrap();
-    let out = run_bounded(Command::new(require_program("chronyd")).args(["-Q", "-u", "root", "-t", &timeout_s.to_string(), "-f"]).arg(&conf_path), Duration::from_secs(timeout_s as u64 + 20));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = run_bounded(
+        Command::new(require_program("chronyd"))
+            .args(["-Q", "-u", "root", "-t", &timeout_s.to_string(), "-f"])
+            .arg(&conf_path),
+        Duration::from_secs(timeout_s as u64 + 20),
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     // "System clock wrong by -0.000008 seconds (ignored)"
-    let offset = text.lines().find_map(|l| l.split("System clock wrong by ").nth(1)).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok());
+    let offset = text
+        .lines()
+        .find_map(|l| l.split("System clock wrong by ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok());
     (offset, text)
 }
 
 /// Runs a command with a time limit, killing it if it overruns.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {
@@ -285,7 +358,11 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
             child.wait().unwrap()
         }
     };
-    Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
 }
 
 /// Address helper for configs: `127.0.0.1:PORT`.

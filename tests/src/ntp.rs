@@ -32,7 +32,11 @@ pub struct Exchange {
 /// Sends `packet` to `server` from a fresh socket and waits up to
 /// `timeout` for a reply.
 pub fn exchange(server: SocketAddr, packet: &[u8], timeout: Duration) -> Option<Exchange> {
-    let bind = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
+    let bind = if server.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
     let sock = UdpSocket::bind(bind).unwrap();
     sock.set_read_timeout(Some(timeout)).unwrap();
     let sent = now();
@@ -41,7 +45,12 @@ pub fn exchange(server: SocketAddr, packet: &[u8], timeout: Duration) -> Option<
     let (n, _) = sock.recv_from(&mut buf).ok()?;
     let received = now();
     let (reply, _) = NtpHeader::parse(&buf[..n]).ok()?;
-    Some(Exchange { sent, received, reply, raw: buf[..n].to_vec() })
+    Some(Exchange {
+        sent,
+        received,
+        reply,
+        raw: buf[..n].to_vec(),
+    })
 }
 
 /// Sends a plain v4 request and returns the exchange.

@@ -19,10 +19,29 @@ fn local_config(port: u16, stratum: Option<u8>) -> String {
 fn chrony_synchronizes_to_a_local_stratum_server() {
     let port = free_udp_port();
     let daemon = Daemon::start(&local_config(port, Some(10)), &[]);
-    let chrony = Chronyd::start(&[format!("server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2")]);
-    let tracking = chrony.wait_synchronized(Duration::from_secs(30)).unwrap_or_else(|| panic!("chrony never synchronized:\n{}\n{}", chrony.chronyc(&["sources"]), daemon.log()));
-    assert_eq!(field(&tracking, "Stratum"), Some("11"), "chrony is one stratum below the server: {tracking:?}");
-    assert!(field(&tracking, "Reference ID").unwrap().starts_with("7F000001"), "{tracking:?}");
+    let chrony = Chronyd::start(&[format!(
+        "server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2"
+    )]);
+    let tracking = chrony
+        .wait_synchronized(Duration::from_secs(30))
+        .unwrap_or_else(|| {
+            panic!(
+                "chrony never synchronized:\n{}\n{}",
+                chrony.chronyc(&["sources"]),
+                daemon.log()
+            )
+        });
+    assert_eq!(
+        field(&tracking, "Stratum"),
+        Some("11"),
+        "chrony is one stratum below the server: {tracking:?}"
+    );
+    assert!(
+        field(&tracking, "Reference ID")
+            .unwrap()
+            .starts_with("7F000001"),
+        "{tracking:?}"
+    );
     // Same host, same clock: chrony must measure (almost) no offset.
     let system = field(&tracking, "System time").unwrap();
     let offset: f64 = system.split_whitespace().next().unwrap().parse().unwrap();
@@ -36,7 +55,12 @@ fn chrony_synchronizes_to_a_local_stratum_server() {
 fn chrony_one_shot_measures_near_zero_offset() {
     let port = free_udp_port();
     let _daemon = Daemon::start(&local_config(port, Some(3)), &[]);
-    let (offset, text) = skytime_tests::chronyd_query(&[format!("server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2")], 10);
+    let (offset, text) = skytime_tests::chronyd_query(
+        &[format!(
+            "server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2"
+        )],
+        10,
+    );
     let offset = offset.unwrap_or_else(|| panic!("chronyd -Q got no offset:\n{text}"));
     assert!(offset.abs() < 0.001, "{offset}");
 }
@@ -45,8 +69,16 @@ fn chrony_one_shot_measures_near_zero_offset() {
 fn chrony_refuses_an_unsynchronized_server() {
     let port = free_udp_port();
     let daemon = Daemon::start(&local_config(port, None), &[]);
-    let (offset, text) = skytime_tests::chronyd_query(&[format!("server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2")], 4);
-    assert_eq!(offset, None, "chrony must not use a stratum-16 server:\n{text}");
+    let (offset, text) = skytime_tests::chronyd_query(
+        &[format!(
+            "server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2"
+        )],
+        4,
+    );
+    assert_eq!(
+        offset, None,
+        "chrony must not use a stratum-16 server:\n{text}"
+    );
     let (_, log, _) = daemon.stop();
     // ...although the server did answer it (LI=3, stratum 16).
     let replied: u64 = stat(&log, "replied");
@@ -67,13 +99,26 @@ fn replies_carry_every_field_for_v4_and_v3_clients() {
         assert_eq!(r.leap, LeapIndicator::NoWarning);
         assert_eq!(r.stratum, 7);
         assert_eq!(r.poll, 6, "poll echoed");
-        assert!((-30..=-10).contains(&r.precision), "precision {}", r.precision);
+        assert!(
+            (-30..=-10).contains(&r.precision),
+            "precision {}",
+            r.precision
+        );
         assert_eq!(r.reference_id, ReferenceId::LOCAL);
-        assert_eq!(r.origin_timestamp, t1, "origin = client's transmit timestamp");
+        assert_eq!(
+            r.origin_timestamp, t1,
+            "origin = client's transmit timestamp"
+        );
         assert!(r.reference_timestamp <= r.receive_timestamp);
         assert!(ex.sent <= r.receive_timestamp, "receive after send");
-        assert!(r.receive_timestamp <= r.transmit_timestamp, "transmit after receive");
-        assert!(r.transmit_timestamp <= ex.received, "transmit before the reply arrived");
+        assert!(
+            r.receive_timestamp <= r.transmit_timestamp,
+            "transmit after receive"
+        );
+        assert!(
+            r.transmit_timestamp <= ex.received,
+            "transmit before the reply arrived"
+        );
     }
 }
 
@@ -88,9 +133,17 @@ fn unsynchronized_replies_say_li3_stratum16() {
 
 /// Reads `key=N` from the daemon's final statistics line.
 fn stat(log: &str, key: &str) -> u64 {
-    let line = log.lines().rev().find(|l| l.contains("skytimed stopped")).unwrap_or_else(|| panic!("no final statistics:\n{log}"));
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("skytimed stopped"))
+        .unwrap_or_else(|| panic!("no final statistics:\n{log}"));
     let needle = format!(" {key}=");
-    line.split(&needle).nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    line.split(&needle)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -127,9 +180,13 @@ fn garbage_is_dropped_counted_and_service_goes_on() {
     let ex = query(lo(port)).expect("server still answers after garbage");
     assert_eq!(ex.reply.stratum, 10);
     // Nothing was sent back to the garbage socket.
-    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 64];
-    assert!(sock.recv_from(&mut buf).is_err(), "no reply to any invalid packet");
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "no reply to any invalid packet"
+    );
 
     let (ok, log, _) = daemon.stop();
     assert!(ok);
@@ -137,7 +194,11 @@ fn garbage_is_dropped_counted_and_service_goes_on() {
     assert_eq!(stat(&log, "dropped_not_client_mode"), 7, "{log}");
     assert_eq!(stat(&log, "dropped_bad_version"), 4, "{log}");
     assert_eq!(stat(&log, "replied"), 1, "{log}");
-    assert_eq!(stat(&log, "received"), sent as u64 + 1, "every datagram counted: {log}");
+    assert_eq!(
+        stat(&log, "received"),
+        sent as u64 + 1,
+        "every datagram counted: {log}"
+    );
 }
 
 #[test]
@@ -166,10 +227,23 @@ fn ntpdig_accepts_replies_over_ipv4_and_ipv6() {
         log = log.display(),
         dig = ntpdig.display()
     );
-    let out = run_bounded(Command::new("unshare").args(["-n", "sh", "-c", &script]), Duration::from_secs(60));
+    let out = run_bounded(
+        Command::new("unshare").args(["-n", "sh", "-c", &script]),
+        Duration::from_secs(60),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let replies: Vec<serde_json::Value> = text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(replies.len(), 2, "ntpdig answers for IPv4 and IPv6:\n{text}\n{}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&log).unwrap_or_default());
+    let replies: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        replies.len(),
+        2,
+        "ntpdig answers for IPv4 and IPv6:\n{text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     for r in &replies {
         assert_eq!(r["stratum"], 4, "{r}");
         assert_eq!(r["leap"], "no-leap", "{r}");
@@ -182,18 +256,37 @@ fn check_config_reports_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "[ntp]\nlocal_stratum = 10\n").unwrap();
-    let out = Command::new(bin("skytimed")).arg("--check-config").arg(&good).output().unwrap();
+    let out = Command::new(bin("skytimed"))
+        .arg("--check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[ntp]\nlisten = [\"127.0.0.1:123\"]\n\nlocal_stratum = 99\n").unwrap();
-    let out = Command::new(bin("skytimed")).arg("--check-config").arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "[ntp]\nlisten = [\"127.0.0.1:123\"]\n\nlocal_stratum = 99\n",
+    )
+    .unwrap();
+    let out = Command::new(bin("skytimed"))
+        .arg("--check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml") && err.contains("line 4") && err.contains("out of range"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("line 4") && err.contains("out of range"),
+        "{err}"
+    );
 
     // The daemon itself refuses to start on the same file, with the same words.
-    let out = Command::new(bin("skytimed")).arg("--config").arg(&bad).output().unwrap();
+    let out = Command::new(bin("skytimed"))
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 4"));
 }
@@ -202,9 +295,18 @@ fn check_config_reports_file_and_line() {
 fn command_line_listen_overrides_the_config() {
     let configured = free_udp_port();
     let flagged = free_udp_port();
-    let _daemon = Daemon::start(&local_config(configured, Some(10)), &["--ntp-listen", &format!("127.0.0.1:{flagged}")]);
-    assert!(query(lo(flagged)).is_some(), "serves the --ntp-listen address");
-    assert!(query(lo(configured)).is_none(), "and not the configured one");
+    let _daemon = Daemon::start(
+        &local_config(configured, Some(10)),
+        &["--ntp-listen", &format!("127.0.0.1:{flagged}")],
+    );
+    assert!(
+        query(lo(flagged)).is_some(),
+        "serves the --ntp-listen address"
+    );
+    assert!(
+        query(lo(configured)).is_none(),
+        "and not the configured one"
+    );
 }
 
 #[test]
@@ -213,9 +315,46 @@ fn a_port_in_use_is_a_clear_start_up_error() {
     let port = held.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, local_config(port, None).replace("@DATA@", &dir.path().join("d").display().to_string())).unwrap();
-    let out = run_bounded(Command::new(bin("skytimed")).arg("--config").arg(&cfg), Duration::from_secs(20));
+    std::fs::write(
+        &cfg,
+        local_config(port, None).replace("@DATA@", &dir.path().join("d").display().to_string()),
+    )
+    .unwrap();
+    let out = run_bounded(
+        Command::new(bin("skytimed")).arg("--config").arg(&cfg),
+        Duration::from_secs(20),
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot serve NTP on 127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot serve NTP on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigint_stops_as_cleanly_as_sigterm_and_kernel_timestamps_are_used() {
+    let port = free_udp_port();
+    let daemon = Daemon::start(&local_config(port, Some(10)), &[]);
+    assert!(query(lo(port)).is_some());
+    daemon.signal("INT");
+    let stopped = skytime_tests::wait_until(Duration::from_secs(10), || {
+        daemon.log().contains("skytimed stopped").then_some(())
+    });
+    assert!(
+        stopped.is_some(),
+        "SIGINT stops the daemon:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(log.contains("SIGINT: shutting down"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("skytimed stopped"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains(" kernel_timestamps=1 "),
+        "receive timestamps come from the kernel: {line}"
+    );
 }

@@ -28,7 +28,7 @@ pub struct ExtensionField<'a> {
 }
 
 /// Why bytes are not a sequence of extension fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum FieldError {
     #[error("extension field at offset {0} runs past the end of the packet")]
     Truncated(usize),

@@ -1,1 +1,27 @@
-//! skytime-nts (work in progress).
+//! # skytime-nts: Network Time Security (RFC 8915), sans I/O
+//!
+//! Everything NTS decides, with no sockets, no TLS library, no clock and no
+//! async runtime: bytes, keys and times in, decisions and bytes out. The
+//! daemon (`skytimed::nts`) does the I/O around it.
+//!
+//! - [`record`]: NTS-KE record wire format and message framing.
+//! - [`ke`]: the NTS-KE server's request check and response
+//!   ([`ke::decide`], [`ke::accept_response`]), the exporter context.
+//! - [`aead`]: the negotiable AEAD algorithm (AES-SIV-CMAC-256) and
+//!   the session keys.
+//! - [`cookie`]: cookie format and sealing under a master key.
+//! - [`keyset`]: master keys, rotation schedule, key file format.
+//! - [`extension`]: NTPv4 extension fields and the NTS ones.
+//! - [`server`]: verifying an NTS-protected request and building the
+//!   reply or NAK ([`server::process`]).
+//!
+//! Randomness is passed in (`rand::RngCore + CryptoRng`); the daemon uses
+//! the OS generator, tests a seeded one.
+
+pub mod aead;
+pub mod cookie;
+pub mod extension;
+pub mod ke;
+pub mod keyset;
+pub mod record;
+pub mod server;

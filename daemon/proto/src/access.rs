@@ -82,11 +82,19 @@ impl FromStr for IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr_s.trim().parse().map_err(|_| IpNetError::BadAddress(s.into()))?;
+        let addr: IpAddr = addr_s
+            .trim()
+            .parse()
+            .map_err(|_| IpNetError::BadAddress(s.into()))?;
         let width = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix_s {
             None => width,
-            Some(p) => p.trim().parse::<u8>().ok().filter(|&p| p <= width).ok_or_else(|| IpNetError::BadPrefix(s.into()))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= width)
+                .ok_or_else(|| IpNetError::BadPrefix(s.into()))?,
         };
         let net = Self { addr, prefix };
         let (bits, _) = Self::bits(addr);
@@ -96,7 +104,13 @@ impl FromStr for IpNet {
                 IpAddr::V4(_) => IpAddr::V4((masked as u32).into()),
                 IpAddr::V6(_) => IpAddr::V6(masked.into()),
             };
-            return Err(IpNetError::HostBits(s.into(), Self { addr: fixed, prefix }));
+            return Err(IpNetError::HostBits(
+                s.into(),
+                Self {
+                    addr: fixed,
+                    prefix,
+                },
+            ));
         }
         Ok(net)
     }
@@ -124,7 +138,11 @@ pub struct AccessList {
 impl AccessList {
     /// Builds the list from the configured allow and deny networks.
     pub fn new(allow: &[IpNet], deny: &[IpNet]) -> Self {
-        let mut rules: Vec<(IpNet, Verdict)> = allow.iter().map(|n| (*n, Verdict::Allow)).chain(deny.iter().map(|n| (*n, Verdict::Deny))).collect();
+        let mut rules: Vec<(IpNet, Verdict)> = allow
+            .iter()
+            .map(|n| (*n, Verdict::Allow))
+            .chain(deny.iter().map(|n| (*n, Verdict::Deny)))
+            .collect();
         // Most specific first; deny before allow at equal specificity.
         rules.sort_by_key(|(n, v)| (std::cmp::Reverse(n.prefix), *v == Verdict::Allow));
         Self { rules }
@@ -132,11 +150,17 @@ impl AccessList {
 
     /// Everyone is allowed (the appliance default).
     pub fn allow_all() -> Self {
-        Self::new(&["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()], &[])
+        Self::new(
+            &["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+            &[],
+        )
     }
 
     pub fn check(&self, addr: IpAddr) -> Verdict {
-        self.rules.iter().find(|(n, _)| n.contains(addr)).map_or(Verdict::Deny, |(_, v)| *v)
+        self.rules
+            .iter()
+            .find(|(n, _)| n.contains(addr))
+            .map_or(Verdict::Deny, |(_, v)| *v)
     }
 
     pub fn is_allowed(&self, addr: IpAddr) -> bool {
@@ -165,16 +189,31 @@ mod tests {
 
     #[test]
     fn rejects_bad_networks_with_reasons() {
-        assert!(matches!("banana".parse::<IpNet>(), Err(IpNetError::BadAddress(_))));
-        assert!(matches!("10.0.0.0/33".parse::<IpNet>(), Err(IpNetError::BadPrefix(_))));
-        assert!(matches!("::/129".parse::<IpNet>(), Err(IpNetError::BadPrefix(_))));
+        assert!(matches!(
+            "banana".parse::<IpNet>(),
+            Err(IpNetError::BadAddress(_))
+        ));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<IpNet>(),
+            Err(IpNetError::BadPrefix(_))
+        ));
+        assert!(matches!(
+            "::/129".parse::<IpNet>(),
+            Err(IpNetError::BadPrefix(_))
+        ));
         let e = "10.1.2.3/8".parse::<IpNet>().unwrap_err();
-        assert_eq!(e.to_string(), "'10.1.2.3/8' has bits set after its prefix; did you mean 10.0.0.0/8?");
+        assert_eq!(
+            e.to_string(),
+            "'10.1.2.3/8' has bits set after its prefix; did you mean 10.0.0.0/8?"
+        );
     }
 
     #[test]
     fn most_specific_rule_wins() {
-        let acl = AccessList::new(&[net("10.0.0.0/8"), net("10.1.2.0/24")], &[net("10.1.0.0/16")]);
+        let acl = AccessList::new(
+            &[net("10.0.0.0/8"), net("10.1.2.0/24")],
+            &[net("10.1.0.0/16")],
+        );
         assert!(acl.is_allowed(ip("10.9.9.9")));
         assert!(!acl.is_allowed(ip("10.1.9.9")));
         assert!(acl.is_allowed(ip("10.1.2.3")));

@@ -147,7 +147,8 @@ impl NtpHeader {
         let Some((head, rest)) = buf.split_first_chunk::<HEADER_LEN>() else {
             return Err(TooShort(buf.len()));
         };
-        let u32_at = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let u32_at =
+            |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
         let u64_at = |i: usize| ((u32_at(i) as u64) << 32) | u32_at(i + 4) as u64;
         let header = Self {
             leap: LeapIndicator::from_bits(head[0] >> 6),
@@ -225,7 +226,10 @@ mod tests {
         assert_eq!(&b[8..12], &[0, 0, 0, 0x42]);
         assert_eq!(&b[12..16], b"GPS\0");
         assert_eq!(&b[16..24], &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(&b[40..48], &[0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38]);
+        assert_eq!(
+            &b[40..48],
+            &[0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38]
+        );
     }
 
     #[test]

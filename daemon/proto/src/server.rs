@@ -92,7 +92,11 @@ pub struct ClientRequest<'a> {
 
 /// Checks a datagram from `remote` against what a client request must be,
 /// in the order a packet is cheapest to refuse.
-pub fn classify<'a>(buf: &'a [u8], remote: SocketAddr, acl: &AccessList) -> Result<ClientRequest<'a>, DropReason> {
+pub fn classify<'a>(
+    buf: &'a [u8],
+    remote: SocketAddr,
+    acl: &AccessList,
+) -> Result<ClientRequest<'a>, DropReason> {
     if remote.port() == 0 {
         return Err(DropReason::SourcePortZero);
     }
@@ -130,7 +134,11 @@ impl Reply {
 pub fn reply_header(request: &NtpHeader, receive: NtpTimestamp, state: &SyncState) -> Reply {
     let synchronized = state.is_synchronized();
     let header = NtpHeader {
-        leap: if synchronized { state.leap } else { LeapIndicator::Unsynchronized },
+        leap: if synchronized {
+            state.leap
+        } else {
+            LeapIndicator::Unsynchronized
+        },
         // RFC 5905: the server echoes the request's version.
         version: request.version,
         mode: Mode::Server,
@@ -152,7 +160,12 @@ pub fn reply_header(request: &NtpHeader, receive: NtpTimestamp, state: &SyncStat
 
 /// Builds a kiss-o'-death reply (stratum 0, LI 3) carrying `code`, for
 /// example `NTSN` when an NTS cookie cannot be decrypted.
-pub fn kiss_header(request: &NtpHeader, receive: NtpTimestamp, code: ReferenceId, precision: i8) -> Reply {
+pub fn kiss_header(
+    request: &NtpHeader,
+    receive: NtpTimestamp,
+    code: ReferenceId,
+    precision: i8,
+) -> Reply {
     let header = NtpHeader {
         leap: LeapIndicator::Unsynchronized,
         version: request.version,
@@ -203,17 +216,34 @@ mod tests {
     #[test]
     fn drops_every_invalid_kind_with_its_reason() {
         let from = CLIENT.parse().unwrap();
-        assert_eq!(classify(&[0u8; 47], from, &allow_all()), Err(DropReason::TooShort));
+        assert_eq!(
+            classify(&[0u8; 47], from, &allow_all()),
+            Err(DropReason::TooShort)
+        );
         assert_eq!(classify(&[], from, &allow_all()), Err(DropReason::TooShort));
         for v in [0, 5, 6, 7] {
-            assert_eq!(classify(&request(v, 3), from, &allow_all()), Err(DropReason::BadVersion), "v{v}");
+            assert_eq!(
+                classify(&request(v, 3), from, &allow_all()),
+                Err(DropReason::BadVersion),
+                "v{v}"
+            );
         }
         for m in [0, 1, 2, 4, 5, 6, 7] {
-            assert_eq!(classify(&request(4, m), from, &allow_all()), Err(DropReason::NotClientMode), "mode {m}");
+            assert_eq!(
+                classify(&request(4, m), from, &allow_all()),
+                Err(DropReason::NotClientMode),
+                "mode {m}"
+            );
         }
         let port0 = "192.0.2.10:0".parse().unwrap();
-        assert_eq!(classify(&request(4, 3), port0, &allow_all()), Err(DropReason::SourcePortZero));
-        assert_eq!(classify(&request(4, 3), from, &AccessList::default()), Err(DropReason::AccessDenied));
+        assert_eq!(
+            classify(&request(4, 3), port0, &allow_all()),
+            Err(DropReason::SourcePortZero)
+        );
+        assert_eq!(
+            classify(&request(4, 3), from, &AccessList::default()),
+            Err(DropReason::AccessDenied)
+        );
     }
 
     #[test]
@@ -257,7 +287,11 @@ mod tests {
     fn unsynchronized_state_gives_li3_stratum16() {
         let b = request(4, 3);
         let req = classify(&b, CLIENT.parse().unwrap(), &allow_all()).unwrap();
-        let reply = reply_header(&req.header, NtpTimestamp::from_unix(1_800_000_000, 0), &SyncState::unsynchronized(-20));
+        let reply = reply_header(
+            &req.header,
+            NtpTimestamp::from_unix(1_800_000_000, 0),
+            &SyncState::unsynchronized(-20),
+        );
         assert_eq!(reply.header.leap, LeapIndicator::Unsynchronized);
         assert_eq!(reply.header.stratum, 16);
     }
@@ -266,7 +300,12 @@ mod tests {
     fn kiss_reply_is_stratum_zero_with_code() {
         let b = request(4, 3);
         let req = classify(&b, CLIENT.parse().unwrap(), &allow_all()).unwrap();
-        let k = kiss_header(&req.header, NtpTimestamp::from_unix(1_800_000_000, 0), ReferenceId::KISS_NTSN, -20);
+        let k = kiss_header(
+            &req.header,
+            NtpTimestamp::from_unix(1_800_000_000, 0),
+            ReferenceId::KISS_NTSN,
+            -20,
+        );
         assert_eq!(k.header.stratum, 0);
         assert_eq!(k.header.reference_id.0, *b"NTSN");
         assert_eq!(k.header.origin_timestamp, req.header.transmit_timestamp);

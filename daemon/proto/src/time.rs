@@ -151,7 +151,11 @@ mod tests {
 
     #[test]
     fn unix_round_trip_keeps_nanoseconds() {
-        for &(s, n) in &[(0i64, 0u32), (1_700_000_000, 999_999_999), (2_000_000_000, 1)] {
+        for &(s, n) in &[
+            (0i64, 0u32),
+            (1_700_000_000, 999_999_999),
+            (2_000_000_000, 1),
+        ] {
             let ts = NtpTimestamp::from_unix(s, n);
             let (s2, n2) = ts.to_unix(1_790_000_000);
             assert_eq!(s2, s);

@@ -23,7 +23,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/skytime/skytime.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration in {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -67,14 +70,20 @@ impl Default for Config {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Validates `text` as if it had been read from `path` (used in error
     /// messages only).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid { path: path.to_owned(), message: e.to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         Ok(config)
     }
 }
@@ -132,7 +141,12 @@ pub struct NtpConfig {
 
 impl Default for NtpConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), allow: default_allow(), deny: Vec::new(), local_stratum: None }
+        Self {
+            listen: default_listen(),
+            allow: default_allow(),
+            deny: Vec::new(),
+            local_stratum: None,
+        }
     }
 }
 
@@ -152,17 +166,25 @@ fn default_allow() -> Vec<IpNet> {
 
 fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
     let raw = Vec::<String>::deserialize(d)?;
-    raw.iter().map(|s| s.parse::<IpNet>().map_err(serde::de::Error::custom)).collect()
+    raw.iter()
+        .map(|s| s.parse::<IpNet>().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 fn nonempty_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
     let raw = Vec::<String>::deserialize(d)?;
     if raw.is_empty() {
-        return Err(serde::de::Error::custom("listen needs at least one address such as \"0.0.0.0:123\""));
+        return Err(serde::de::Error::custom(
+            "listen needs at least one address such as \"0.0.0.0:123\"",
+        ));
     }
     let mut out = Vec::with_capacity(raw.len());
     for s in &raw {
-        let addr: SocketAddr = s.parse().map_err(|_| serde::de::Error::custom(format!("'{s}' is not an address:port (IPv6 goes in brackets: \"[::]:123\")")))?;
+        let addr: SocketAddr = s.parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "'{s}' is not an address:port (IPv6 goes in brackets: \"[::]:123\")"
+            ))
+        })?;
         if out.contains(&addr) {
             return Err(serde::de::Error::custom(format!("'{s}' is listed twice")));
         }
@@ -206,7 +228,10 @@ mod tests {
         let c = parse("").unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.ntp.listen.len(), 2);
-        assert!(c.ntp.access_list().is_allowed("198.51.100.7".parse().unwrap()));
+        assert!(c
+            .ntp
+            .access_list()
+            .is_allowed("198.51.100.7".parse().unwrap()));
         assert_eq!(c.ntp.local_stratum, None);
     }
 
@@ -220,7 +245,10 @@ mod tests {
     #[test]
     fn demo_file_parses() {
         let c = parse(include_str!("../demo.toml")).unwrap();
-        assert_eq!(c.ntp.listen, vec!["127.0.0.1:11123".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.ntp.listen,
+            vec!["127.0.0.1:11123".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]
@@ -237,7 +265,14 @@ mod tests {
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("stratum 16 is out of range"), "{e}");
         assert!(parse("[ntp]\nlocal_stratum = 0\n").is_err());
-        assert_eq!(parse("[ntp]\nlocal_stratum = 10\n").unwrap().ntp.local_stratum.map(Stratum::get), Some(10));
+        assert_eq!(
+            parse("[ntp]\nlocal_stratum = 10\n")
+                .unwrap()
+                .ntp
+                .local_stratum
+                .map(Stratum::get),
+            Some(10)
+        );
     }
 
     #[test]
@@ -254,7 +289,10 @@ mod tests {
 
     #[test]
     fn log_level_is_checked() {
-        assert_eq!(parse("[log]\nlevel = \"debug\"\n").unwrap().log.level, LogLevel::Debug);
+        assert_eq!(
+            parse("[log]\nlevel = \"debug\"\n").unwrap().log.level,
+            LogLevel::Debug
+        );
         let e = parse("[log]\nlevel = \"loud\"\n").unwrap_err();
         assert!(e.contains("loud"), "{e}");
     }

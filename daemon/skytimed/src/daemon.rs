@@ -18,9 +18,16 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot serve NTP on {addr}: {source}{hint}")]
-    Bind { addr: SocketAddr, source: std::io::Error, hint: &'static str },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+        hint: &'static str,
+    },
     #[error("NTS: {0}")]
     Nts(#[from] crate::nts::NtsError),
     #[error("reference clock: {0}")]
@@ -32,7 +39,10 @@ pub enum DaemonError {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), DaemonError> {
     let shutdown = CancellationToken::new();
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir { path: config.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
 
     let precision = ntp_io::measure_precision();
     let local_stratum = config.ntp.local_stratum.map(|s| s.get());
@@ -47,16 +57,37 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     let mut sockets = Vec::new();
     for addr in &config.ntp.listen {
         let socket = NtpSocket::bind(*addr).map_err(|source| {
-            let hint = if source.kind() == std::io::ErrorKind::PermissionDenied { " (ports below 1024 need CAP_NET_BIND_SERVICE)" } else { "" };
-            DaemonError::Bind { addr: *addr, source, hint }
+            let hint = if source.kind() == std::io::ErrorKind::PermissionDenied {
+                " (ports below 1024 need CAP_NET_BIND_SERVICE)"
+            } else {
+                ""
+            };
+            DaemonError::Bind {
+                addr: *addr,
+                source,
+                hint,
+            }
         })?;
         tracing::info!(address = %socket.local_addr(), "serving NTP");
         sockets.push(socket);
     }
 
-    let nts = Arc::new(NtsService::start(&config.nts, &config.data_dir, &nts_ke_listen, shutdown.child_token()).await?);
+    let nts = Arc::new(
+        NtsService::start(
+            &config.nts,
+            &config.data_dir,
+            &nts_ke_listen,
+            shutdown.child_token(),
+        )
+        .await?,
+    );
     let stats = Arc::new(ServerStats::default());
-    let ctx = Arc::new(ServerContext { acl: config.ntp.access_list(), sync: sync_rx, nts: nts.clone(), stats: stats.clone() });
+    let ctx = Arc::new(ServerContext {
+        acl: config.ntp.access_list(),
+        sync: sync_rx,
+        nts: nts.clone(),
+        stats: stats.clone(),
+    });
 
     // One task per core and socket: a burst on one socket is served by
     // every core, while an idle socket costs nothing.
@@ -65,16 +96,26 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     for socket in sockets {
         let socket = Arc::new(socket);
         for _ in 0..workers {
-            tasks.spawn(ntp_server::serve(socket.clone(), ctx.clone(), shutdown.child_token()));
+            tasks.spawn(ntp_server::serve(
+                socket.clone(),
+                ctx.clone(),
+                shutdown.child_token(),
+            ));
         }
     }
 
     let (sample_tx, sample_rx) = mpsc::channel(256);
     let _refclocks = Refclocks::start(&config.gps, sample_tx, shutdown.child_token()).await?;
     {
-        let (clock, data_dir, token) = (config.clock.clone(), config.data_dir.clone(), shutdown.child_token());
+        let (clock, data_dir, token) = (
+            config.clock.clone(),
+            config.data_dir.clone(),
+            shutdown.child_token(),
+        );
         tasks.spawn(async move {
-            if let Err(e) = crate::clock::run(clock, data_dir, local_stratum, sample_rx, sync_tx, token).await {
+            if let Err(e) =
+                crate::clock::run(clock, data_dir, local_stratum, sample_rx, sync_tx, token).await
+            {
                 tracing::error!("clock discipline stopped: {e}");
             }
         });
@@ -86,7 +127,9 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         precision,
         "skytimed ready"
     );
-    wait_for_signals(&nts, &stats).await.map_err(DaemonError::Signals)?;
+    wait_for_signals(&nts, &stats)
+        .await
+        .map_err(DaemonError::Signals)?;
 
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}

@@ -81,7 +81,11 @@ fn main() -> ExitCode {
     skytimed::logging::init(cli.log_level.unwrap_or(config.log.level));
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, "skytimed starting");
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("skytimed").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("skytimed")
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");

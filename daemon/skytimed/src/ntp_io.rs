@@ -6,11 +6,11 @@
 //! that same local address as its source, so a server bound to a wildcard
 //! address on a multi-homed host answers from the address the client asked.
 
-use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{self, sockopt, ControlMessage, MsgFlags, SockaddrStorage};
 use nix::sys::time::TimeSpec;
 use skytime_proto::NtpTimestamp;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use tokio::io::Interest;
@@ -44,7 +44,8 @@ pub struct Received {
 
 /// Reads CLOCK_REALTIME as an NTP timestamp.
 pub fn now() -> NtpTimestamp {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).unwrap_or(TimeSpec::new(0, 0));
+    let ts =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).unwrap_or(TimeSpec::new(0, 0));
     timespec_to_ntp(&ts)
 }
 
@@ -57,7 +58,11 @@ impl NtpSocket {
     /// sockets are IPv6-only so that `0.0.0.0:123` and `[::]:123` can both be
     /// bound. Must be called inside a tokio runtime.
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        let domain = if addr.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
         let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
         if addr.is_ipv6() {
             sock.set_only_v6(true)?;
@@ -70,11 +75,15 @@ impl NtpSocket {
         if addr.is_ipv4() {
             socket::setsockopt(&sock, sockopt::Ipv4PacketInfo, &true).map_err(io::Error::from)?;
         } else {
-            socket::setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true).map_err(io::Error::from)?;
+            socket::setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true)
+                .map_err(io::Error::from)?;
         }
         let std_sock: std::net::UdpSocket = sock.into();
         let local = std_sock.local_addr()?;
-        Ok(Self { socket: UdpSocket::from_std(std_sock)?, local })
+        Ok(Self {
+            socket: UdpSocket::from_std(std_sock)?,
+            local,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -86,60 +95,68 @@ impl NtpSocket {
         self.socket.readable().await
     }
 
-    /// Reads one datagram without waiting; `WouldBlock` when none is queued.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
-        self.socket.try_io(Interest::READABLE, || recv_timestamped(self.socket.as_raw_fd(), buf))
-    }
-
     /// Reads up to `batch.capacity()` queued datagrams with one `recvmmsg`
     /// call; `WouldBlock` when none is queued. Read them with
     /// [`RecvBatch::get`] for indices below the returned count.
     pub fn try_recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        self.socket.try_io(Interest::READABLE, || batch.recv(self.socket.as_raw_fd()))
+        self.socket
+            .try_io(Interest::READABLE, || batch.recv(self.socket.as_raw_fd()))
     }
 
     /// Sends `data` to `remote`, from `local_ip` when given. Sending does
     /// not wait: a full socket buffer drops the reply (UDP semantics) and
     /// reports the error.
-    pub fn send(&self, data: &[u8], remote: SocketAddr, local_ip: Option<IpAddr>) -> io::Result<()> {
+    pub fn send(
+        &self,
+        data: &[u8],
+        remote: SocketAddr,
+        local_ip: Option<IpAddr>,
+    ) -> io::Result<()> {
         let fd = self.socket.as_raw_fd();
         let iov = [IoSlice::new(data)];
         let dest = SockaddrStorage::from(remote);
         let sent = match (local_ip, remote) {
             (Some(IpAddr::V4(src)), SocketAddr::V4(_)) => {
-                let info = libc::in_pktinfo { ipi_ifindex: 0, ipi_spec_dst: libc::in_addr { s_addr: u32::from(src).to_be() }, ipi_addr: libc::in_addr { s_addr: 0 } };
-                socket::sendmsg(fd, &iov, &[ControlMessage::Ipv4PacketInfo(&info)], MsgFlags::MSG_DONTWAIT, Some(&dest))
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(src).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                socket::sendmsg(
+                    fd,
+                    &iov,
+                    &[ControlMessage::Ipv4PacketInfo(&info)],
+                    MsgFlags::MSG_DONTWAIT,
+                    Some(&dest),
+                )
             }
             (Some(IpAddr::V6(src)), SocketAddr::V6(_)) => {
-                let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: src.octets() }, ipi6_ifindex: 0 };
-                socket::sendmsg(fd, &iov, &[ControlMessage::Ipv6PacketInfo(&info)], MsgFlags::MSG_DONTWAIT, Some(&dest))
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: src.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                socket::sendmsg(
+                    fd,
+                    &iov,
+                    &[ControlMessage::Ipv6PacketInfo(&info)],
+                    MsgFlags::MSG_DONTWAIT,
+                    Some(&dest),
+                )
             }
-            _ => socket::sendmsg::<SockaddrStorage>(fd, &iov, &[], MsgFlags::MSG_DONTWAIT, Some(&dest)),
+            _ => socket::sendmsg::<SockaddrStorage>(
+                fd,
+                &iov,
+                &[],
+                MsgFlags::MSG_DONTWAIT,
+                Some(&dest),
+            ),
         };
         sent.map(|_| ()).map_err(io::Error::from)
     }
-}
-
-fn recv_timestamped(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Received> {
-    let mut cmsg = nix::cmsg_space!(TimeSpec, libc::in6_pktinfo);
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = socket::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)?;
-    let mut timestamp = None;
-    let mut local_ip = None;
-    if let Ok(cmsgs) = msg.cmsgs() {
-        for c in cmsgs {
-            match c {
-                ControlMessageOwned::ScmTimestampns(ts) => timestamp = Some(timespec_to_ntp(&ts)),
-                ControlMessageOwned::Ipv4PacketInfo(info) => local_ip = Some(IpAddr::V4(u32::from_be(info.ipi_addr.s_addr).into())),
-                ControlMessageOwned::Ipv6PacketInfo(info) => local_ip = Some(IpAddr::V6(info.ipi6_addr.s6_addr.into())),
-                _ => {}
-            }
-        }
-    }
-    let remote = msg.address.as_ref().and_then(storage_to_socketaddr).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without an IP source address"))?;
-    let len = msg.bytes;
-    let kernel_timestamp = timestamp.is_some();
-    Ok(Received { len, remote, timestamp: timestamp.unwrap_or_else(now), kernel_timestamp, local_ip })
 }
 
 /// Datagrams per `recvmmsg` call. A burst larger than this is read in
@@ -194,7 +211,10 @@ impl RecvBatch {
 
     fn recv(&mut self, fd: std::os::fd::RawFd) -> io::Result<usize> {
         for i in 0..BATCH {
-            self.iovs[i] = libc::iovec { iov_base: self.bufs[i].as_mut_ptr().cast(), iov_len: RECV_BUFFER };
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: RECV_BUFFER,
+            };
             let hdr = &mut self.hdrs[i].msg_hdr;
             hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
             hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -208,7 +228,15 @@ impl RecvBatch {
         // SAFETY: every header points into buffers owned by `self` that
         // outlive the call, with the lengths given; the kernel writes at
         // most that much into each.
-        let n = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -237,15 +265,21 @@ impl RecvBatch {
                 let data = libc::CMSG_DATA(c);
                 let payload = (*c).cmsg_len as usize - (data as usize - c as usize);
                 match ((*c).cmsg_level, (*c).cmsg_type) {
-                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) if payload >= std::mem::size_of::<libc::timespec>() => {
+                    (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS)
+                        if payload >= std::mem::size_of::<libc::timespec>() =>
+                    {
                         let ts: libc::timespec = std::ptr::read_unaligned(data.cast());
                         timestamp = Some(NtpTimestamp::from_unix(ts.tv_sec, ts.tv_nsec as u32));
                     }
-                    (libc::IPPROTO_IP, libc::IP_PKTINFO) if payload >= std::mem::size_of::<libc::in_pktinfo>() => {
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO)
+                        if payload >= std::mem::size_of::<libc::in_pktinfo>() =>
+                    {
                         let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
                         local_ip = Some(IpAddr::V4(u32::from_be(info.ipi_addr.s_addr).into()));
                     }
-                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if payload >= std::mem::size_of::<libc::in6_pktinfo>() => {
+                    (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO)
+                        if payload >= std::mem::size_of::<libc::in6_pktinfo>() =>
+                    {
                         let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
                         local_ip = Some(IpAddr::V6(info.ipi6_addr.s6_addr.into()));
                     }
@@ -255,7 +289,13 @@ impl RecvBatch {
             }
         }
         let kernel_timestamp = timestamp.is_some();
-        let received = Received { len, remote, timestamp: timestamp.unwrap_or_else(now), kernel_timestamp, local_ip };
+        let received = Received {
+            len,
+            remote,
+            timestamp: timestamp.unwrap_or_else(now),
+            kernel_timestamp,
+            local_ip,
+        };
         Some((&self.bufs[i][..len], received))
     }
 }
@@ -264,71 +304,26 @@ fn sockaddr_to_socketaddr(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> 
     match ss.ss_family as libc::c_int {
         libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let a: libc::sockaddr_in = unsafe { std::ptr::read_unaligned((ss as *const libc::sockaddr_storage).cast()) };
-            Some(SocketAddr::from((u32::from_be(a.sin_addr.s_addr).to_be_bytes(), u16::from_be(a.sin_port))))
+            let a: libc::sockaddr_in =
+                unsafe { std::ptr::read_unaligned((ss as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            )))
         }
         libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let a: libc::sockaddr_in6 = unsafe { std::ptr::read_unaligned((ss as *const libc::sockaddr_storage).cast()) };
+            let a: libc::sockaddr_in6 =
+                unsafe { std::ptr::read_unaligned((ss as *const libc::sockaddr_storage).cast()) };
             let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id)))
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
         }
         _ => None,
-    }
-}
-
-fn storage_to_socketaddr(s: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = s.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    s.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn kernel_timestamps_and_local_address_arrive_with_datagrams() {
-        let server = NtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let before = now();
-        client.send_to(b"hello", server.local_addr()).unwrap();
-        let mut buf = [0u8; RECV_BUFFER];
-        let got = loop {
-            server.readable().await.unwrap();
-            match server.try_recv(&mut buf) {
-                Ok(r) => break r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => panic!("{e}"),
-            }
-        };
-        let after = now();
-        assert_eq!(&buf[..got.len], b"hello");
-        assert_eq!(got.remote, client.local_addr().unwrap());
-        assert!(got.kernel_timestamp, "loopback must give SO_TIMESTAMPNS");
-        assert!(got.timestamp >= before && got.timestamp <= after, "timestamp taken on arrival");
-        assert_eq!(got.local_ip, Some("127.0.0.1".parse().unwrap()));
-        server.send(b"reply", got.remote, got.local_ip).unwrap();
-        let mut rbuf = [0u8; 16];
-        client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-        let (n, from) = client.recv_from(&mut rbuf).unwrap();
-        assert_eq!(&rbuf[..n], b"reply");
-        assert_eq!(from, server.local_addr());
-    }
-
-    #[tokio::test]
-    async fn ipv6_and_ipv4_wildcards_bind_side_by_side() {
-        let v4 = NtpSocket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
-        let port = v4.local_addr().port();
-        // Without IPV6_V6ONLY this bind would fail with EADDRINUSE.
-        let v6 = NtpSocket::bind(SocketAddr::new("::".parse().unwrap(), port));
-        if let Ok(v6) = v6 {
-            assert_eq!(v6.local_addr().port(), port);
-        } else {
-            // Hosts without IPv6 cannot open the socket at all.
-            assert!(std::net::UdpSocket::bind("[::1]:0").is_err());
-        }
     }
 }
 
@@ -347,4 +342,100 @@ pub fn measure_precision() -> i8 {
     }
     let seconds = (best.clamp(1, 1_000_000_000) as f64) * 1e-9;
     seconds.log2().ceil().clamp(-30.0, 0.0) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kernel_timestamps_and_local_address_arrive_with_datagrams() {
+        let server = NtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = now();
+        client.send_to(b"hello", server.local_addr()).unwrap();
+        let mut batch = RecvBatch::default();
+        let n = recv_some(&server, &mut batch).await;
+        assert_eq!(n, 1);
+        let (data, got) = batch.get(0).unwrap();
+        let after = now();
+        assert_eq!(data, b"hello");
+        assert_eq!(got.remote, client.local_addr().unwrap());
+        assert!(got.kernel_timestamp, "loopback must give SO_TIMESTAMPNS");
+        assert!(
+            got.timestamp >= before && got.timestamp <= after,
+            "timestamp taken on arrival"
+        );
+        assert_eq!(got.local_ip, Some("127.0.0.1".parse().unwrap()));
+        server.send(b"reply", got.remote, got.local_ip).unwrap();
+        let mut rbuf = [0u8; 16];
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let (n, from) = client.recv_from(&mut rbuf).unwrap();
+        assert_eq!(&rbuf[..n], b"reply");
+        assert_eq!(from, server.local_addr());
+    }
+
+    async fn recv_some(server: &NtpSocket, batch: &mut RecvBatch) -> usize {
+        loop {
+            server.readable().await.unwrap();
+            match server.try_recv_batch(batch) {
+                Ok(n) => return n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_read_in_batches_with_per_datagram_metadata() {
+        let server = NtpSocket::bind("[::1]:0".parse().unwrap());
+        let Ok(server) = server else {
+            return assert!(
+                std::net::UdpSocket::bind("[::1]:0").is_err(),
+                "IPv6 loopback exists but bind failed"
+            );
+        };
+        let clients: Vec<_> = (0..BATCH + 4)
+            .map(|_| std::net::UdpSocket::bind("[::1]:0").unwrap())
+            .collect();
+        for (i, c) in clients.iter().enumerate() {
+            c.send_to(&[i as u8; 3], server.local_addr()).unwrap();
+        }
+        let mut batch = RecvBatch::default();
+        let mut seen = Vec::new();
+        while seen.len() < clients.len() {
+            let n = recv_some(&server, &mut batch).await;
+            assert!(n <= BATCH);
+            for i in 0..n {
+                let (data, rx) = batch.get(i).unwrap();
+                assert_eq!(data.len(), 3);
+                assert_eq!(
+                    rx.remote,
+                    clients[data[0] as usize].local_addr().unwrap(),
+                    "address matches the sender"
+                );
+                assert!(rx.kernel_timestamp);
+                assert_eq!(rx.local_ip, Some("::1".parse().unwrap()));
+                seen.push(data[0]);
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..clients.len() as u8).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn ipv6_and_ipv4_wildcards_bind_side_by_side() {
+        let v4 = NtpSocket::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = v4.local_addr().port();
+        // Without IPV6_V6ONLY this bind would fail with EADDRINUSE.
+        let v6 = NtpSocket::bind(SocketAddr::new("::".parse().unwrap(), port));
+        if let Ok(v6) = v6 {
+            assert_eq!(v6.local_addr().port(), port);
+        } else {
+            // Hosts without IPv6 cannot open the socket at all.
+            assert!(std::net::UdpSocket::bind("[::1]:0").is_err());
+        }
+    }
 }

@@ -82,7 +82,12 @@ fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, 
         None
     };
     let reply = match &nts {
-        Some(NtsVerdict::Nak(_)) => server::kiss_header(&request.header, rx.timestamp, ReferenceId::KISS_NTSN, state.precision),
+        Some(NtsVerdict::Nak(_)) => server::kiss_header(
+            &request.header,
+            rx.timestamp,
+            ReferenceId::KISS_NTSN,
+            state.precision,
+        ),
         _ => server::reply_header(&request.header, rx.timestamp, &state),
     };
     // The transmit timestamp is read as late as possible: after every
@@ -102,7 +107,10 @@ fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, 
             out.extend_from_slice(&header);
         }
     }
-    debug_assert!(out.len() <= packet.len(), "a reply is never larger than its request");
+    debug_assert!(
+        out.len() <= packet.len(),
+        "a reply is never larger than its request"
+    );
     match socket.send(out, rx.remote, rx.local_ip) {
         Ok(()) => ctx.stats.replied(),
         Err(e) => {

@@ -58,7 +58,10 @@ impl ServerStats {
             nts_replied: self.nts_replied.load(Relaxed),
             nts_naks: self.nts_naks.load(Relaxed),
             kernel_timestamps: self.kernel_timestamps.load(Relaxed),
-            dropped: DropReason::ALL.iter().map(|r| (r.as_str(), self.dropped[r.index()].load(Relaxed))).collect(),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), self.dropped[r.index()].load(Relaxed)))
+                .collect(),
         }
     }
 }

@@ -39,7 +39,9 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
 
     let sky_port = free_udp_port();
     let sky = Daemon::start(&format!("data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{sky_port}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n"), &[]);
@@ -54,7 +56,14 @@ fn main() {
     for round in 0..args.rounds {
         let (s, s_cpu) = measure(lo(sky_port), sky_pid, &args);
         let (c, c_cpu) = measure(lo(chrony_port), chrony_pid, &args);
-        eprintln!("round {}: skytimed {:.0}/s {:.2} us CPU/reply, chronyd {:.0}/s {:.2} us CPU/reply", round + 1, s, s_cpu, c, c_cpu);
+        eprintln!(
+            "round {}: skytimed {:.0}/s {:.2} us CPU/reply, chronyd {:.0}/s {:.2} us CPU/reply",
+            round + 1,
+            s,
+            s_cpu,
+            c,
+            c_cpu
+        );
         sky_rates.push(s);
         chrony_rates.push(c);
         sky_cpu.push(s_cpu);
@@ -69,14 +78,46 @@ fn main() {
     let c_cpu = median(&mut chrony_cpu);
     println!();
     println!("skytime benchmark: NTP server on loopback ({cores} cores, {} rounds of {} s, {} client threads x {} in flight)", args.rounds, args.seconds, args.threads, args.window);
-    println!("{:<28}{:>14}{:>14}{:>10}", "", "skytimed", "chronyd", "ratio");
-    println!("{:<28}{:>14.0}{:>14.0}{:>10.2}", "NTP replies per second", s, c, s / c);
-    println!("{:<28}{:>14.2}{:>14.2}{:>10.2}", "server CPU us per reply", s_cpu, c_cpu, s_cpu / c_cpu);
-    println!("{:<28}{:>14.0}{:>14.0}{:>10.2}", "replies per CPU second", 1e6 / s_cpu, 1e6 / c_cpu, c_cpu / s_cpu);
+    println!(
+        "{:<28}{:>14}{:>14}{:>10}",
+        "", "skytimed", "chronyd", "ratio"
+    );
+    println!(
+        "{:<28}{:>14.0}{:>14.0}{:>10.2}",
+        "NTP replies per second",
+        s,
+        c,
+        s / c
+    );
+    println!(
+        "{:<28}{:>14.2}{:>14.2}{:>10.2}",
+        "server CPU us per reply",
+        s_cpu,
+        c_cpu,
+        s_cpu / c_cpu
+    );
+    println!(
+        "{:<28}{:>14.0}{:>14.0}{:>10.2}",
+        "replies per CPU second",
+        1e6 / s_cpu,
+        1e6 / c_cpu,
+        c_cpu / s_cpu
+    );
     if let (Some(a), Some(b)) = (sky_rss, chrony_rss) {
-        println!("{:<28}{:>14}{:>14}{:>10.2}", "resident memory (KiB)", a, b, a as f64 / b as f64);
+        println!(
+            "{:<28}{:>14}{:>14}{:>10.2}",
+            "resident memory (KiB)",
+            a,
+            b,
+            a as f64 / b as f64
+        );
     }
-    println!("{:<28}{:>14}{:>14}", "chronyd version", "", chrony_version());
+    println!(
+        "{:<28}{:>14}{:>14}",
+        "chronyd version",
+        "",
+        chrony_version()
+    );
     drop(chrony);
     let (_, log, _) = sky.stop();
     if let Some(line) = log.lines().find(|l| l.contains("skytimed stopped")) {
@@ -123,7 +164,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     // fields 14 and 15 of the whole line.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks / hz
@@ -132,7 +180,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 fn client_loop(server: SocketAddr, window: usize, stop: &AtomicBool, replies: &AtomicU64) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(server).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let req = request(4, now());
     for _ in 0..window {
         let _ = sock.send(&req);
@@ -157,12 +206,28 @@ fn client_loop(server: SocketAddr, window: usize, stop: &AtomicBool, replies: &A
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn chrony_version() -> String {
-    let out = Command::new(require_program("chronyd")).arg("--version").output().ok();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().nth(3).unwrap_or("?").to_owned()).unwrap_or_default()
+    let out = Command::new(require_program("chronyd"))
+        .arg("--version")
+        .output()
+        .ok();
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .nth(3)
+            .unwrap_or("?")
+            .to_owned()
+    })
+    .unwrap_or_default()
 }
 
 /// chronyd as a server with a configuration equivalent to skytimed's.
@@ -184,8 +249,13 @@ impl ChronyServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chronyd");
-        let ready = wait_until(Duration::from_secs(10), || skytime_tests::ntp::query(lo(port)).map(|_| ()));
-        assert!(ready.is_some(), "chronyd server did not answer on port {port}");
+        let ready = wait_until(Duration::from_secs(10), || {
+            skytime_tests::ntp::query(lo(port)).map(|_| ())
+        });
+        assert!(
+            ready.is_some(),
+            "chronyd server did not answer on port {port}"
+        );
         Self { child, _dir: dir }
     }
 }

@@ -51,7 +51,12 @@ impl NtsReply {
 impl NtsService {
     /// Starts NTS-KE listeners (config, overridden by `ke_listen_override`
     /// when non-empty) and the key rotation task.
-    pub async fn start(_config: &NtsConfig, _data_dir: &Path, _ke_listen_override: &[SocketAddr], _shutdown: CancellationToken) -> Result<Self, NtsError> {
+    pub async fn start(
+        _config: &NtsConfig,
+        _data_dir: &Path,
+        _ke_listen_override: &[SocketAddr],
+        _shutdown: CancellationToken,
+    ) -> Result<Self, NtsError> {
         Ok(Self {})
     }
 

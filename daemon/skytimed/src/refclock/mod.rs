@@ -21,7 +21,11 @@ pub struct Refclocks {}
 
 impl Refclocks {
     /// Starts every configured source; samples flow into `samples`.
-    pub async fn start(_config: &RefclockConfig, _samples: mpsc::Sender<Sample>, _shutdown: CancellationToken) -> Result<Self, RefclockError> {
+    pub async fn start(
+        _config: &RefclockConfig,
+        _samples: mpsc::Sender<Sample>,
+        _shutdown: CancellationToken,
+    ) -> Result<Self, RefclockError> {
         Ok(Self {})
     }
 }
