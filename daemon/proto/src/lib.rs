@@ -23,6 +23,7 @@
 //! ```
 
 pub mod access;
+pub mod client_log;
 pub mod packet;
 pub mod server;
 pub mod sync_state;

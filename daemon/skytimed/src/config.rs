@@ -137,6 +137,9 @@ pub struct NtpConfig {
     /// (chrony's `local stratum N`). Unset: reply unsynchronized instead.
     #[serde(default)]
     pub local_stratum: Option<Stratum>,
+    /// How many clients to keep statistics for (0: none).
+    #[serde(default)]
+    pub client_log_size: ClientLogSize,
 }
 
 impl Default for NtpConfig {
@@ -146,6 +149,7 @@ impl Default for NtpConfig {
             allow: default_allow(),
             deny: Vec::new(),
             local_stratum: None,
+            client_log_size: ClientLogSize::default(),
         }
     }
 }
@@ -211,6 +215,36 @@ impl TryFrom<i64> for Stratum {
             Ok(Self(v as u8))
         } else {
             Err(format!("stratum {v} is out of range: use 1 to 15"))
+        }
+    }
+}
+
+/// Size of the per-client statistics table: 0 to 1 000 000 clients.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "i64")]
+pub struct ClientLogSize(usize);
+
+impl Default for ClientLogSize {
+    fn default() -> Self {
+        Self(4096)
+    }
+}
+
+impl ClientLogSize {
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for ClientLogSize {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        if (0..=1_000_000).contains(&v) {
+            Ok(Self(v as usize))
+        } else {
+            Err(format!(
+                "client_log_size {v} is out of range: use 0 to 1000000"
+            ))
         }
     }
 }
@@ -285,6 +319,20 @@ mod tests {
         assert!(e.contains("at least one"), "{e}");
         let e = parse("[ntp]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n").unwrap_err();
         assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn client_log_size_is_bounded() {
+        assert_eq!(
+            parse("[ntp]\nclient_log_size = 0\n")
+                .unwrap()
+                .ntp
+                .client_log_size
+                .get(),
+            0
+        );
+        let e = parse("[ntp]\nclient_log_size = -1\n").unwrap_err();
+        assert!(e.contains("out of range") && e.contains("line 2"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Start-up, signal handling and orderly shutdown of the whole daemon.
 
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::ntp_io::{self, NtpSocket};
 use crate::ntp_server::{self, ServerContext};
@@ -82,11 +83,13 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         .await?,
     );
     let stats = Arc::new(ServerStats::default());
+    let clients = Arc::new(Clients::new(config.ntp.client_log_size.get()));
     let ctx = Arc::new(ServerContext {
         acl: config.ntp.access_list(),
         sync: sync_rx,
         nts: nts.clone(),
         stats: stats.clone(),
+        clients: clients.clone(),
     });
 
     // One task per core and socket: a burst on one socket is served by
@@ -133,7 +136,11 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
 
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    tracing::info!("skytimed stopped: ntp {}", stats.snapshot());
+    tracing::info!(
+        clients = clients.len(),
+        "skytimed stopped: ntp {}",
+        stats.snapshot()
+    );
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! The binary is a thin `main` over [`daemon::run`]; tests and tools use
 //! the modules directly.
 
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod daemon;

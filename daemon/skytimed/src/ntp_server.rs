@@ -5,10 +5,12 @@
 //! file only moves bytes, reads the clock for the transmit timestamp as late
 //! as it can, and counts.
 
+use crate::clients::Clients;
 use crate::ntp_io::{self, NtpSocket, Received, RecvBatch, RECV_BUFFER};
 use crate::nts::{NtsService, NtsVerdict};
 use crate::stats::ServerStats;
 use skytime_proto::access::AccessList;
+use skytime_proto::client_log::Event;
 use skytime_proto::server::{self, DropReason};
 use skytime_proto::{ReferenceId, SyncState};
 use std::io;
@@ -23,6 +25,15 @@ pub struct ServerContext {
     pub sync: watch::Receiver<SyncState>,
     pub nts: Arc<NtsService>,
     pub stats: Arc<ServerStats>,
+    pub clients: Arc<Clients>,
+}
+
+impl ServerContext {
+    fn drop_packet(&self, rx: &Received, reason: DropReason) {
+        self.stats.dropped(reason);
+        self.clients
+            .record(rx.remote.ip(), rx.timestamp, Event::Dropped);
+    }
 }
 
 /// Serves `socket` until `shutdown` is cancelled. Several tasks may serve
@@ -63,17 +74,17 @@ fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, 
     ctx.stats.received(rx.kernel_timestamp);
     let request = match server::classify(packet, rx.remote, &ctx.acl) {
         Ok(r) => r,
-        Err(reason) => return ctx.stats.dropped(reason),
+        Err(reason) => return ctx.drop_packet(&rx, reason),
     };
     let state = *ctx.sync.borrow();
     let nts = if request.extensions.is_empty() {
         if ctx.nts.required() {
-            return ctx.stats.dropped(DropReason::NtsRequired);
+            return ctx.drop_packet(&rx, DropReason::NtsRequired);
         }
         None
     } else if ctx.nts.enabled() {
         match ctx.nts.verdict(packet, request.extensions) {
-            NtsVerdict::Drop(reason) => return ctx.stats.dropped(reason),
+            NtsVerdict::Drop(reason) => return ctx.drop_packet(&rx, reason),
             verdict => Some(verdict),
         }
     } else {
@@ -93,29 +104,35 @@ fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, 
     // The transmit timestamp is read as late as possible: after every
     // decision, before the (NTS) serialization that covers it.
     let header = reply.finish(ntp_io::now());
-    match nts {
+    let event = match nts {
         Some(NtsVerdict::Authentic(r)) => {
             r.finish(&header, out);
             ctx.stats.nts_replied();
+            Event::Nts
         }
         Some(NtsVerdict::Nak(r)) => {
             r.finish(&header, out);
             ctx.stats.nts_nak();
+            Event::Dropped
         }
         _ => {
             out.clear();
             out.extend_from_slice(&header);
+            Event::Ntp
         }
-    }
+    };
     debug_assert!(
         out.len() <= packet.len(),
         "a reply is never larger than its request"
     );
     match socket.send(out, rx.remote, rx.local_ip) {
-        Ok(()) => ctx.stats.replied(),
+        Ok(()) => {
+            ctx.stats.replied();
+            ctx.clients.record(rx.remote.ip(), rx.timestamp, event);
+        }
         Err(e) => {
             tracing::debug!(remote = %rx.remote, "send failed: {e}");
-            ctx.stats.dropped(DropReason::SendFailed);
+            ctx.drop_packet(&rx, DropReason::SendFailed);
         }
     }
 }
