@@ -1,0 +1,60 @@
+//! Property tests: the server core takes any bytes from anyone without
+//! panicking, and what it answers is always consistent with the request.
+
+use proptest::prelude::*;
+use skytime_proto::access::AccessList;
+use skytime_proto::server::{classify, reply_header, DropReason};
+use skytime_proto::{Mode, NtpHeader, NtpTimestamp, SyncState};
+use std::net::SocketAddr;
+
+fn from() -> SocketAddr {
+    "192.0.2.1:123".parse().unwrap()
+}
+
+proptest! {
+    #[test]
+    fn any_bytes_are_classified_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let acl = AccessList::allow_all();
+        match classify(&bytes, from(), &acl) {
+            Ok(req) => {
+                prop_assert!(bytes.len() >= 48);
+                prop_assert_eq!(req.header.mode, Mode::Client);
+                prop_assert_eq!(req.extensions.len(), bytes.len() - 48);
+            }
+            Err(DropReason::TooShort) => prop_assert!(bytes.len() < 48),
+            Err(DropReason::BadVersion) => prop_assert!(!(1..=4).contains(&((bytes[0] >> 3) & 7))),
+            Err(DropReason::NotClientMode) => prop_assert_ne!(bytes[0] & 7, 3),
+            Err(other) => prop_assert!(false, "unexpected {:?}", other),
+        }
+    }
+
+    #[test]
+    fn header_round_trips(bytes in proptest::array::uniform32(any::<u8>()), tail in proptest::array::uniform16(any::<u8>())) {
+        let mut raw = [0u8; 48];
+        raw[..32].copy_from_slice(&bytes);
+        raw[32..].copy_from_slice(&tail);
+        let (h, _) = NtpHeader::parse(&raw).unwrap();
+        prop_assert_eq!(h.serialize(), raw);
+    }
+
+    #[test]
+    fn replies_echo_request_and_follow_state(
+        first in any::<u8>(), poll in any::<i8>(), xmt in any::<u64>(), rx in any::<u64>(),
+        stratum in 1u8..16, synced in any::<bool>(),
+    ) {
+        let mut raw = [0u8; 48];
+        raw[0] = (first & 0b1100_0000) | (4 << 3) | 3;
+        raw[2] = poll as u8;
+        raw[40..48].copy_from_slice(&xmt.to_be_bytes());
+        let req = classify(&raw, from(), &AccessList::allow_all()).unwrap();
+        let rx = NtpTimestamp::from_bits(rx);
+        let state = if synced { SyncState::local(stratum, -20, rx) } else { SyncState::unsynchronized(-20) };
+        let reply = reply_header(&req.header, rx, &state).header;
+        prop_assert_eq!(reply.mode, Mode::Server);
+        prop_assert_eq!(reply.version, 4);
+        prop_assert_eq!(reply.poll, poll);
+        prop_assert_eq!(reply.origin_timestamp.to_bits(), xmt);
+        prop_assert_eq!(reply.receive_timestamp, rx);
+        prop_assert_eq!(reply.stratum, if synced { stratum } else { 16 });
+    }
+}
