@@ -358,3 +358,25 @@ fn sigint_stops_as_cleanly_as_sigterm_and_kernel_timestamps_are_used() {
         "receive timestamps come from the kernel: {line}"
     );
 }
+
+#[test]
+fn rate_limit_refuses_a_flooding_client() {
+    let port = free_udp_port();
+    let config = format!("data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n[ntp.ratelimit]\ninterval = 10\nburst = 2\nleak = 0\n");
+    let daemon = Daemon::start(&config, &[]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut answered = 0;
+    for _ in 0..10 {
+        sock.send_to(&request(4, now()), lo(port)).unwrap();
+        let mut buf = [0u8; 64];
+        if sock.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+    }
+    // The first request creates the client's entry, then the burst of 2.
+    assert_eq!(answered, 3);
+    let (_, log, _) = daemon.stop();
+    assert_eq!(stat(&log, "dropped_rate_limited"), 7, "{log}");
+}

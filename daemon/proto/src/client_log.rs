@@ -25,6 +25,18 @@ pub enum Event {
     Dropped,
 }
 
+/// Response rate limiting per client (chrony's `ratelimit`): a token
+/// bucket that holds `burst` requests and refills one request every
+/// 2^`interval_log2` seconds. A client over its rate gets no reply, except
+/// one in 2^`leak_log2`, so that a client whose address is spoofed by an
+/// attacker still gets some answers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub interval_log2: i8,
+    pub burst: u16,
+    pub leak_log2: u8,
+}
+
 /// One client's counters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClientEntry {
@@ -37,6 +49,12 @@ pub struct ClientEntry {
     /// Exponentially averaged interval between packets, as log2 seconds
     /// (chronyc's "Int" column); `None` until a second packet arrives.
     pub interval_log2: Option<f64>,
+    /// Requests the rate limit would still let through now.
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    tokens_at: NtpTimestamp,
+    /// Requests refused by the rate limit (a subset of `dropped`).
+    pub rate_limited: u64,
 }
 
 impl ClientEntry {
@@ -97,6 +115,9 @@ impl ClientLog {
                     first_seen: now,
                     last_seen: now,
                     interval_log2: None,
+                    tokens: f64::INFINITY,
+                    tokens_at: now,
+                    rate_limited: 0,
                 });
                 i
             }
@@ -119,6 +140,39 @@ impl ClientLog {
             Event::Nts => entry.nts_replies += 1,
             Event::Dropped => entry.dropped += 1,
         }
+    }
+
+    /// Whether a request from `address` at `now` is within `limit`; spends
+    /// one token if so. A refused request is counted here as rate-limited
+    /// (the caller still records it as dropped).
+    pub fn admit(
+        &mut self,
+        address: IpAddr,
+        hash: u64,
+        now: NtpTimestamp,
+        limit: &RateLimit,
+    ) -> bool {
+        let index = (hash % self.buckets.len() as u64) as usize;
+        let Some(entry) = self.buckets[index]
+            .iter_mut()
+            .flatten()
+            .find(|e| e.address == address)
+        else {
+            // Unknown clients start with a full bucket.
+            return true;
+        };
+        let burst = f64::from(limit.burst.max(1));
+        let per_second = 2f64.powi(-i32::from(limit.interval_log2));
+        let elapsed = (now - entry.tokens_at).to_seconds_f64().max(0.0);
+        entry.tokens = (entry.tokens.min(burst) + elapsed * per_second).min(burst);
+        entry.tokens_at = now;
+        if entry.tokens >= 1.0 {
+            entry.tokens -= 1.0;
+            return true;
+        }
+        entry.rate_limited += 1;
+        // Let one refused request in 2^leak through.
+        limit.leak_log2 > 0 && entry.rate_limited % (1u64 << limit.leak_log2.min(16)) == 0
     }
 
     /// Every client currently in the table.
@@ -165,6 +219,56 @@ mod tests {
             "{:?}",
             e.interval_log2
         );
+    }
+
+    #[test]
+    fn rate_limit_allows_burst_then_the_configured_rate() {
+        let mut log = ClientLog::new(8);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let limit = RateLimit {
+            interval_log2: 1,
+            burst: 4,
+            leak_log2: 0,
+        };
+        let mut allowed = 0;
+        // 100 requests in 10 s: the burst of 4, then one per 2 s.
+        for i in 0..100 {
+            let t = at(i as f64 * 0.1);
+            if log.admit(a, 0, t, &limit) {
+                allowed += 1;
+                log.record_hashed(a, 0, t, Event::Ntp);
+            } else {
+                log.record_hashed(a, 0, t, Event::Dropped);
+            }
+        }
+        // The first packet is unknown (admitted without a bucket) and creates it.
+        assert!((1 + 4 + 4..=1 + 4 + 6).contains(&allowed), "{allowed}");
+        let e = log.entries().next().unwrap();
+        assert_eq!(e.rate_limited, 100 - allowed);
+        // A polite client (one request per 2 s) is never limited.
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for i in 0..50 {
+            let t = at(100.0 + i as f64 * 2.0);
+            assert!(log.admit(b, 1, t, &limit), "request {i}");
+            log.record_hashed(b, 1, t, Event::Ntp);
+        }
+    }
+
+    #[test]
+    fn leak_lets_one_in_2_to_the_leak_through() {
+        let mut log = ClientLog::new(8);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let limit = RateLimit {
+            interval_log2: 10,
+            burst: 1,
+            leak_log2: 2,
+        };
+        log.record_hashed(a, 0, at(0.0), Event::Ntp);
+        assert!(log.admit(a, 0, at(0.0), &limit), "the burst");
+        let leaked = (0..400)
+            .filter(|i| log.admit(a, 0, at(*i as f64 * 0.001), &limit))
+            .count();
+        assert_eq!(leaked, 100);
     }
 
     #[test]

@@ -44,10 +44,12 @@ pub enum DropReason {
     NtsRequired,
     /// The reply could not be sent (socket error).
     SendFailed,
+    /// The client sent faster than the configured rate limit allows.
+    RateLimited,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         Self::TooShort,
         Self::BadVersion,
         Self::NotClientMode,
@@ -58,6 +60,7 @@ impl DropReason {
         Self::NtsDisabled,
         Self::NtsRequired,
         Self::SendFailed,
+        Self::RateLimited,
     ];
 
     /// A stable snake_case name for statistics and logs.
@@ -73,6 +76,7 @@ impl DropReason {
             Self::NtsDisabled => "nts_disabled",
             Self::NtsRequired => "nts_required",
             Self::SendFailed => "send_failed",
+            Self::RateLimited => "rate_limited",
         }
     }
 

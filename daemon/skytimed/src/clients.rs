@@ -5,7 +5,7 @@
 //! cores rarely wait for each other.
 
 use skytime_proto::access::canonical;
-use skytime_proto::client_log::{ClientEntry, ClientLog, Event};
+use skytime_proto::client_log::{ClientEntry, ClientLog, Event, RateLimit};
 use skytime_proto::NtpTimestamp;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
@@ -45,6 +45,21 @@ impl Clients {
         let shard = (hash % SHARDS as u64) as usize;
         if let Ok(mut log) = self.shards[shard].lock() {
             log.record_hashed(address, hash / SHARDS as u64, now, event);
+        }
+    }
+
+    /// Whether `address` is within `limit` (see skytime-proto's
+    /// `ClientLog::admit`). Without a client table nothing is limited.
+    pub fn admit(&self, address: IpAddr, now: NtpTimestamp, limit: &RateLimit) -> bool {
+        if self.shards.is_empty() {
+            return true;
+        }
+        let address = canonical(address);
+        let hash = self.hasher.hash_one(address);
+        let shard = (hash % SHARDS as u64) as usize;
+        match self.shards[shard].lock() {
+            Ok(mut log) => log.admit(address, hash / SHARDS as u64, now, limit),
+            Err(_) => true,
         }
     }
 

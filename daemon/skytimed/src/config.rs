@@ -140,6 +140,9 @@ pub struct NtpConfig {
     /// How many clients to keep statistics for (0: none).
     #[serde(default)]
     pub client_log_size: ClientLogSize,
+    /// Per-client response rate limit; absent: none.
+    #[serde(default)]
+    pub ratelimit: Option<RateLimitConfig>,
 }
 
 impl Default for NtpConfig {
@@ -150,6 +153,7 @@ impl Default for NtpConfig {
             deny: Vec::new(),
             local_stratum: None,
             client_log_size: ClientLogSize::default(),
+            ratelimit: None,
         }
     }
 }
@@ -249,6 +253,75 @@ impl TryFrom<i64> for ClientLogSize {
     }
 }
 
+/// `[ntp.ratelimit]`, chrony's `ratelimit` with the same defaults.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, try_from = "RawRateLimit")]
+pub struct RateLimitConfig {
+    pub interval: i8,
+    pub burst: u16,
+    pub leak: u8,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    #[serde(default = "default_rl_interval")]
+    interval: i64,
+    #[serde(default = "default_rl_burst")]
+    burst: i64,
+    #[serde(default = "default_rl_leak")]
+    leak: i64,
+}
+
+fn default_rl_interval() -> i64 {
+    3
+}
+fn default_rl_burst() -> i64 {
+    8
+}
+fn default_rl_leak() -> i64 {
+    2
+}
+
+impl TryFrom<RawRateLimit> for RateLimitConfig {
+    type Error = String;
+    fn try_from(r: RawRateLimit) -> Result<Self, String> {
+        if !(-4..=12).contains(&r.interval) {
+            return Err(format!(
+                "ratelimit interval {} is out of range: use -4 to 12 (log2 seconds)",
+                r.interval
+            ));
+        }
+        if !(1..=255).contains(&r.burst) {
+            return Err(format!(
+                "ratelimit burst {} is out of range: use 1 to 255",
+                r.burst
+            ));
+        }
+        if !(0..=4).contains(&r.leak) {
+            return Err(format!(
+                "ratelimit leak {} is out of range: use 0 to 4",
+                r.leak
+            ));
+        }
+        Ok(Self {
+            interval: r.interval as i8,
+            burst: r.burst as u16,
+            leak: r.leak as u8,
+        })
+    }
+}
+
+impl RateLimitConfig {
+    pub fn to_limit(self) -> skytime_proto::client_log::RateLimit {
+        skytime_proto::client_log::RateLimit {
+            interval_log2: self.interval,
+            burst: self.burst,
+            leak_log2: self.leak,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +406,27 @@ mod tests {
         );
         let e = parse("[ntp]\nclient_log_size = -1\n").unwrap_err();
         assert!(e.contains("out of range") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn ratelimit_takes_chrony_defaults_and_checks_ranges() {
+        let c = parse("[ntp.ratelimit]\n").unwrap();
+        assert_eq!(
+            c.ntp.ratelimit,
+            Some(RateLimitConfig {
+                interval: 3,
+                burst: 8,
+                leak: 2
+            })
+        );
+        let e = parse("[ntp.ratelimit]\nburst = 0\n").unwrap_err();
+        assert!(
+            e.contains("burst 0 is out of range") && e.contains("line 1"),
+            "{e}"
+        );
+        assert!(parse("[ntp.ratelimit]\nspeed = 1\n")
+            .unwrap_err()
+            .contains("speed"));
     }
 
     #[test]

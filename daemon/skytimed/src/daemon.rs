@@ -90,6 +90,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         nts: nts.clone(),
         stats: stats.clone(),
         clients: clients.clone(),
+        rate_limit: config.ntp.ratelimit.map(|r| r.to_limit()),
     });
 
     // One task per core and socket: a burst on one socket is served by

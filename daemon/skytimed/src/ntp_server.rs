@@ -10,7 +10,7 @@ use crate::ntp_io::{self, NtpSocket, Received, RecvBatch, RECV_BUFFER};
 use crate::nts::{NtsService, NtsVerdict};
 use crate::stats::ServerStats;
 use skytime_proto::access::AccessList;
-use skytime_proto::client_log::Event;
+use skytime_proto::client_log::{Event, RateLimit};
 use skytime_proto::server::{self, DropReason};
 use skytime_proto::{ReferenceId, SyncState};
 use std::io;
@@ -26,6 +26,7 @@ pub struct ServerContext {
     pub nts: Arc<NtsService>,
     pub stats: Arc<ServerStats>,
     pub clients: Arc<Clients>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ServerContext {
@@ -76,6 +77,11 @@ fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, 
         Ok(r) => r,
         Err(reason) => return ctx.drop_packet(&rx, reason),
     };
+    if let Some(limit) = &ctx.rate_limit {
+        if !ctx.clients.admit(rx.remote.ip(), rx.timestamp, limit) {
+            return ctx.drop_packet(&rx, DropReason::RateLimited);
+        }
+    }
     let state = *ctx.sync.borrow();
     let nts = if request.extensions.is_empty() {
         if ctx.nts.required() {
