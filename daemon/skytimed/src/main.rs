@@ -1,6 +1,6 @@
 //! skytimed: command line, start-up and shutdown.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use skytimed::config::{Config, LogLevel, DEFAULT_CONFIG_PATH};
 use skytimed::daemon;
 use std::net::SocketAddr;
@@ -34,6 +34,28 @@ struct Cli {
     /// (repeatable).
     #[arg(long = "nts-ke-listen", value_name = "ADDR:PORT")]
     nts_ke_listen: Vec<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create what a new appliance needs in its data directory, where it is
+    /// missing: the NTS-KE private key and a self-signed certificate for
+    /// HOSTNAME (SANs: HOSTNAME, HOSTNAME.local and every --address) and
+    /// the NTS master keys, all mode 0600. Existing files are never
+    /// replaced, so running it on every boot is safe.
+    Init {
+        /// Host name the certificate is for.
+        #[arg(long)]
+        hostname: String,
+        /// An address to include in the certificate (repeatable).
+        #[arg(long = "address", value_name = "IP")]
+        addresses: Vec<std::net::IpAddr>,
+        /// Data directory (overrides the configuration's data_dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +97,29 @@ fn main() -> ExitCode {
             }
         }
     };
+    if let Some(Command::Init {
+        hostname,
+        addresses,
+        data_dir,
+    }) = &cli.command
+    {
+        let data_dir = data_dir.clone().unwrap_or_else(|| config.data_dir.clone());
+        return match skytimed::nts::generate_identity(&config.nts, &data_dir, hostname, addresses) {
+            Ok(report) => {
+                for p in &report.created {
+                    println!("created {}", p.display());
+                }
+                for p in &report.kept {
+                    println!("kept {}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("skytimed init: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
     if !cli.ntp_listen.is_empty() {
         config.ntp.listen = cli.ntp_listen.clone();
     }
