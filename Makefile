@@ -3,23 +3,40 @@
 
 CARGO ?= cargo
 DEMO_PACKAGES := chrony
-TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps
+TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps dbus systemd libglib2.0-bin passwd device-tree-compiler cpp
+IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
-.PHONY: demo test demo-deps test-deps build lint bench help
+.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test help
 
 help:
 	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123), Ctrl-C stops it"
 	@echo "make test   run every test (formatting, lints, unit, system tests with chrony)"
 	@echo "make bench  throughput and memory of skytimed against chronyd"
+	@echo "make sim    clock-discipline simulator scenarios (target/sim/report.json)"
+	@echo "make image  the Raspberry Pi SD-card image (work in progress, see image/README.md)"
 
 demo-deps:
 	@tests/scripts/install-deps.sh $(DEMO_PACKAGES)
 
 test-deps:
 	@tests/scripts/install-deps.sh $(TEST_PACKAGES)
+	@test -f target/overlays/base/bcm2711-rpi-4-b.dtb || overlays/fetch-base-dtb.sh
+
+sim:
+	$(CARGO) run --release --locked -p skytime-sim
+
+image-deps: test-deps
+	@tests/scripts/install-deps.sh $(IMAGE_PACKAGES)
+	@rustup target list --installed | grep -q aarch64-unknown-linux-musl || rustup target add aarch64-unknown-linux-musl
+
+image: image-deps
+	image/build.sh
+
+image-test: image
+	$(CARGO) test --locked -p skytime-tests --features image --test image_qemu --test image_reproducible
 
 demo: demo-deps
-	$(CARGO) build --release --locked -p skytimed
+	$(CARGO) build --release --locked -p skytimed -p skytime-gpssim
 	@daemon/demo.sh
 
 lint:

@@ -23,7 +23,8 @@ apt_private_opts() {
         -o "Dir::Etc::PreferencesParts=$r/preferences.d" \
         -o "Dir::State=$r/state" \
         -o "Dir::State::status=$r/status" \
-        -o "Dir::Cache=$r/cache" \
+        -o "Dir::Cache=$r/cache" -o "Dir::Cache::pkgcache=pkgcache.bin" \
+        -o "Dir::Cache::srcpkgcache=srcpkgcache.bin" \
         -o "APT::Architecture=amd64" \
         -o "APT::Architectures::=amd64" -o "APT::Architectures::=arm64" \
         -o "Acquire::Languages=none" -o "APT::Sandbox::User=root" \

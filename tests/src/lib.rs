@@ -84,6 +84,21 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
+/// Forces `[clock] steer = false` into a test configuration: nothing a
+/// test starts may steer the host's clock. A config with its own `[clock]`
+/// section must say `steer = false` itself (checked here).
+pub fn measure_only(config: &str) -> String {
+    if config.contains("[clock]") {
+        assert!(
+            config.contains("steer = false"),
+            "test configs must not steer the host clock:\n{config}"
+        );
+        config.to_owned()
+    } else {
+        format!("{config}\n[clock]\nsteer = false\n")
+    }
+}
+
 /// A running skytimed with its own directory (config, data, log).
 #[derive(Debug)]
 pub struct Daemon {

@@ -218,7 +218,7 @@ fn ntpdig_accepts_replies_over_ipv4_and_ipv6() {
     let ntpdig = require_program("ntpdig");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("skytime.toml");
-    std::fs::write(&config, format!("data_dir = \"{}/data\"\n[ntp]\nlisten = [\"127.0.0.1:123\", \"[::1]:123\"]\nlocal_stratum = 4\n", dir.path().display())).unwrap();
+    std::fs::write(&config, format!("data_dir = \"{}/data\"\n[ntp]\nlisten = [\"127.0.0.1:123\", \"[::1]:123\"]\nlocal_stratum = 4\n[clock]\nsteer = false\n", dir.path().display())).unwrap();
     let log = dir.path().join("skytimed.log");
     let script = format!(
         "ip link set lo up\n{bin} --config {cfg} 2>{log} &\npid=$!\nfor i in $(seq 200); do grep -q 'skytimed ready' {log} && break; sleep 0.05; done\n{dig} -j -t 3 127.0.0.1\necho\n{dig} -6 -j -t 3 ::1\necho\nkill $pid\nwait $pid\n",
@@ -317,7 +317,8 @@ fn a_port_in_use_is_a_clear_start_up_error() {
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
-        local_config(port, None).replace("@DATA@", &dir.path().join("d").display().to_string()),
+        skytime_tests::measure_only(&local_config(port, None))
+            .replace("@DATA@", &dir.path().join("d").display().to_string()),
     )
     .unwrap();
     let out = run_bounded(

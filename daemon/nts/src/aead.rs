@@ -74,7 +74,8 @@ pub struct SessionKeys {
 pub fn seal(key: &Key, nonce: &[u8], associated_data: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut siv = Aes128Siv::new(&key.0.into());
     // Only fails for more than 126 headers.
-    siv.encrypt([associated_data, nonce], plaintext).unwrap_or_default()
+    siv.encrypt([associated_data, nonce], plaintext)
+        .unwrap_or_default()
 }
 
 /// Decrypts and verifies tag || ciphertext; `None` if it does not verify.
@@ -95,7 +96,10 @@ mod tests {
         let key = Key([7; KEY_LEN]);
         let ct = seal(&key, b"nonce-nonce-nonc", b"ad", b"secret");
         assert_eq!(ct.len(), TAG_LEN + 6);
-        assert_eq!(open(&key, b"nonce-nonce-nonc", b"ad", &ct).as_deref(), Some(&b"secret"[..]));
+        assert_eq!(
+            open(&key, b"nonce-nonce-nonc", b"ad", &ct).as_deref(),
+            Some(&b"secret"[..])
+        );
         assert!(open(&key, b"nonce-nonce-nonX", b"ad", &ct).is_none());
         assert!(open(&key, b"nonce-nonce-nonc", b"aX", &ct).is_none());
         assert!(open(&Key([8; KEY_LEN]), b"nonce-nonce-nonc", b"ad", &ct).is_none());
@@ -107,15 +111,23 @@ mod tests {
         // RFC 5297 appendix A.1 (AES-SIV-CMAC-256, one header, no nonce):
         // checks that our header order and tag placement are the standard ones.
         let mut key = [0u8; 32];
-        key.copy_from_slice(&hex("fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"));
+        key.copy_from_slice(&hex(
+            "fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+        ));
         let ad = hex("101112131415161718191a1b1c1d1e1f2021222324252627");
         let pt = hex("112233445566778899aabbccddee");
         let mut siv = Aes128Siv::new(&key.into());
         let out = siv.encrypt([&ad[..]], &pt).unwrap();
-        assert_eq!(out, hex("85632d07c6e8f37f950acd320a2ecc9340c02b9690c4dc04daef7f6afe5c"));
+        assert_eq!(
+            out,
+            hex("85632d07c6e8f37f950acd320a2ecc9340c02b9690c4dc04daef7f6afe5c")
+        );
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 }

@@ -38,7 +38,11 @@ pub enum CookieError {
 }
 
 /// Seals `keys` into a new cookie under `master`.
-pub fn seal<R: RngCore + CryptoRng>(keys: &SessionKeys, master: &MasterKey, rng: &mut R) -> Vec<u8> {
+pub fn seal<R: RngCore + CryptoRng>(
+    keys: &SessionKeys,
+    master: &MasterKey,
+    rng: &mut R,
+) -> Vec<u8> {
     let mut plaintext = [0u8; PLAINTEXT_LEN];
     plaintext[..2].copy_from_slice(&keys.aead.id().to_be_bytes());
     plaintext[4..4 + KEY_LEN].copy_from_slice(&keys.c2s.0);
@@ -63,13 +67,19 @@ pub fn open(cookie: &[u8], keys: &KeySet) -> Result<SessionKeys, CookieError> {
     let id = u32::from_be_bytes([cookie[0], cookie[1], cookie[2], cookie[3]]);
     let master = keys.get(id).ok_or(CookieError::UnknownKey)?;
     let nonce = &cookie[4..4 + NONCE_LEN];
-    let plaintext = aead::open(master.key(), nonce, &cookie[..4], &cookie[4 + NONCE_LEN..]).ok_or(CookieError::Undecryptable)?;
-    let aead = Aead::from_id(u16::from_be_bytes([plaintext[0], plaintext[1]])).ok_or(CookieError::UnknownAead)?;
+    let plaintext = aead::open(master.key(), nonce, &cookie[..4], &cookie[4 + NONCE_LEN..])
+        .ok_or(CookieError::Undecryptable)?;
+    let aead = Aead::from_id(u16::from_be_bytes([plaintext[0], plaintext[1]]))
+        .ok_or(CookieError::UnknownAead)?;
     let mut c2s = [0u8; KEY_LEN];
     let mut s2c = [0u8; KEY_LEN];
     c2s.copy_from_slice(&plaintext[4..4 + KEY_LEN]);
     s2c.copy_from_slice(&plaintext[4 + KEY_LEN..]);
-    Ok(SessionKeys { aead, c2s: Key(c2s), s2c: Key(s2c) })
+    Ok(SessionKeys {
+        aead,
+        c2s: Key(c2s),
+        s2c: Key(s2c),
+    })
 }
 
 #[cfg(test)]
@@ -80,7 +90,11 @@ mod tests {
     use rand::SeedableRng;
 
     fn session(a: u8, b: u8) -> SessionKeys {
-        SessionKeys { aead: Aead::AesSivCmac256, c2s: Key([a; KEY_LEN]), s2c: Key([b; KEY_LEN]) }
+        SessionKeys {
+            aead: Aead::AesSivCmac256,
+            c2s: Key([a; KEY_LEN]),
+            s2c: Key([b; KEY_LEN]),
+        }
     }
 
     #[test]
@@ -103,7 +117,10 @@ mod tests {
         let keys = KeySet::generate(1000, &mut rng);
         let other = KeySet::generate(1000, &mut rng);
         let c = seal(&session(3, 4), keys.current(), &mut rng);
-        assert_eq!(open(&c[..COOKIE_LEN - 1], &keys), Err(CookieError::WrongLength));
+        assert_eq!(
+            open(&c[..COOKIE_LEN - 1], &keys),
+            Err(CookieError::WrongLength)
+        );
         assert_eq!(open(&c, &other), Err(CookieError::UnknownKey));
         // Same id, different key material: a forged or foreign cookie.
         let mut forged_set = other.clone();
@@ -112,7 +129,11 @@ mod tests {
         for i in [4, 20, 40, COOKIE_LEN - 1] {
             let mut t = c.clone();
             t[i] ^= 1;
-            assert_eq!(open(&t, &keys), Err(CookieError::Undecryptable), "flip at {i}");
+            assert_eq!(
+                open(&t, &keys),
+                Err(CookieError::Undecryptable),
+                "flip at {i}"
+            );
         }
         let mut t = c.clone();
         t[0] ^= 0x80;

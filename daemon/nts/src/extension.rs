@@ -59,7 +59,11 @@ pub fn parse_fields(buf: &[u8], min_len: usize) -> Result<Vec<ExtensionField<'_>
         if len > rest.len() {
             return Err(FieldError::Truncated(offset));
         }
-        fields.push(ExtensionField { field_type, body: &rest[FIELD_HEADER_LEN..len], offset });
+        fields.push(ExtensionField {
+            field_type,
+            body: &rest[FIELD_HEADER_LEN..len],
+            offset,
+        });
         offset += len;
     }
     Ok(fields)
@@ -105,12 +109,16 @@ impl<'a> Authenticator<'a> {
         if ct_start + padded(ct_len) > body.len() {
             return None;
         }
-        Some(Self { nonce: &body[4..4 + nonce_len], ciphertext: &body[ct_start..ct_start + ct_len] })
+        Some(Self {
+            nonce: &body[4..4 + nonce_len],
+            ciphertext: &body[ct_start..ct_start + ct_len],
+        })
     }
 
     /// Appends a whole Authenticator field.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let mut body = Vec::with_capacity(4 + padded(self.nonce.len()) + padded(self.ciphertext.len()));
+        let mut body =
+            Vec::with_capacity(4 + padded(self.nonce.len()) + padded(self.ciphertext.len()));
         body.extend_from_slice(&(self.nonce.len() as u16).to_be_bytes());
         body.extend_from_slice(&(self.ciphertext.len() as u16).to_be_bytes());
         body.extend_from_slice(self.nonce);
@@ -138,17 +146,32 @@ mod tests {
         assert_eq!(buf.len(), 36 + 20);
         let f = parse_fields(&buf, MIN_FIELD_LEN).unwrap();
         assert_eq!(f.len(), 2);
-        assert_eq!((f[0].field_type, f[0].offset, f[0].body.len()), (0x0104, 0, 32));
-        assert_eq!((f[1].field_type, f[1].offset, f[1].body.len()), (0x1234, 36, 16));
+        assert_eq!(
+            (f[0].field_type, f[0].offset, f[0].body.len()),
+            (0x0104, 0, 32)
+        );
+        assert_eq!(
+            (f[1].field_type, f[1].offset, f[1].body.len()),
+            (0x1234, 36, 16)
+        );
         assert_eq!(&f[1].body[13..], &[0, 0, 0]);
     }
 
     #[test]
     fn malformed_fields() {
-        assert_eq!(parse_fields(&[1, 4, 0, 16, 0, 0], 16), Err(FieldError::Truncated(0)));
+        assert_eq!(
+            parse_fields(&[1, 4, 0, 16, 0, 0], 16),
+            Err(FieldError::Truncated(0))
+        );
         assert_eq!(parse_fields(&[1, 4, 0], 16), Err(FieldError::Truncated(0)));
-        assert_eq!(parse_fields(&[1, 4, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 16), Err(FieldError::Unaligned(0)));
-        assert_eq!(parse_fields(&[1, 4, 0, 8, 0, 0, 0, 0], 16), Err(FieldError::TooShort(0)));
+        assert_eq!(
+            parse_fields(&[1, 4, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 16),
+            Err(FieldError::Unaligned(0))
+        );
+        assert_eq!(
+            parse_fields(&[1, 4, 0, 8, 0, 0, 0, 0], 16),
+            Err(FieldError::TooShort(0))
+        );
         assert!(parse_fields(&[1, 4, 0, 8, 0, 0, 0, 0], 4).is_ok());
         assert_eq!(parse_fields(&[1, 4, 0, 0], 0), Err(FieldError::TooShort(0)));
     }
@@ -156,7 +179,11 @@ mod tests {
     #[test]
     fn authenticator_parse_bounds() {
         let mut out = Vec::new();
-        Authenticator { nonce: &[9; 16], ciphertext: &[7; 33] }.write(&mut out);
+        Authenticator {
+            nonce: &[9; 16],
+            ciphertext: &[7; 33],
+        }
+        .write(&mut out);
         let f = parse_fields(&out, MIN_FIELD_LEN).unwrap();
         assert_eq!(out.len(), Authenticator::field_len(16, 33));
         let a = Authenticator::parse(f[0].body).unwrap();

@@ -56,12 +56,18 @@ pub fn decide(request: &[u8]) -> Result<Aead, Rejection> {
             kind::END_OF_MESSAGE => break,
             kind::NEXT_PROTOCOL => {
                 // RFC 8915 4.1.2: the client MUST set the critical bit.
-                let values = record.u16_values().filter(|_| record.critical && !record.body.is_empty()).ok_or(bad)?;
+                let values = record
+                    .u16_values()
+                    .filter(|_| record.critical && !record.body.is_empty())
+                    .ok_or(bad)?;
                 next_protocol_records += 1;
                 ntpv4 |= values.into_iter().any(|p| p == NEXT_PROTOCOL_NTPV4);
             }
             kind::AEAD_ALGORITHM => {
-                let values = record.u16_values().filter(|_| !record.body.is_empty()).ok_or(bad)?;
+                let values = record
+                    .u16_values()
+                    .filter(|_| !record.body.is_empty())
+                    .ok_or(bad)?;
                 aead_records += 1;
                 // The client's order is its preference (RFC 8915 4.1.5).
                 aead = aead.or_else(|| values.into_iter().find_map(Aead::from_id));
@@ -71,7 +77,9 @@ pub fn decide(request: &[u8]) -> Result<Aead, Rejection> {
             // A client's wishes for the NTP server and port: the server
             // may ignore them (RFC 8915 4.1.7, 4.1.8) and does.
             kind::SERVER_NEGOTIATION | kind::PORT_NEGOTIATION => {}
-            _ if record.critical => return Err(Rejection::Error(ErrorCode::UnrecognizedCriticalRecord)),
+            _ if record.critical => {
+                return Err(Rejection::Error(ErrorCode::UnrecognizedCriticalRecord))
+            }
             _ => {}
         }
     }
@@ -112,7 +120,12 @@ pub fn exporter_context(aead: Aead, server_to_client: bool) -> [u8; 5] {
 
 /// The successful response: protocol, algorithm, optional server and port,
 /// and [`COOKIES_PER_SESSION`] cookies sealed under the current master key.
-pub fn accept_response<R: RngCore + CryptoRng>(session: &SessionKeys, keys: &KeySet, policy: &KePolicy, rng: &mut R) -> Vec<u8> {
+pub fn accept_response<R: RngCore + CryptoRng>(
+    session: &SessionKeys,
+    keys: &KeySet,
+    policy: &KePolicy,
+    rng: &mut R,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + COOKIES_PER_SESSION * (4 + cookie::COOKIE_LEN));
     write_u16_record(&mut out, true, kind::NEXT_PROTOCOL, &[NEXT_PROTOCOL_NTPV4]);
     write_u16_record(&mut out, true, kind::AEAD_ALGORITHM, &[session.aead.id()]);
@@ -123,7 +136,12 @@ pub fn accept_response<R: RngCore + CryptoRng>(session: &SessionKeys, keys: &Key
         write_record(&mut out, true, kind::SERVER_NEGOTIATION, server.as_bytes());
     }
     for _ in 0..COOKIES_PER_SESSION {
-        write_record(&mut out, false, kind::NEW_COOKIE, &cookie::seal(session, keys.current(), rng));
+        write_record(
+            &mut out,
+            false,
+            kind::NEW_COOKIE,
+            &cookie::seal(session, keys.current(), rng),
+        );
     }
     write_record(&mut out, true, kind::END_OF_MESSAGE, &[]);
     out
@@ -154,18 +172,39 @@ mod tests {
     fn chrony_style_request_is_accepted() {
         assert_eq!(decide(&msg(&[NP, AEAD15])), Ok(Aead::AesSivCmac256));
         // Preference order: the first supported one wins; unknown ids are skipped.
-        assert_eq!(decide(&msg(&[NP, (true, kind::AEAD_ALGORITHM, &[0, 30, 0, 15])])), Ok(Aead::AesSivCmac256));
+        assert_eq!(
+            decide(&msg(&[NP, (true, kind::AEAD_ALGORITHM, &[0, 30, 0, 15])])),
+            Ok(Aead::AesSivCmac256)
+        );
         // Non-critical unknown records (chrony's 1024) and negotiation hints are ignored.
-        assert_eq!(decide(&msg(&[NP, AEAD15, (false, 1024, &[]), (true, kind::PORT_NEGOTIATION, &[0, 1]), (false, kind::SERVER_NEGOTIATION, b"x")])), Ok(Aead::AesSivCmac256));
+        assert_eq!(
+            decide(&msg(&[
+                NP,
+                AEAD15,
+                (false, 1024, &[]),
+                (true, kind::PORT_NEGOTIATION, &[0, 1]),
+                (false, kind::SERVER_NEGOTIATION, b"x")
+            ])),
+            Ok(Aead::AesSivCmac256)
+        );
         // Next Protocol may list other protocols too.
-        assert_eq!(decide(&msg(&[(true, kind::NEXT_PROTOCOL, &[0x80, 0, 0, 0]), AEAD15])), Ok(Aead::AesSivCmac256));
+        assert_eq!(
+            decide(&msg(&[
+                (true, kind::NEXT_PROTOCOL, &[0x80, 0, 0, 0]),
+                AEAD15
+            ])),
+            Ok(Aead::AesSivCmac256)
+        );
     }
 
     #[test]
     fn every_rejection() {
         let bad = Err(Rejection::Error(ErrorCode::BadRequest));
         let cases: Vec<(Vec<u8>, Result<Aead, Rejection>)> = vec![
-            (msg(&[(true, 0x1234, &[]), NP, AEAD15]), Err(Rejection::Error(ErrorCode::UnrecognizedCriticalRecord))),
+            (
+                msg(&[(true, 0x1234, &[]), NP, AEAD15]),
+                Err(Rejection::Error(ErrorCode::UnrecognizedCriticalRecord)),
+            ),
             (msg(&[AEAD15]), bad),
             (msg(&[NP, NP, AEAD15]), bad),
             (msg(&[NP]), bad),
@@ -177,10 +216,22 @@ mod tests {
             (msg(&[NP, (true, kind::AEAD_ALGORITHM, &[0, 15, 0])]), bad),
             (msg(&[NP, AEAD15, (true, kind::ERROR, &[0, 1])]), bad),
             (msg(&[NP, AEAD15, (false, kind::WARNING, &[0, 1])]), bad),
-            (msg(&[NP, AEAD15, (false, kind::NEW_COOKIE, &[1, 2, 3, 4])]), bad),
-            (msg(&[(true, kind::NEXT_PROTOCOL, &[0x80, 0]), AEAD15]), Err(Rejection::NoProtocol)),
-            (msg(&[(true, kind::NEXT_PROTOCOL, &[0x80, 0])]), Err(Rejection::NoProtocol)),
-            (msg(&[NP, (true, kind::AEAD_ALGORITHM, &[0, 30, 0, 17])]), Err(Rejection::NoAead)),
+            (
+                msg(&[NP, AEAD15, (false, kind::NEW_COOKIE, &[1, 2, 3, 4])]),
+                bad,
+            ),
+            (
+                msg(&[(true, kind::NEXT_PROTOCOL, &[0x80, 0]), AEAD15]),
+                Err(Rejection::NoProtocol),
+            ),
+            (
+                msg(&[(true, kind::NEXT_PROTOCOL, &[0x80, 0])]),
+                Err(Rejection::NoProtocol),
+            ),
+            (
+                msg(&[NP, (true, kind::AEAD_ALGORITHM, &[0, 30, 0, 17])]),
+                Err(Rejection::NoAead),
+            ),
             (vec![0x80, 1, 0, 9, 0], bad),
         ];
         for (i, (m, want)) in cases.into_iter().enumerate() {
@@ -191,9 +242,18 @@ mod tests {
     #[test]
     fn rejection_responses_are_well_formed() {
         for (r, first) in [
-            (Rejection::Error(ErrorCode::BadRequest), (true, kind::ERROR, &[0u8, 1][..])),
-            (Rejection::Error(ErrorCode::UnrecognizedCriticalRecord), (true, kind::ERROR, &[0, 0][..])),
-            (Rejection::Error(ErrorCode::InternalServerError), (true, kind::ERROR, &[0, 2][..])),
+            (
+                Rejection::Error(ErrorCode::BadRequest),
+                (true, kind::ERROR, &[0u8, 1][..]),
+            ),
+            (
+                Rejection::Error(ErrorCode::UnrecognizedCriticalRecord),
+                (true, kind::ERROR, &[0, 0][..]),
+            ),
+            (
+                Rejection::Error(ErrorCode::InternalServerError),
+                (true, kind::ERROR, &[0, 2][..]),
+            ),
             (Rejection::NoProtocol, (true, kind::NEXT_PROTOCOL, &[][..])),
             (Rejection::NoAead, (true, kind::NEXT_PROTOCOL, &[0, 0][..])),
         ] {
@@ -209,8 +269,15 @@ mod tests {
     fn accept_response_carries_eight_cookies_that_open() {
         let mut rng = StdRng::seed_from_u64(9);
         let keys = KeySet::generate(0, &mut rng);
-        let session = SessionKeys { aead: Aead::AesSivCmac256, c2s: Key([5; 32]), s2c: Key([6; 32]) };
-        let policy = KePolicy { ntp_server: Some("time.example".into()), ntp_port: Some(11123) };
+        let session = SessionKeys {
+            aead: Aead::AesSivCmac256,
+            c2s: Key([5; 32]),
+            s2c: Key([6; 32]),
+        };
+        let policy = KePolicy {
+            ntp_server: Some("time.example".into()),
+            ntp_port: Some(11123),
+        };
         let out = accept_response(&session, &keys, &policy, &mut rng);
         assert_eq!(scan_message(&out, 4096), Ok(Scan::Complete(out.len())));
         let recs: Vec<_> = records(&out).map(Result::unwrap).collect();
@@ -228,13 +295,21 @@ mod tests {
         assert_eq!(recs.last().unwrap().kind, kind::END_OF_MESSAGE);
         // Without a policy, no negotiation records.
         let plain = accept_response(&session, &keys, &KePolicy::default(), &mut rng);
-        assert!(records(&plain).map(Result::unwrap).all(|r| r.kind != kind::PORT_NEGOTIATION && r.kind != kind::SERVER_NEGOTIATION));
+        assert!(records(&plain)
+            .map(Result::unwrap)
+            .all(|r| r.kind != kind::PORT_NEGOTIATION && r.kind != kind::SERVER_NEGOTIATION));
     }
 
     #[test]
     fn exporter_contexts() {
-        assert_eq!(exporter_context(Aead::AesSivCmac256, false), [0, 0, 0, 15, 0]);
-        assert_eq!(exporter_context(Aead::AesSivCmac256, true), [0, 0, 0, 15, 1]);
+        assert_eq!(
+            exporter_context(Aead::AesSivCmac256, false),
+            [0, 0, 0, 15, 0]
+        );
+        assert_eq!(
+            exporter_context(Aead::AesSivCmac256, true),
+            [0, 0, 0, 15, 1]
+        );
     }
 
     proptest! {

@@ -55,7 +55,9 @@ pub struct KeyFileError {
 impl KeySet {
     /// A set with one new key.
     pub fn generate<R: RngCore + CryptoRng>(now: u64, rng: &mut R) -> Self {
-        Self { keys: vec![new_key(now, rng, &[])] }
+        Self {
+            keys: vec![new_key(now, rng, &[])],
+        }
     }
 
     /// The key that seals new cookies.
@@ -86,7 +88,11 @@ impl KeySet {
         if self.rotation_due(now, interval) {
             0
         } else {
-            self.current().created.saturating_add(interval).saturating_sub(now).max(1)
+            self.current()
+                .created
+                .saturating_add(interval)
+                .saturating_sub(now)
+                .max(1)
         }
     }
 
@@ -99,19 +105,32 @@ impl KeySet {
 
     /// The file form (see the module documentation).
     pub fn serialize(&self) -> String {
-        let mut s = String::from("# skytime NTS master keys (newest first). Secret: keep mode 0600.\n");
+        let mut s =
+            String::from("# skytime NTS master keys (newest first). Secret: keep mode 0600.\n");
         s.push_str(MAGIC);
         s.push('\n');
         for k in &self.keys {
-            s.push_str(&format!("key {:08x} {} {}\n", k.id, k.created, hex(&k.key.0)));
+            s.push_str(&format!(
+                "key {:08x} {} {}\n",
+                k.id,
+                k.created,
+                hex(&k.key.0)
+            ));
         }
         s
     }
 
     /// Parses the file form; errors name the line.
     pub fn parse(text: &str) -> Result<Self, KeyFileError> {
-        let err = |line: usize, reason: &str| KeyFileError { line, reason: reason.to_owned() };
-        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
+        let err = |line: usize, reason: &str| KeyFileError {
+            line,
+            reason: reason.to_owned(),
+        };
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
         match lines.next() {
             Some((_, l)) if l == MAGIC => {}
             Some((n, _)) => return Err(err(n, &format!("expected the header \"{MAGIC}\""))),
@@ -126,15 +145,26 @@ impl KeySet {
             if tag != "key" {
                 return Err(err(n, "expected \"key <id> <created> <key>\""));
             }
-            let id = (id.len() == 8).then(|| u32::from_str_radix(id, 16).ok()).flatten().ok_or_else(|| err(n, "key id is not 8 hex digits"))?;
-            let created: u64 = created.parse().map_err(|_| err(n, "creation time is not a number of seconds"))?;
-            let bytes = unhex(key).filter(|b| b.len() == KEY_LEN).ok_or_else(|| err(n, "key is not 64 hex digits"))?;
+            let id = (id.len() == 8)
+                .then(|| u32::from_str_radix(id, 16).ok())
+                .flatten()
+                .ok_or_else(|| err(n, "key id is not 8 hex digits"))?;
+            let created: u64 = created
+                .parse()
+                .map_err(|_| err(n, "creation time is not a number of seconds"))?;
+            let bytes = unhex(key)
+                .filter(|b| b.len() == KEY_LEN)
+                .ok_or_else(|| err(n, "key is not 64 hex digits"))?;
             if keys.iter().any(|k| k.id == id) {
                 return Err(err(n, "duplicate key id"));
             }
             let mut k = [0u8; KEY_LEN];
             k.copy_from_slice(&bytes);
-            keys.push(MasterKey { id, created, key: Key(k) });
+            keys.push(MasterKey {
+                id,
+                created,
+                key: Key(k),
+            });
         }
         if keys.is_empty() {
             return Err(err(0, "file holds no key"));
@@ -159,7 +189,11 @@ fn new_key<R: RngCore + CryptoRng>(now: u64, rng: &mut R, existing: &[MasterKey]
             break id;
         }
     };
-    MasterKey { id, created: now, key: Key(key) }
+    MasterKey {
+        id,
+        created: now,
+        key: Key(key),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -170,7 +204,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 || !s.is_ascii() {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -205,7 +242,11 @@ mod tests {
     fn cookies_survive_keep_previous_rotations_and_no_more() {
         let mut rng = StdRng::seed_from_u64(4);
         let mut set = KeySet::generate(0, &mut rng);
-        let s = SessionKeys { aead: Aead::AesSivCmac256, c2s: Key([1; 32]), s2c: Key([2; 32]) };
+        let s = SessionKeys {
+            aead: Aead::AesSivCmac256,
+            c2s: Key([1; 32]),
+            s2c: Key([2; 32]),
+        };
         let c = cookie::seal(&s, set.current(), &mut rng);
         for i in 1..=3 {
             set.rotate(i * DAY, 3, &mut rng);
@@ -236,9 +277,21 @@ mod tests {
             ("", 0, "empty"),
             ("hello\n", 1, "header"),
             ("skytime-nts-keys 1\n", 0, "no key"),
-            (&*format!("skytime-nts-keys 1\n{}\n", &key_line[..key_line.len() - 1]), 2, "64 hex"),
-            (&*format!("skytime-nts-keys 1\n{}x\n", &key_line[..key_line.len() - 1]), 2, "64 hex"),
-            (&*format!("skytime-nts-keys 1\n\n{key_line}\n{key_line}\n"), 4, "duplicate"),
+            (
+                &*format!("skytime-nts-keys 1\n{}\n", &key_line[..key_line.len() - 1]),
+                2,
+                "64 hex",
+            ),
+            (
+                &*format!("skytime-nts-keys 1\n{}x\n", &key_line[..key_line.len() - 1]),
+                2,
+                "64 hex",
+            ),
+            (
+                &*format!("skytime-nts-keys 1\n\n{key_line}\n{key_line}\n"),
+                4,
+                "duplicate",
+            ),
             ("skytime-nts-keys 1\nkey 1234567 10 00\n", 2, "8 hex"),
             ("skytime-nts-keys 1\nkey 12345678 -1 00\n", 2, "seconds"),
             ("skytime-nts-keys 1\nkey 12345678 10\n", 2, "expected"),

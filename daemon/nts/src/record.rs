@@ -95,7 +95,11 @@ impl<'a> Record<'a> {
         if rest.len() < len {
             return Err(RecordError::Truncated);
         }
-        let record = Record { critical: word & CRITICAL_BIT != 0, kind: word & !CRITICAL_BIT, body: &rest[..len] };
+        let record = Record {
+            critical: word & CRITICAL_BIT != 0,
+            kind: word & !CRITICAL_BIT,
+            body: &rest[..len],
+        };
         Ok((record, &rest[len..]))
     }
 
@@ -111,7 +115,11 @@ impl<'a> Record<'a> {
         if self.body.len() % 2 != 0 {
             return None;
         }
-        Some(self.body.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])))
+        Some(
+            self.body
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]])),
+        )
     }
 }
 
@@ -147,7 +155,11 @@ pub fn scan_message(buf: &[u8], limit: usize) -> Result<Scan, RecordError> {
     loop {
         let rest = &buf[offset..];
         if rest.len() < RECORD_HEADER_LEN {
-            return if buf.len() > limit { Err(RecordError::TooLong { limit }) } else { Ok(Scan::Incomplete) };
+            return if buf.len() > limit {
+                Err(RecordError::TooLong { limit })
+            } else {
+                Ok(Scan::Incomplete)
+            };
         }
         let word = u16::from_be_bytes([rest[0], rest[1]]);
         let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
@@ -218,14 +230,23 @@ mod tests {
         assert_eq!(scan_message(&buf[..3], 1024), Ok(Scan::Incomplete));
         // A header announcing a body past the limit fails before the body arrives.
         let big = [0x00, 0x05, 0xff, 0xff];
-        assert_eq!(scan_message(&big, 1024), Err(RecordError::TooLong { limit: 1024 }));
+        assert_eq!(
+            scan_message(&big, 1024),
+            Err(RecordError::TooLong { limit: 1024 })
+        );
         write_record(&mut buf, true, kind::END_OF_MESSAGE, &[]);
         let mut trailing = buf.clone();
         trailing.push(0);
-        assert_eq!(scan_message(&trailing, 1024), Err(RecordError::TrailingData));
+        assert_eq!(
+            scan_message(&trailing, 1024),
+            Err(RecordError::TrailingData)
+        );
         let mut eom_body = Vec::new();
         write_record(&mut eom_body, true, kind::END_OF_MESSAGE, &[1, 2]);
-        assert_eq!(scan_message(&eom_body, 1024), Err(RecordError::EndOfMessageWithBody));
+        assert_eq!(
+            scan_message(&eom_body, 1024),
+            Err(RecordError::EndOfMessageWithBody)
+        );
         assert_eq!(Record::parse(&[0, 1, 0, 4, 0]), Err(RecordError::Truncated));
     }
 

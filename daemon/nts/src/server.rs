@@ -8,7 +8,9 @@
 
 use crate::aead::{self, Key, TAG_LEN};
 use crate::cookie::{self, CookieError};
-use crate::extension::{field_len, field_type, parse_fields, write_field, Authenticator, FieldError, MIN_FIELD_LEN};
+use crate::extension::{
+    field_len, field_type, parse_fields, write_field, Authenticator, FieldError, MIN_FIELD_LEN,
+};
 use crate::keyset::KeySet;
 use rand::{CryptoRng, RngCore};
 
@@ -98,7 +100,11 @@ impl AuthenticReply {
             write_field(&mut plaintext, field_type::COOKIE, c);
         }
         let ciphertext = aead::seal(&self.s2c, &self.nonce, out, &plaintext);
-        Authenticator { nonce: &self.nonce, ciphertext: &ciphertext }.write(out);
+        Authenticator {
+            nonce: &self.nonce,
+            ciphertext: &ciphertext,
+        }
+        .write(out);
         debug_assert!(out.len() <= self.limit);
     }
 }
@@ -163,29 +169,54 @@ pub fn process<R: RngCore + CryptoRng>(packet: &[u8], keys: &KeySet, rng: &mut R
     // Cookie bodies carry no padding of their own: ours are a multiple of 4.
     let session = match cookie::open(cookie_field.body, keys) {
         Ok(s) => s,
-        Err(cause) => return Outcome::Nak(NakReply { uid: uid.body.to_vec(), cause }),
+        Err(cause) => {
+            return Outcome::Nak(NakReply {
+                uid: uid.body.to_vec(),
+                cause,
+            })
+        }
     };
     let associated = &packet[..HEADER_LEN + auth_field.offset];
-    let Some(plaintext) = aead::open(&session.c2s, authenticator.nonce, associated, authenticator.ciphertext) else {
+    let Some(plaintext) = aead::open(
+        &session.c2s,
+        authenticator.nonce,
+        associated,
+        authenticator.ciphertext,
+    ) else {
         return Outcome::Drop(DropCause::AuthenticationFailed);
     };
     match parse_fields(&plaintext, 0) {
-        Ok(inner) => placeholders += inner.iter().filter(|f| f.field_type == field_type::COOKIE_PLACEHOLDER).count(),
+        Ok(inner) => {
+            placeholders += inner
+                .iter()
+                .filter(|f| f.field_type == field_type::COOKIE_PLACEHOLDER)
+                .count()
+        }
         Err(_) => return Outcome::Drop(DropCause::MalformedEncryptedFields),
     }
 
     // One cookie for the one used and one per placeholder, as many as fit
     // in a reply no longer than the request (no amplification).
     let base = HEADER_LEN + field_len(uid.body.len());
-    let reply_len = |n: usize| base + Authenticator::field_len(NONCE_LEN, TAG_LEN + n * field_len(cookie::COOKIE_LEN));
+    let reply_len = |n: usize| {
+        base + Authenticator::field_len(NONCE_LEN, TAG_LEN + n * field_len(cookie::COOKIE_LEN))
+    };
     let mut n = 1 + placeholders;
     while n > 0 && reply_len(n) > packet.len() {
         n -= 1;
     }
-    let cookies = (0..n).map(|_| cookie::seal(&session, keys.current(), rng)).collect();
+    let cookies = (0..n)
+        .map(|_| cookie::seal(&session, keys.current(), rng))
+        .collect();
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
-    Outcome::Authentic(AuthenticReply { uid: uid.body.to_vec(), s2c: session.s2c, cookies, nonce, limit: packet.len() })
+    Outcome::Authentic(AuthenticReply {
+        uid: uid.body.to_vec(),
+        s2c: session.s2c,
+        cookies,
+        nonce,
+        limit: packet.len(),
+    })
 }
 
 /// The client side of the exchange, for tests and tools: builds an NTS
@@ -196,15 +227,31 @@ pub mod client {
     /// Builds a request: `header`, Unique Identifier `uid`, `cookie`,
     /// `placeholders` placeholders, and an Authenticator under `c2s` with
     /// `encrypted` fields inside.
-    pub fn request(header: &[u8; HEADER_LEN], uid: &[u8], cookie: &[u8], placeholders: usize, c2s: &Key, nonce: &[u8], encrypted: &[u8]) -> Vec<u8> {
+    pub fn request(
+        header: &[u8; HEADER_LEN],
+        uid: &[u8],
+        cookie: &[u8],
+        placeholders: usize,
+        c2s: &Key,
+        nonce: &[u8],
+        encrypted: &[u8],
+    ) -> Vec<u8> {
         let mut out = header.to_vec();
         write_field(&mut out, field_type::UNIQUE_IDENTIFIER, uid);
         write_field(&mut out, field_type::COOKIE, cookie);
         for _ in 0..placeholders {
-            write_field(&mut out, field_type::COOKIE_PLACEHOLDER, &vec![0; cookie.len()]);
+            write_field(
+                &mut out,
+                field_type::COOKIE_PLACEHOLDER,
+                &vec![0; cookie.len()],
+            );
         }
         let ct = aead::seal(c2s, nonce, &out, encrypted);
-        Authenticator { nonce, ciphertext: &ct }.write(&mut out);
+        Authenticator {
+            nonce,
+            ciphertext: &ct,
+        }
+        .write(&mut out);
         out
     }
 
@@ -220,16 +267,31 @@ pub mod client {
     /// Checks `reply` against the request's `uid` and the `s2c` key.
     pub fn check_reply(reply: &[u8], uid: &[u8], s2c: &Key) -> Option<ReplyCheck> {
         let fields = parse_fields(reply.get(HEADER_LEN..)?, MIN_FIELD_LEN).ok()?;
-        let uid_field = fields.iter().find(|f| f.field_type == field_type::UNIQUE_IDENTIFIER)?;
+        let uid_field = fields
+            .iter()
+            .find(|f| f.field_type == field_type::UNIQUE_IDENTIFIER)?;
         if &uid_field.body[..uid.len()] != uid {
             return None;
         }
-        let Some(auth) = fields.iter().find(|f| f.field_type == field_type::AUTHENTICATOR) else {
+        let Some(auth) = fields
+            .iter()
+            .find(|f| f.field_type == field_type::AUTHENTICATOR)
+        else {
             return Some(ReplyCheck::Nak);
         };
         let a = Authenticator::parse(auth.body)?;
-        let plain = aead::open(s2c, a.nonce, &reply[..HEADER_LEN + auth.offset], a.ciphertext)?;
-        let cookies = parse_fields(&plain, 0).ok()?.iter().filter(|f| f.field_type == field_type::COOKIE).map(|f| f.body.to_vec()).collect();
+        let plain = aead::open(
+            s2c,
+            a.nonce,
+            &reply[..HEADER_LEN + auth.offset],
+            a.ciphertext,
+        )?;
+        let cookies = parse_fields(&plain, 0)
+            .ok()?
+            .iter()
+            .filter(|f| f.field_type == field_type::COOKIE)
+            .map(|f| f.body.to_vec())
+            .collect();
         Some(ReplyCheck::Authentic(cookies))
     }
 }
@@ -254,12 +316,22 @@ mod tests {
     fn fixture(seed: u64) -> Fixture {
         let mut rng = StdRng::seed_from_u64(seed);
         let keys = KeySet::generate(0, &mut rng);
-        let session = SessionKeys { aead: Aead::AesSivCmac256, c2s: Key([0x11; 32]), s2c: Key([0x22; 32]) };
+        let session = SessionKeys {
+            aead: Aead::AesSivCmac256,
+            c2s: Key([0x11; 32]),
+            s2c: Key([0x22; 32]),
+        };
         let cookie = cookie::seal(&session, keys.current(), &mut rng);
         let mut header = [0u8; 48];
         header[0] = 0x23;
         header[40..48].copy_from_slice(&[9; 8]);
-        Fixture { rng, keys, session, cookie, header }
+        Fixture {
+            rng,
+            keys,
+            session,
+            cookie,
+            header,
+        }
     }
 
     const UID: [u8; 32] = [0xab; 32];
@@ -282,10 +354,21 @@ mod tests {
     fn authentic_request_gets_cookies_per_placeholder_and_no_bigger_reply() {
         let mut f = fixture(1);
         for placeholders in 0..4 {
-            let req = request(&f.header, &UID, &f.cookie, placeholders, &f.session.c2s, &NONCE, &[]);
+            let req = request(
+                &f.header,
+                &UID,
+                &f.cookie,
+                placeholders,
+                &f.session.c2s,
+                &NONCE,
+                &[],
+            );
             let reply = reply_for(&mut f, &req).unwrap();
             assert!(reply.len() <= req.len(), "{} > {}", reply.len(), req.len());
-            let Some(ReplyCheck::Authentic(cookies)) = check_reply(&reply, &UID, &f.session.s2c) else { panic!("reply does not verify") };
+            let Some(ReplyCheck::Authentic(cookies)) = check_reply(&reply, &UID, &f.session.s2c)
+            else {
+                panic!("reply does not verify")
+            };
             assert_eq!(cookies.len(), 1 + placeholders);
             for c in &cookies {
                 assert_eq!(cookie::open(c, &f.keys), Ok(f.session.clone()));
@@ -298,11 +381,25 @@ mod tests {
     fn placeholders_inside_the_encrypted_part_count_too() {
         let mut f = fixture(2);
         let mut inner = Vec::new();
-        write_field(&mut inner, field_type::COOKIE_PLACEHOLDER, &[0; cookie::COOKIE_LEN]);
+        write_field(
+            &mut inner,
+            field_type::COOKIE_PLACEHOLDER,
+            &[0; cookie::COOKIE_LEN],
+        );
         // Padding for the reply: the outer request must be big enough.
-        let req = request(&f.header, &UID, &f.cookie, 1, &f.session.c2s, &NONCE, &inner);
+        let req = request(
+            &f.header,
+            &UID,
+            &f.cookie,
+            1,
+            &f.session.c2s,
+            &NONCE,
+            &inner,
+        );
         let reply = reply_for(&mut f, &req).unwrap();
-        let Some(ReplyCheck::Authentic(cookies)) = check_reply(&reply, &UID, &f.session.s2c) else { panic!() };
+        let Some(ReplyCheck::Authentic(cookies)) = check_reply(&reply, &UID, &f.session.s2c) else {
+            panic!()
+        };
         assert_eq!(cookies.len(), 3);
     }
 
@@ -316,10 +413,16 @@ mod tests {
             write_field(&mut req, field_type::COOKIE_PLACEHOLDER, &[0; 12]);
         }
         let ct = aead::seal(&f.session.c2s, &NONCE, &req, &[]);
-        Authenticator { nonce: &NONCE, ciphertext: &ct }.write(&mut req);
+        Authenticator {
+            nonce: &NONCE,
+            ciphertext: &ct,
+        }
+        .write(&mut req);
         let reply = reply_for(&mut f, &req).unwrap();
         assert!(reply.len() <= req.len());
-        let Some(ReplyCheck::Authentic(cookies)) = check_reply(&reply, &UID, &f.session.s2c) else { panic!() };
+        let Some(ReplyCheck::Authentic(cookies)) = check_reply(&reply, &UID, &f.session.s2c) else {
+            panic!()
+        };
         assert!(cookies.len() < 6);
     }
 
@@ -330,13 +433,22 @@ mod tests {
         let foreign = cookie::seal(&f.session, other.current(), &mut f.rng);
         let mut tampered = f.cookie.clone();
         tampered[30] ^= 4;
-        for (cookie, cause) in [(foreign, CookieError::UnknownKey), (tampered, CookieError::Undecryptable), (vec![0; 40], CookieError::WrongLength)] {
+        for (cookie, cause) in [
+            (foreign, CookieError::UnknownKey),
+            (tampered, CookieError::Undecryptable),
+            (vec![0; 40], CookieError::WrongLength),
+        ] {
             let req = request(&f.header, &UID, &cookie, 0, &f.session.c2s, &NONCE, &[]);
-            let Outcome::Nak(nak) = process(&req, &f.keys, &mut f.rng) else { panic!("expected NAK for {cause:?}") };
+            let Outcome::Nak(nak) = process(&req, &f.keys, &mut f.rng) else {
+                panic!("expected NAK for {cause:?}")
+            };
             assert_eq!(nak.cause, cause);
             let mut out = Vec::new();
             nak.write(&[0; 48], &mut out);
-            assert_eq!(check_reply(&out, &UID, &f.session.s2c), Some(ReplyCheck::Nak));
+            assert_eq!(
+                check_reply(&out, &UID, &f.session.s2c),
+                Some(ReplyCheck::Nak)
+            );
             assert!(out.len() <= req.len());
         }
     }
@@ -354,7 +466,10 @@ mod tests {
             cases.push((t, DropCause::AuthenticationFailed));
         }
         // Wrong key.
-        cases.push((request(&f.header, &UID, &f.cookie, 0, &Key([0x33; 32]), &NONCE, &[]), DropCause::AuthenticationFailed));
+        cases.push((
+            request(&f.header, &UID, &f.cookie, 0, &Key([0x33; 32]), &NONCE, &[]),
+            DropCause::AuthenticationFailed,
+        ));
         // Duplicate UID.
         let mut dup = f.header.to_vec();
         write_field(&mut dup, field_type::UNIQUE_IDENTIFIER, &UID);
@@ -367,12 +482,40 @@ mod tests {
         write_field(&mut after, 0x2000, &[0; 12]);
         cases.push((after, DropCause::AuthenticatorNotLast));
         // Truncated packet.
-        cases.push((good[..good.len() - 4].to_vec(), DropCause::MalformedField(FieldError::Truncated(auth_at - 48))));
+        cases.push((
+            good[..good.len() - 4].to_vec(),
+            DropCause::MalformedField(FieldError::Truncated(auth_at - 48)),
+        ));
         // Short UID and short nonce.
-        cases.push((request(&f.header, &[1; 16], &f.cookie, 0, &f.session.c2s, &NONCE, &[]), DropCause::TooShort));
-        cases.push((request(&f.header, &UID, &f.cookie, 0, &f.session.c2s, &[1; 8], &[]), DropCause::TooShort));
+        cases.push((
+            request(
+                &f.header,
+                &[1; 16],
+                &f.cookie,
+                0,
+                &f.session.c2s,
+                &NONCE,
+                &[],
+            ),
+            DropCause::TooShort,
+        ));
+        cases.push((
+            request(&f.header, &UID, &f.cookie, 0, &f.session.c2s, &[1; 8], &[]),
+            DropCause::TooShort,
+        ));
         // Malformed encrypted fields.
-        cases.push((request(&f.header, &UID, &f.cookie, 0, &f.session.c2s, &NONCE, &[0, 1, 0, 9]), DropCause::MalformedEncryptedFields));
+        cases.push((
+            request(
+                &f.header,
+                &UID,
+                &f.cookie,
+                0,
+                &f.session.c2s,
+                &NONCE,
+                &[0, 1, 0, 9],
+            ),
+            DropCause::MalformedEncryptedFields,
+        ));
         for (i, (packet, cause)) in cases.into_iter().enumerate() {
             match process(&packet, &f.keys, &mut f.rng) {
                 Outcome::Drop(c) => assert_eq!(c, cause, "case {i}"),
@@ -382,7 +525,10 @@ mod tests {
         // Only foreign fields: not an NTS request.
         let mut foreign = f.header.to_vec();
         write_field(&mut foreign, 0x2000, &[0; 12]);
-        assert!(matches!(process(&foreign, &f.keys, &mut f.rng), Outcome::NotNts));
+        assert!(matches!(
+            process(&foreign, &f.keys, &mut f.rng),
+            Outcome::NotNts
+        ));
     }
 
     #[test]
@@ -394,7 +540,12 @@ mod tests {
         let a = reply_for(&mut f, &req).unwrap();
         let b = reply_for(&mut f, &req).unwrap();
         assert_ne!(a, b);
-        let (Some(ReplyCheck::Authentic(ca)), Some(ReplyCheck::Authentic(cb))) = (check_reply(&a, &UID, &f.session.s2c), check_reply(&b, &UID, &f.session.s2c)) else { panic!() };
+        let (Some(ReplyCheck::Authentic(ca)), Some(ReplyCheck::Authentic(cb))) = (
+            check_reply(&a, &UID, &f.session.s2c),
+            check_reply(&b, &UID, &f.session.s2c),
+        ) else {
+            panic!()
+        };
         assert_ne!(ca, cb);
     }
 

@@ -3,8 +3,9 @@
 //! A receiver sends, once per second, a burst of sentences (RMC, GGA, ZDA
 //! ...) that all carry the time of the same fix: the second that began at
 //! the preceding PPS edge. [`NmeaClock`] groups sentences by that time of
-//! day into an epoch, stamps the epoch with the first byte of its first
-//! sentence, and names the second once the epoch has a valid fix (RMC
+//! day into an epoch, stamps the epoch with the arrival time given with its
+//! first sentence (the daemon passes the start of the sentence burst, see
+//! [`crate::line::Line::burst_start`]), and names the second once the epoch has a valid fix (RMC
 //! status A or GGA quality 1-5) and a date. It guards against GPS week
 //! rollovers (a date far before the build date gains 1024 weeks) and
 //! two-digit years.
@@ -42,7 +43,15 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if month <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, month, day)
+    (
+        if month <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        month,
+        day,
+    )
 }
 
 /// A second named by a valid fix.
@@ -106,7 +115,13 @@ pub struct NmeaClock {
 impl NmeaClock {
     /// `floor_unix`: no genuine date lies before it (use [`BUILD_UNIX`]).
     pub fn new(floor_unix: i64) -> Self {
-        Self { floor_unix, epoch: None, last_day: None, status: FixStatus::default(), stats: NmeaClockStats::default() }
+        Self {
+            floor_unix,
+            epoch: None,
+            last_day: None,
+            status: FixStatus::default(),
+            stats: NmeaClockStats::default(),
+        }
     }
 
     pub fn status(&self) -> FixStatus {
@@ -122,7 +137,17 @@ impl NmeaClock {
     pub fn on_sentence(&mut self, sentence: &Sentence, arrival: NtpTimestamp) -> Option<NmeaFix> {
         let (time, date, valid, quality, satellites) = match *sentence {
             Sentence::Rmc { time, valid, date } => (time, date, Some(valid), None, None),
-            Sentence::Gga { time, quality, satellites } => (time, None, Some(quality_is_fix(quality)), Some(quality), satellites),
+            Sentence::Gga {
+                time,
+                quality,
+                satellites,
+            } => (
+                time,
+                None,
+                Some(quality_is_fix(quality)),
+                Some(quality),
+                satellites,
+            ),
             Sentence::Zda { time, date } => (time, date, None, None, None),
             Sentence::Other => return None,
         };
@@ -134,12 +159,28 @@ impl NmeaClock {
                     self.stats.unnamed_epochs += 1;
                 }
             }
-            self.epoch = Some(Epoch { time, arrival, date: None, valid: None, quality: None, satellites: None, named: false });
+            self.epoch = Some(Epoch {
+                time,
+                arrival,
+                date: None,
+                valid: None,
+                quality: None,
+                satellites: None,
+                named: false,
+            });
         }
         let epoch = self.epoch.as_mut().expect("epoch was just set");
         if date.is_some() {
             // ZDA's four-digit year beats RMC's two digits.
-            if epoch.date.is_none() || matches!(date, Some(Date { year: Year::Full(_), .. })) {
+            if epoch.date.is_none()
+                || matches!(
+                    date,
+                    Some(Date {
+                        year: Year::Full(_),
+                        ..
+                    })
+                )
+            {
                 epoch.date = date;
             }
         }
@@ -149,7 +190,11 @@ impl NmeaClock {
         }
         epoch.quality = quality.or(epoch.quality);
         epoch.satellites = satellites.or(epoch.satellites);
-        self.status = FixStatus { valid: epoch.valid.unwrap_or(false), quality: epoch.quality.or(self.status.quality), satellites: epoch.satellites.or(self.status.satellites) };
+        self.status = FixStatus {
+            valid: epoch.valid.unwrap_or(false),
+            quality: epoch.quality.or(self.status.quality),
+            satellites: epoch.satellites.or(self.status.satellites),
+        };
         if quality.is_some() {
             self.status.quality = quality;
         }
@@ -172,14 +217,25 @@ impl NmeaClock {
         if leap_second {
             self.stats.leap_seconds += 1;
         }
-        Some(NmeaFix { unix_second, arrival: epoch.arrival, leap_second, rollover_corrected: corrected, quality: epoch.quality, satellites: epoch.satellites })
+        Some(NmeaFix {
+            unix_second,
+            arrival: epoch.arrival,
+            leap_second,
+            rollover_corrected: corrected,
+            quality: epoch.quality,
+            satellites: epoch.satellites,
+        })
     }
 
     /// A date for an epoch without one: the last date seen, a day later if
     /// the time of day has wrapped past midnight since.
     fn carried_day(&self, time: TimeOfDay) -> Option<i64> {
         let (day, sod) = self.last_day?;
-        Some(if time.seconds_of_day() < sod { day + 1 } else { day })
+        Some(if time.seconds_of_day() < sod {
+            day + 1
+        } else {
+            day
+        })
     }
 
     /// Day number of `date`, with century and rollover guards.
@@ -227,7 +283,8 @@ mod tests {
     const FLOOR: i64 = 1_767_225_600; // 2026-01-01
 
     fn s(body: &str) -> Sentence {
-        parse(format!("${body}*{:02X}", crate::sentence::checksum(body.as_bytes())).as_bytes()).unwrap()
+        parse(format!("${body}*{:02X}", crate::sentence::checksum(body.as_bytes())).as_bytes())
+            .unwrap()
     }
 
     fn at(x: f64) -> NtpTimestamp {
@@ -249,46 +306,98 @@ mod tests {
         let mut c = NmeaClock::new(FLOOR);
         let gga = s("GPGGA,120000.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,");
         assert_eq!(c.on_sentence(&gga, at(0.30)), None, "no date yet");
-        let fix = c.on_sentence(&s("GPRMC,120000.00,A,4807.038,N,01131.000,E,0.0,0.0,150326,,"), at(0.35)).unwrap();
-        assert_eq!(fix.unix_second, days_from_civil(2026, 3, 15) * 86_400 + 12 * 3600);
-        assert_eq!(fix.arrival, at(0.30), "stamped at the epoch's first sentence");
+        let fix = c
+            .on_sentence(
+                &s("GPRMC,120000.00,A,4807.038,N,01131.000,E,0.0,0.0,150326,,"),
+                at(0.35),
+            )
+            .unwrap();
+        assert_eq!(
+            fix.unix_second,
+            days_from_civil(2026, 3, 15) * 86_400 + 12 * 3600
+        );
+        assert_eq!(
+            fix.arrival,
+            at(0.30),
+            "stamped at the epoch's first sentence"
+        );
         assert_eq!((fix.quality, fix.satellites), (Some(1), Some(8)));
         assert!(!fix.rollover_corrected && !fix.leap_second);
         // The same epoch is not named twice.
-        assert_eq!(c.on_sentence(&s("GPZDA,120000.00,15,03,2026,00,00"), at(0.40)), None);
+        assert_eq!(
+            c.on_sentence(&s("GPZDA,120000.00,15,03,2026,00,00"), at(0.40)),
+            None
+        );
         // The next epoch can be named from GGA alone with the carried date.
-        let fix2 = c.on_sentence(&s("GPGGA,120001.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"), at(1.3)).unwrap();
+        let fix2 = c
+            .on_sentence(
+                &s("GPGGA,120001.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+                at(1.3),
+            )
+            .unwrap();
         assert_eq!(fix2.unix_second, fix.unix_second + 1);
     }
 
     #[test]
     fn status_v_or_quality_zero_names_nothing() {
         let mut c = NmeaClock::new(FLOOR);
-        assert_eq!(c.on_sentence(&s("GPRMC,120000.00,V,,,,,,,150326,,"), at(0.3)), None);
-        assert_eq!(c.on_sentence(&s("GPZDA,120000.00,15,03,2026,00,00"), at(0.4)), None);
-        assert_eq!(c.on_sentence(&s("GPGGA,120001.00,,,,,0,00,,,M,,M,,"), at(1.3)), None);
-        assert_eq!(c.on_sentence(&s("GPZDA,120001.00,15,03,2026,00,00"), at(1.4)), None, "ZDA alone is no fix");
+        assert_eq!(
+            c.on_sentence(&s("GPRMC,120000.00,V,,,,,,,150326,,"), at(0.3)),
+            None
+        );
+        assert_eq!(
+            c.on_sentence(&s("GPZDA,120000.00,15,03,2026,00,00"), at(0.4)),
+            None
+        );
+        assert_eq!(
+            c.on_sentence(&s("GPGGA,120001.00,,,,,0,00,,,M,,M,,"), at(1.3)),
+            None
+        );
+        assert_eq!(
+            c.on_sentence(&s("GPZDA,120001.00,15,03,2026,00,00"), at(1.4)),
+            None,
+            "ZDA alone is no fix"
+        );
         assert!(!c.status().valid);
         // A GGA without fix spoils an RMC A in the same epoch.
-        assert_eq!(c.on_sentence(&s("GPGGA,120002.00,,,,,0,00,,,M,,M,,"), at(2.3)), None);
-        assert_eq!(c.on_sentence(&s("GPRMC,120002.00,A,,,,,,,150326,,"), at(2.4)), None);
+        assert_eq!(
+            c.on_sentence(&s("GPGGA,120002.00,,,,,0,00,,,M,,M,,"), at(2.3)),
+            None
+        );
+        assert_eq!(
+            c.on_sentence(&s("GPRMC,120002.00,A,,,,,,,150326,,"), at(2.4)),
+            None
+        );
         assert_eq!(c.stats().fixes, 0);
     }
 
     #[test]
     fn gga_after_midnight_moves_the_carried_date() {
         let mut c = NmeaClock::new(FLOOR);
-        let first = c.on_sentence(&s("GPRMC,235959.00,A,,,,,,,150326,,"), at(0.3)).unwrap();
-        let next = c.on_sentence(&s("GPGGA,000000.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"), at(1.3)).unwrap();
+        let first = c
+            .on_sentence(&s("GPRMC,235959.00,A,,,,,,,150326,,"), at(0.3))
+            .unwrap();
+        let next = c
+            .on_sentence(
+                &s("GPGGA,000000.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+                at(1.3),
+            )
+            .unwrap();
         assert_eq!(next.unix_second, first.unix_second + 1);
     }
 
     #[test]
     fn leap_second_is_named_and_flagged() {
         let mut c = NmeaClock::new(FLOOR);
-        let a = c.on_sentence(&s("GPRMC,235959.00,A,,,,,,,300626,,"), at(0.3)).unwrap();
-        let leap = c.on_sentence(&s("GPRMC,235960.00,A,,,,,,,300626,,"), at(1.3)).unwrap();
-        let b = c.on_sentence(&s("GPRMC,000000.00,A,,,,,,,010726,,"), at(2.3)).unwrap();
+        let a = c
+            .on_sentence(&s("GPRMC,235959.00,A,,,,,,,300626,,"), at(0.3))
+            .unwrap();
+        let leap = c
+            .on_sentence(&s("GPRMC,235960.00,A,,,,,,,300626,,"), at(1.3))
+            .unwrap();
+        let b = c
+            .on_sentence(&s("GPRMC,000000.00,A,,,,,,,010726,,"), at(2.3))
+            .unwrap();
         assert!(leap.leap_second && !a.leap_second && !b.leap_second);
         // POSIX has no 23:59:60: it shares its Unix second with the midnight after it.
         assert_eq!(leap.unix_second, a.unix_second + 1);
@@ -302,37 +411,71 @@ mod tests {
         // 2026-03-15 minus 1024 weeks is 2006-07-30.
         let (y, m, d) = civil_from_days(days_from_civil(2026, 3, 15) - 7168);
         assert_eq!((y, m, d), (2006, 7, 30));
-        let fix = c.on_sentence(&s(&format!("GPZDA,120000.00,{d:02},{m:02},{y},00,00")), at(0.1));
+        let fix = c.on_sentence(
+            &s(&format!("GPZDA,120000.00,{d:02},{m:02},{y},00,00")),
+            at(0.1),
+        );
         assert_eq!(fix, None, "ZDA alone is no fix");
-        let fix = c.on_sentence(&s("GPRMC,120000.00,A,,,,,,,300706,,"), at(0.2)).unwrap();
+        let fix = c
+            .on_sentence(&s("GPRMC,120000.00,A,,,,,,,300706,,"), at(0.2))
+            .unwrap();
         assert!(fix.rollover_corrected);
-        assert_eq!(fix.unix_second, days_from_civil(2026, 3, 15) * 86_400 + 43_200);
+        assert_eq!(
+            fix.unix_second,
+            days_from_civil(2026, 3, 15) * 86_400 + 43_200
+        );
         assert_eq!(c.stats().rollover_corrections, 1);
         // Two rollovers back (1987 via 4-digit ZDA, 1024 weeks before 2006).
         let (y, m, d) = civil_from_days(days_from_civil(2026, 3, 15) - 2 * 7168);
         let mut c = NmeaClock::new(FLOOR);
-        c.on_sentence(&s(&format!("GPZDA,120000.00,{d:02},{m:02},{y},00,00")), at(0.1));
-        let fix = c.on_sentence(&s("GPGGA,120000.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"), at(0.2)).unwrap();
-        assert_eq!(fix.unix_second, days_from_civil(2026, 3, 15) * 86_400 + 43_200);
+        c.on_sentence(
+            &s(&format!("GPZDA,120000.00,{d:02},{m:02},{y},00,00")),
+            at(0.1),
+        );
+        let fix = c
+            .on_sentence(
+                &s("GPGGA,120000.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
+                at(0.2),
+            )
+            .unwrap();
+        assert_eq!(
+            fix.unix_second,
+            days_from_civil(2026, 3, 15) * 86_400 + 43_200
+        );
     }
 
     #[test]
     fn two_digit_years_pick_the_century_near_the_build() {
         let mut c = NmeaClock::new(FLOOR);
         // "06" for a 2026 build is 2006, which is a rollover: 2026.
-        let fix = c.on_sentence(&s("GPRMC,120000.00,A,,,,,,,300706,,"), at(0.1)).unwrap();
-        assert_eq!(civil_from_days(fix.unix_second.div_euclid(86_400)), (2026, 3, 15));
+        let fix = c
+            .on_sentence(&s("GPRMC,120000.00,A,,,,,,,300706,,"), at(0.1))
+            .unwrap();
+        assert_eq!(
+            civil_from_days(fix.unix_second.div_euclid(86_400)),
+            (2026, 3, 15)
+        );
         assert!(fix.rollover_corrected);
         // Whatever the two digits, the result never lies before the build.
         for yy in 0..100 {
             let mut c = NmeaClock::new(FLOOR);
-            let fix = c.on_sentence(&s(&format!("GPRMC,120000.00,A,,,,,,,0101{yy:02},,")), at(0.1)).unwrap();
+            let fix = c
+                .on_sentence(
+                    &s(&format!("GPRMC,120000.00,A,,,,,,,0101{yy:02},,")),
+                    at(0.1),
+                )
+                .unwrap();
             assert!(fix.unix_second >= FLOOR - 86_400, "{yy}");
         }
-        let fix = c.on_sentence(&s("GPRMC,120001.00,A,,,,,,,010127,,"), at(1.1)).unwrap();
+        let fix = c
+            .on_sentence(&s("GPRMC,120001.00,A,,,,,,,010127,,"), at(1.1))
+            .unwrap();
         assert_eq!(civil_from_days(fix.unix_second.div_euclid(86_400)).0, 2027);
         assert!(!fix.rollover_corrected);
         // 31 February is refused.
-        assert_eq!(c.on_sentence(&s("GPRMC,120002.00,A,,,,,,,310227,,"), at(2.1)), None);
+        assert_eq!(
+            c.on_sentence(&s("GPRMC,120002.00,A,,,,,,,310227,,"), at(2.1)),
+            None
+        );
     }
 }

@@ -7,6 +7,11 @@
 //! baud rate). Garbage never wedges it: bytes outside a `$...` sentence are
 //! dropped and counted, a line longer than [`MAX_LINE`] is discarded, and a
 //! `$` in the middle of a line starts a new sentence (the old one was cut).
+//!
+//! A receiver sends its sentences for one second as a burst and is silent
+//! in between. Each line also carries the first `$` of its burst, so a
+//! second can be timed from the start of the burst even when its first
+//! sentence was damaged.
 
 use skytime_proto::{NtpDuration, NtpTimestamp};
 
@@ -19,6 +24,8 @@ pub const MAX_LINE: usize = 120;
 pub struct Line {
     pub text: Vec<u8>,
     pub first_byte: NtpTimestamp,
+    /// The first `$` after the last silence on the line.
+    pub burst_start: NtpTimestamp,
 }
 
 /// Counters of what the assembler threw away.
@@ -40,6 +47,10 @@ pub struct LineAssembler {
     in_line: bool,
     overlong: bool,
     char_time: NtpDuration,
+    /// Quiet time that separates two bursts.
+    gap: NtpDuration,
+    last_byte: Option<NtpTimestamp>,
+    burst_start: Option<NtpTimestamp>,
     stats: LineStats,
 }
 
@@ -47,8 +58,26 @@ impl LineAssembler {
     /// `baud` sets the per-character time used to back-date bytes inside a
     /// chunk (0 disables the correction).
     pub fn new(baud: u32) -> Self {
-        let char_time = if baud == 0 { NtpDuration::ZERO } else { NtpDuration::from_nanos(10_000_000_000 / baud as i64) };
-        Self { buf: Vec::with_capacity(MAX_LINE), first_byte: NtpTimestamp::ZERO, in_line: false, overlong: false, char_time, stats: LineStats::default() }
+        let char_time = if baud == 0 {
+            NtpDuration::ZERO
+        } else {
+            NtpDuration::from_nanos(10_000_000_000 / baud as i64)
+        };
+        // 20 characters or 30 ms, whichever is longer.
+        let gap = NtpDuration::from_bits(
+            (char_time.to_bits() * 20).max(NtpDuration::from_nanos(30_000_000).to_bits()),
+        );
+        Self {
+            buf: Vec::with_capacity(MAX_LINE),
+            first_byte: NtpTimestamp::ZERO,
+            in_line: false,
+            overlong: false,
+            char_time,
+            gap,
+            last_byte: None,
+            burst_start: None,
+            stats: LineStats::default(),
+        }
     }
 
     pub fn stats(&self) -> LineStats {
@@ -60,12 +89,21 @@ impl LineAssembler {
         self.buf.clear();
         self.in_line = false;
         self.overlong = false;
+        self.last_byte = None;
+        self.burst_start = None;
     }
 
     /// Feeds one chunk read at `read_time`; calls `out` for each completed line.
     pub fn feed(&mut self, chunk: &[u8], read_time: NtpTimestamp, mut out: impl FnMut(Line)) {
         let n = chunk.len();
         for (i, &b) in chunk.iter().enumerate() {
+            let behind = (n - 1 - i) as i64;
+            let at = read_time
+                + NtpDuration::from_bits(-self.char_time.to_bits().saturating_mul(behind));
+            if self.last_byte.is_none_or(|last| at - last > self.gap) {
+                self.burst_start = None;
+            }
+            self.last_byte = Some(at);
             match b {
                 b'$' | b'!' => {
                     if self.in_line && !self.overlong {
@@ -75,14 +113,21 @@ impl LineAssembler {
                     self.buf.push(b);
                     self.in_line = true;
                     self.overlong = false;
-                    let behind = (n - 1 - i) as i64;
-                    self.first_byte = read_time + NtpDuration::from_bits(-self.char_time.to_bits().saturating_mul(behind));
+                    self.first_byte = at;
+                    if self.burst_start.is_none() {
+                        self.burst_start = Some(at);
+                    }
                 }
                 b'\r' | b'\n' => {
                     if self.in_line {
                         if !self.overlong {
                             self.stats.lines += 1;
-                            out(Line { text: std::mem::take(&mut self.buf), first_byte: self.first_byte });
+                            let burst_start = self.burst_start.unwrap_or(self.first_byte);
+                            out(Line {
+                                text: std::mem::take(&mut self.buf),
+                                first_byte: self.first_byte,
+                                burst_start,
+                            });
                         }
                         self.buf.clear();
                         self.in_line = false;
@@ -134,7 +179,14 @@ mod tests {
         for cut in 0..=TEXT.len() {
             for cut2 in cut..=TEXT.len() {
                 let mut asm = LineAssembler::new(0);
-                let got = collect(&mut asm, &[(&TEXT[..cut], t(0.0)), (&TEXT[cut..cut2], t(0.0)), (&TEXT[cut2..], t(0.0))]);
+                let got = collect(
+                    &mut asm,
+                    &[
+                        (&TEXT[..cut], t(0.0)),
+                        (&TEXT[cut..cut2], t(0.0)),
+                        (&TEXT[cut2..], t(0.0)),
+                    ],
+                );
                 let texts: Vec<_> = got.iter().map(|l| l.text.clone()).collect();
                 let want: Vec<_> = expected.iter().map(|l| l.text.clone()).collect();
                 assert_eq!(texts, want, "split at {cut},{cut2}");
@@ -147,13 +199,38 @@ mod tests {
     fn first_byte_time_is_back_dated_by_the_bytes_behind_it() {
         // 9600 baud: 1.0417 ms per character.
         let mut asm = LineAssembler::new(9600);
-        let lines = collect(&mut asm, &[(b"$AB", t(1.0)), (b"C*00\r\n$X*00\r\n", t(2.0))]);
+        let lines = collect(
+            &mut asm,
+            &[(b"$AB", t(1.0)), (b"C*00\r\n$X*00\r\n", t(2.0))],
+        );
         // '$' was the 3rd-last byte of the first chunk: two characters earlier.
         let d = (lines[0].first_byte - t(1.0)).to_seconds_f64();
         assert!((d + 2.0 * 10.0 / 9600.0).abs() < 1e-6, "{d}");
         // second '$' had 6 bytes after it in a chunk read at 2.0
         let d = (lines[1].first_byte - t(2.0)).to_seconds_f64();
         assert!((d + 6.0 * 10.0 / 9600.0).abs() < 1e-6, "{d}");
+    }
+
+    #[test]
+    fn lines_carry_the_start_of_their_burst() {
+        let mut asm = LineAssembler::new(9600);
+        let lines = collect(
+            &mut asm,
+            &[
+                (b"xx$A*00\r\n", t(0.0)),
+                (b"$B*00\r\n", t(0.010)),
+                (b"$C*00\r\n", t(1.0)),
+                (b"$D*00\r\n", t(1.010)),
+            ],
+        );
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[1].burst_start, lines[0].first_byte);
+        assert!(lines[1].first_byte > lines[0].first_byte);
+        assert_eq!(
+            lines[2].burst_start, lines[2].first_byte,
+            "a second of silence starts a new burst"
+        );
+        assert_eq!(lines[3].burst_start, lines[2].first_byte);
     }
 
     #[test]

@@ -33,7 +33,13 @@ pub struct PairingConfig {
 
 impl Default for PairingConfig {
     fn default() -> Self {
-        Self { max_delay: 0.95, max_error: 0.1, configured_delay: None, holdover: 60.0, pps_dispersion: 1e-6 }
+        Self {
+            max_delay: 0.95,
+            max_error: 0.1,
+            configured_delay: None,
+            holdover: 60.0,
+            pps_dispersion: 1e-6,
+        }
     }
 }
 
@@ -167,7 +173,14 @@ fn secs(d: NtpDuration) -> f64 {
 
 impl Pairing {
     pub fn new(config: PairingConfig) -> Self {
-        Self { config, pending: VecDeque::new(), last_pulse: None, last_lock: None, delay: DelayEstimator::default(), stats: PairingStats::default() }
+        Self {
+            config,
+            pending: VecDeque::new(),
+            last_pulse: None,
+            last_lock: None,
+            delay: DelayEstimator::default(),
+            stats: PairingStats::default(),
+        }
     }
 
     pub fn stats(&self) -> PairingStats {
@@ -188,12 +201,17 @@ impl Pairing {
 
     /// True while the last NMEA-named pulse is within the holdover time.
     pub fn locked(&self, now: NtpTimestamp) -> bool {
-        self.last_lock.is_some_and(|(p, _)| secs(now - p) <= self.config.holdover)
+        self.last_lock
+            .is_some_and(|(p, _)| secs(now - p) <= self.config.holdover)
     }
 
     /// A pulse at local time `local`. Returns decisions on older pulses
     /// that can no longer be paired (the new one waits for its fix).
-    pub fn on_pulse(&mut self, local: NtpTimestamp, clock_synchronized: bool) -> Vec<PulseDecision> {
+    pub fn on_pulse(
+        &mut self,
+        local: NtpTimestamp,
+        clock_synchronized: bool,
+    ) -> Vec<PulseDecision> {
         self.stats.pulses += 1;
         let mut out = self.poll(local, clock_synchronized);
         if let Some(prev) = self.last_pulse {
@@ -201,7 +219,10 @@ impl Pairing {
             let whole = dt.round();
             if dt < 0.5 || (dt < 10.0 && (dt - whole).abs() > 0.01) {
                 self.stats.rejected_glitch += 1;
-                out.push(PulseDecision { local, outcome: Err(Reject::Glitch) });
+                out.push(PulseDecision {
+                    local,
+                    outcome: Err(Reject::Glitch),
+                });
                 return out;
             }
             if dt < 3600.0 && whole > 1.0 {
@@ -236,12 +257,23 @@ impl Pairing {
                 if secs(offset).abs() < 0.4 {
                     self.stats.holdover += 1;
                     let dispersion = NtpDuration::from_seconds_f64(self.config.pps_dispersion);
-                    return PulseDecision { local: p, outcome: Ok(Accepted { unix_second: second, offset, dispersion, holdover: true }) };
+                    return PulseDecision {
+                        local: p,
+                        outcome: Ok(Accepted {
+                            unix_second: second,
+                            offset,
+                            dispersion,
+                            holdover: true,
+                        }),
+                    };
                 }
             }
         }
         self.stats.rejected_no_nmea += 1;
-        PulseDecision { local: p, outcome: Err(Reject::NoNmea) }
+        PulseDecision {
+            local: p,
+            outcome: Err(Reject::NoNmea),
+        }
     }
 
     /// A valid fix: pairs it with the pulse that began its second.
@@ -256,7 +288,11 @@ impl Pairing {
         let outcome = if fix.leap_second {
             self.stats.rejected_leap += 1;
             Err(Reject::LeapSecond)
-        } else if self.delay().value.is_some_and(|expected| (d - expected).abs() > self.config.max_error) {
+        } else if self
+            .delay()
+            .value
+            .is_some_and(|expected| (d - expected).abs() > self.config.max_error)
+        {
             self.stats.rejected_disagree += 1;
             // Keep learning, so a wrong early estimate cannot lock us out.
             self.delay.push(d);
@@ -267,7 +303,12 @@ impl Pairing {
             self.last_lock = Some((p, fix.unix_second));
             let offset = NtpTimestamp::from_unix(fix.unix_second, 0) - p;
             let dispersion = NtpDuration::from_seconds_f64(self.config.pps_dispersion);
-            Ok(Accepted { unix_second: fix.unix_second, offset, dispersion, holdover: false })
+            Ok(Accepted {
+                unix_second: fix.unix_second,
+                offset,
+                dispersion,
+                holdover: false,
+            })
         };
         Some(PulseDecision { local: p, outcome })
     }
@@ -281,7 +322,8 @@ impl Pairing {
             Some(v) => (v, report.spread.unwrap_or(0.0).max(0.001)),
             None => (0.5, 0.5),
         };
-        let reference = NtpTimestamp::from_unix(fix.unix_second, 0) + NtpDuration::from_seconds_f64(delay);
+        let reference =
+            NtpTimestamp::from_unix(fix.unix_second, 0) + NtpDuration::from_seconds_f64(delay);
         (reference - fix.arrival, NtpDuration::from_seconds_f64(err))
     }
 }
@@ -298,11 +340,23 @@ mod tests {
     }
 
     fn fix(second: i64, arrival: NtpTimestamp) -> NmeaFix {
-        NmeaFix { unix_second: S0 + second, arrival, leap_second: false, rollover_corrected: false, quality: Some(1), satellites: Some(8) }
+        NmeaFix {
+            unix_second: S0 + second,
+            arrival,
+            leap_second: false,
+            rollover_corrected: false,
+            quality: Some(1),
+            satellites: Some(8),
+        }
     }
 
     /// Runs `n` seconds of pulses and fixes; returns accepted offsets.
-    fn run(p: &mut Pairing, range: std::ops::Range<i64>, clock_err: f64, delay: impl Fn(i64) -> f64) -> Vec<Result<Accepted, Reject>> {
+    fn run(
+        p: &mut Pairing,
+        range: std::ops::Range<i64>,
+        clock_err: f64,
+        delay: impl Fn(i64) -> f64,
+    ) -> Vec<Result<Accepted, Reject>> {
         let mut out = Vec::new();
         for s in range {
             let pl = local(s as f64, clock_err);
@@ -385,7 +439,10 @@ mod tests {
 
     #[test]
     fn configured_delay_overrides_the_estimate() {
-        let cfg = PairingConfig { configured_delay: Some(0.2), ..PairingConfig::default() };
+        let cfg = PairingConfig {
+            configured_delay: Some(0.2),
+            ..PairingConfig::default()
+        };
         let mut p = Pairing::new(cfg);
         let out = run(&mut p, 0..3, 0.0, |_| 0.6);
         assert!(out.iter().all(|o| *o == Err(Reject::Disagree)));
@@ -426,7 +483,10 @@ mod tests {
         let (o, e) = p.nmea_sample(&fix(0, pl + NtpDuration::from_seconds_f64(0.45)));
         assert!((o.to_seconds_f64() - 0.04).abs() < 1e-6 && e.to_seconds_f64() == 0.5);
         run(&mut p, 0..10, 0.010, |_| 0.45);
-        let (o, e) = p.nmea_sample(&fix(10, local(10.0, 0.010) + NtpDuration::from_seconds_f64(0.45)));
+        let (o, e) = p.nmea_sample(&fix(
+            10,
+            local(10.0, 0.010) + NtpDuration::from_seconds_f64(0.45),
+        ));
         assert!((o.to_seconds_f64() + 0.010).abs() < 1e-6, "{o:?}");
         assert!(e.to_seconds_f64() < 0.01);
     }

@@ -79,7 +79,10 @@ pub fn decode(b: &[u8]) -> Result<SockSample, SockError> {
     }
     // Normalise the timeval as chrony does, then refuse what makes no sense.
     let total_usec = (sec as i128) * 1_000_000 + usec as i128;
-    let (sec, usec) = (total_usec.div_euclid(1_000_000) as i64, total_usec.rem_euclid(1_000_000) as u32);
+    let (sec, usec) = (
+        total_usec.div_euclid(1_000_000) as i64,
+        total_usec.rem_euclid(1_000_000) as u32,
+    );
     if !offset.is_finite() || offset.abs() > 1e9 || sec <= 0 {
         return Err(SockError::Invalid);
     }
@@ -100,12 +103,23 @@ pub fn decode(b: &[u8]) -> Result<SockSample, SockError> {
     } else {
         NtpDuration::from_seconds_f64(offset)
     };
-    Ok(SockSample { local, offset, pulse: pulse != 0, leap })
+    Ok(SockSample {
+        local,
+        offset,
+        pulse: pulse != 0,
+        leap,
+    })
 }
 
 /// Encodes a 40-byte sample (64-bit `time_t`), as a sender does.
 /// `offset_field` goes on the wire as is (see the module note for pulses).
-pub fn encode(unix_sec: i64, usec: i64, offset_field: f64, pulse: bool, leap: SockLeap) -> [u8; SOCK_SAMPLE_LEN] {
+pub fn encode(
+    unix_sec: i64,
+    usec: i64,
+    offset_field: f64,
+    pulse: bool,
+    leap: SockLeap,
+) -> [u8; SOCK_SAMPLE_LEN] {
     let mut b = [0u8; SOCK_SAMPLE_LEN];
     b[0..8].copy_from_slice(&unix_sec.to_ne_bytes());
     b[8..16].copy_from_slice(&usec.to_ne_bytes());
@@ -148,10 +162,25 @@ mod tests {
         assert_eq!(std::mem::offset_of!(CSample, offset), 16);
         assert_eq!(std::mem::offset_of!(CSample, pulse), 24);
         assert_eq!(std::mem::offset_of!(CSample, magic), 36);
-        let c = CSample { tv: libc::timeval { tv_sec: 1_800_000_000, tv_usec: 250_000 }, offset: -0.125, pulse: 0, leap: 1, pad: 0, magic: SOCK_MAGIC as i32 };
+        let c = CSample {
+            tv: libc::timeval {
+                tv_sec: 1_800_000_000,
+                tv_usec: 250_000,
+            },
+            offset: -0.125,
+            pulse: 0,
+            leap: 1,
+            pad: 0,
+            magic: SOCK_MAGIC as i32,
+        };
         // SAFETY: CSample is plain old data without padding (asserted above).
-        let bytes: &[u8] = unsafe { std::slice::from_raw_parts((&c as *const CSample).cast::<u8>(), SOCK_SAMPLE_LEN) };
-        assert_eq!(bytes, encode(1_800_000_000, 250_000, -0.125, false, SockLeap::Insert));
+        let bytes: &[u8] = unsafe {
+            std::slice::from_raw_parts((&c as *const CSample).cast::<u8>(), SOCK_SAMPLE_LEN)
+        };
+        assert_eq!(
+            bytes,
+            encode(1_800_000_000, 250_000, -0.125, false, SockLeap::Insert)
+        );
         let s = decode(bytes).unwrap();
         assert_eq!(s.local, NtpTimestamp::from_unix(1_800_000_000, 250_000_000));
         assert_eq!(s.offset, NtpDuration::from_seconds_f64(-0.125));
@@ -163,12 +192,30 @@ mod tests {
     fn pulses_are_read_as_chrony_reads_them() {
         // Edge seen 0.2 ms after the local second began: the local clock is
         // 0.2 ms ahead, the phase offset is -0.2 ms.
-        let s = decode(&encode(1_800_000_000, 200, pulse_offset_field(0.0002), true, SockLeap::Normal)).unwrap();
+        let s = decode(&encode(
+            1_800_000_000,
+            200,
+            pulse_offset_field(0.0002),
+            true,
+            SockLeap::Normal,
+        ))
+        .unwrap();
         assert!(s.pulse);
         assert!((s.offset.to_seconds_f64() + 0.0002).abs() < 1e-9);
         // An edge late in the local second (clock behind): positive phase.
-        let s = decode(&encode(1_800_000_000, 999_700, pulse_offset_field(0.9997), true, SockLeap::Normal)).unwrap();
-        assert!((s.offset.to_seconds_f64() - 0.0003).abs() < 1e-9, "{:?}", s.offset);
+        let s = decode(&encode(
+            1_800_000_000,
+            999_700,
+            pulse_offset_field(0.9997),
+            true,
+            SockLeap::Normal,
+        ))
+        .unwrap();
+        assert!(
+            (s.offset.to_seconds_f64() - 0.0003).abs() < 1e-9,
+            "{:?}",
+            s.offset
+        );
     }
 
     #[test]

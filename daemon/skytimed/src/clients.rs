@@ -71,7 +71,7 @@ impl Clients {
             .filter_map(|s| s.lock().ok())
             .flat_map(|log| log.entries().copied().collect::<Vec<_>>())
             .collect();
-        all.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        all.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
         all
     }
 

@@ -86,7 +86,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     let clients = Arc::new(Clients::new(config.ntp.client_log_size.get()));
     let ctx = Arc::new(ServerContext {
         acl: config.ntp.access_list(),
-        sync: sync_rx,
+        sync: sync_rx.clone(),
         nts: nts.clone(),
         stats: stats.clone(),
         clients: clients.clone(),
@@ -109,7 +109,16 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     }
 
     let (sample_tx, sample_rx) = mpsc::channel(256);
-    let _refclocks = Refclocks::start(&config.gps, sample_tx, shutdown.child_token()).await?;
+    // The refclocks see the published sync state so that PPS alone can
+    // carry on through short NMEA outages once the clock is synchronized.
+    // Kept alive until shutdown; status() will feed the D-Bus sources view.
+    let _refclocks = Refclocks::start_with_sync(
+        &config.gps,
+        sample_tx,
+        Some(sync_rx),
+        shutdown.child_token(),
+    )
+    .await?;
     {
         let (clock, data_dir, token) = (
             config.clock.clone(),
@@ -139,8 +148,9 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     while tasks.join_next().await.is_some() {}
     tracing::info!(
         clients = clients.len(),
-        "skytimed stopped: ntp {}",
-        stats.snapshot()
+        "skytimed stopped: ntp {}; nts {}",
+        stats.snapshot(),
+        nts.stats()
     );
     Ok(())
 }
@@ -160,7 +170,7 @@ async fn wait_for_signals(nts: &NtsService, stats: &ServerStats) -> std::io::Res
                 Ok(()) => tracing::info!("SIGHUP: reloaded"),
                 Err(e) => tracing::error!("SIGHUP: reload refused, still serving the previous certificate: {e}"),
             },
-            _ = usr1.recv() => tracing::info!("ntp {}", stats.snapshot()),
+            _ = usr1.recv() => tracing::info!("ntp {}; nts {}", stats.snapshot(), nts.stats()),
         }
     }
 }

@@ -1,0 +1,786 @@
+//! The discipline core: samples and time in, clock actions and the
+//! published synchronization state out.
+//!
+//! Flow per sample: store it in its source's statistics, run selection,
+//! and if the source is selected feed it to the estimator (a bank of
+//! Kalman filters, see `kalman`), gated against the prediction so that
+//! outliers and latency spikes are dropped or clipped. Then steer: the
+//! frequency is set to the estimated oscillator correction plus a slew
+//! term that removes the predicted offset by the time the next sample is
+//! due (a dead-beat controller: the estimate is optimal, so the best the
+//! clock can do is to follow it), ended by a wakeup so that a missed pulse
+//! does not overshoot. Steps happen only under the makestep rule.
+//!
+//! `tick` (about once a second) handles what time alone changes: the end
+//! of a slew, holdover and its limit, leap-second arming, and the kernel's
+//! error estimates.
+
+use crate::clock::{Actions, KernelLeap, KernelStatus};
+use crate::drift::{Drift, MAX_FREQ_PPM};
+use crate::kalman::{Estimate, FilterBank};
+use crate::leap::{LeapKind, LeapMode, LeapTable};
+use crate::sample::{Sample, SourceKind};
+use crate::select::{select, tier, Candidate, SelectState};
+use crate::sourcestats::SourceStats;
+use skytime_proto::{LeapIndicator, NtpDuration, NtpTimestamp, ReferenceId, SyncState};
+use std::collections::VecDeque;
+
+/// Source indexes above this are refused (garbage must not allocate).
+pub const MAX_SOURCES: usize = 16;
+
+/// Tuning of the discipline; skytimed's `[clock]` section maps onto it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DisciplineConfig {
+    /// Steer the clock. When false the discipline measures and reports but
+    /// emits no clock actions (chronyd -x).
+    pub steer: bool,
+    /// Step when the offset exceeds this (seconds) ...
+    pub makestep_threshold_s: f64,
+    /// ... during the first this many clock updates (negative: always).
+    pub makestep_limit: i32,
+    /// Largest slew on top of the frequency correction (ppm).
+    pub max_slew_ppm: f64,
+    /// A source without a sample for this long is unreachable (seconds).
+    pub source_timeout_s: f64,
+    /// Samples a source needs before it can be selected.
+    pub min_samples: usize,
+    /// Sources with a larger error bound are rejected (seconds).
+    pub max_distance_s: f64,
+    /// PPS decides when there is no majority (two disagreeing sources).
+    pub trust_pps: bool,
+    /// Serve from the oscillator this long after the last source update.
+    pub holdover_limit_s: f64,
+    /// Assumed frequency error growth in holdover (ppm), for the error bound.
+    pub holdover_drift_ppm: f64,
+    /// Fallback after holdover: serve at this stratum, or unsynchronized.
+    pub local_stratum: Option<u8>,
+    pub leap_mode: LeapMode,
+    /// log2 seconds, as in replies.
+    pub precision: i8,
+    /// Innovations beyond this many standard deviations are outliers.
+    pub outlier_sigmas: f64,
+}
+
+impl Default for DisciplineConfig {
+    fn default() -> Self {
+        Self {
+            steer: true,
+            makestep_threshold_s: 0.001,
+            makestep_limit: 3,
+            max_slew_ppm: 500.0,
+            source_timeout_s: 8.0,
+            min_samples: 3,
+            max_distance_s: 1.5,
+            trust_pps: true,
+            holdover_limit_s: 4.0 * 3600.0,
+            holdover_drift_ppm: 1.0,
+            local_stratum: None,
+            leap_mode: LeapMode::Step,
+            precision: -20,
+            outlier_sigmas: 5.0,
+        }
+    }
+}
+
+/// Where the discipline stands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// No clock update yet.
+    Startup,
+    /// Following selected sources.
+    Tracking,
+    /// Sources gone; serving from the oscillator since `since`.
+    Holdover { since: NtpTimestamp },
+    /// Holdover limit passed: local stratum or unsynchronized.
+    Lost,
+}
+
+/// Counters for reports and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counters {
+    pub samples: u64,
+    pub invalid: u64,
+    pub outliers: u64,
+    pub updates: u64,
+    pub steps: u64,
+    pub reacquisitions: u64,
+}
+
+/// chronyc tracking, in fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tracking {
+    pub mode: Mode,
+    pub reference_id: ReferenceId,
+    pub stratum: u8,
+    pub reference_time: NtpTimestamp,
+    /// Estimated offset of the clock now (reference - local), seconds.
+    pub system_offset_s: f64,
+    /// The filter's offset after the last update, seconds.
+    pub last_offset_s: f64,
+    /// RMS of recent offsets, seconds.
+    pub rms_offset_s: f64,
+    /// Frequency correction of the oscillator (ppm, positive = fast).
+    pub frequency_ppm: f64,
+    /// Applied frequency minus the estimate (the slew in progress), ppm.
+    pub residual_freq_ppm: f64,
+    pub skew_ppm: f64,
+    /// Noise of the winning model: frequency wander (ppb per sqrt s).
+    pub wander_ppb: f64,
+    pub root_delay_s: f64,
+    pub root_dispersion_s: f64,
+    pub update_interval_s: f64,
+    pub leap: LeapIndicator,
+    pub steering: bool,
+    pub counters: Counters,
+}
+
+/// chronyc sources + sourcestats for one source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceReport {
+    pub index: usize,
+    pub kind: SourceKind,
+    pub state: SelectState,
+    pub samples: usize,
+    pub total_samples: u64,
+    pub span_s: f64,
+    pub last_sample_age_s: Option<f64>,
+    pub last_offset_s: f64,
+    pub offset_s: f64,
+    pub stddev_s: f64,
+    /// Frequency relative to the steered clock (ppm) and its error.
+    pub freq_ppm: f64,
+    pub skew_ppm: f64,
+    /// Estimated measurement noise (seconds).
+    pub noise_s: f64,
+}
+
+#[derive(Clone, Debug)]
+struct Filter {
+    bank: FilterBank,
+    /// Local time the filter state refers to.
+    t: NtpTimestamp,
+    rejects_in_row: u32,
+}
+
+/// Piecewise-constant history of the applied frequency correction, to
+/// know how much phase the steering added between two instants.
+#[derive(Clone, Debug)]
+struct ControlLog {
+    /// (start, phase applied at start, correction s/s), oldest first.
+    segs: VecDeque<(NtpTimestamp, f64, f64)>,
+}
+
+impl ControlLog {
+    fn new(t: NtpTimestamp, c: f64) -> Self {
+        Self {
+            segs: VecDeque::from([(t, 0.0, c)]),
+        }
+    }
+    fn applied(&self, t: NtpTimestamp) -> f64 {
+        let seg = self
+            .segs
+            .iter()
+            .rev()
+            .find(|s| s.0 <= t)
+            .or(self.segs.front())
+            .copied();
+        let (t0, a0, c) = seg.unwrap_or((t, 0.0, 0.0));
+        a0 + c * (t - t0).to_seconds_f64()
+    }
+    fn current(&self) -> f64 {
+        self.segs.back().map_or(0.0, |s| s.2)
+    }
+    fn set(&mut self, t: NtpTimestamp, c: f64) {
+        let a = self.applied(t);
+        // Keep time order even if a caller's clock went backwards.
+        if self.segs.back().is_some_and(|s| s.0 > t) {
+            self.segs.clear();
+        }
+        self.segs.push_back((t, a, c));
+        while self.segs.len() > 128 {
+            self.segs.pop_front();
+        }
+    }
+}
+
+/// The discipline.
+#[derive(Debug)]
+pub struct Discipline {
+    cfg: DisciplineConfig,
+    sources: Vec<Option<SourceStats>>,
+    /// Measurement noise variance per source (s^2).
+    noise: Vec<f64>,
+    states: Vec<SelectState>,
+    filter: Option<Filter>,
+    control: ControlLog,
+    slew_end: Option<NtpTimestamp>,
+    mode: Mode,
+    last_update: Option<NtpTimestamp>,
+    selected_kind: Option<SourceKind>,
+    selected_dispersion: f64,
+    last_offset: f64,
+    mean_sq_offset: f64,
+    ignore_before: Option<NtpTimestamp>,
+    leap_table: Option<LeapTable>,
+    kernel_leap: KernelLeap,
+    last_status: Option<KernelStatus>,
+    initial: Option<Drift>,
+    counters: Counters,
+}
+
+impl Discipline {
+    /// `kernel_freq_ppm` is the clock's frequency correction at start;
+    /// `drift` the frequency from the drift file (warm start). Returns
+    /// the discipline and the first actions (set the drift frequency,
+    /// mark the kernel unsynchronized).
+    pub fn new(
+        cfg: DisciplineConfig,
+        now: NtpTimestamp,
+        kernel_freq_ppm: f64,
+        drift: Option<Drift>,
+    ) -> (Self, Actions) {
+        let start_freq = if cfg.steer {
+            drift.map_or(kernel_freq_ppm, |d| d.freq_ppm)
+        } else {
+            kernel_freq_ppm
+        };
+        let mut actions = Actions::default();
+        if cfg.steer {
+            actions.frequency_ppm = Some(start_freq);
+            actions.status = Some(KernelStatus::UNSYNCHRONIZED);
+        }
+        let d = Self {
+            control: ControlLog::new(now, start_freq * 1e-6),
+            cfg,
+            sources: Vec::new(),
+            noise: Vec::new(),
+            states: Vec::new(),
+            filter: None,
+            slew_end: None,
+            mode: Mode::Startup,
+            last_update: None,
+            selected_kind: None,
+            selected_dispersion: 0.0,
+            last_offset: 0.0,
+            mean_sq_offset: 0.0,
+            ignore_before: None,
+            leap_table: None,
+            kernel_leap: KernelLeap::None,
+            last_status: actions.status,
+            initial: drift,
+            counters: Counters::default(),
+        };
+        (d, actions)
+    }
+
+    pub fn config(&self) -> &DisciplineConfig {
+        &self.cfg
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn set_leap_table(&mut self, table: Option<LeapTable>) {
+        self.leap_table = table;
+    }
+
+    pub fn leap_table(&self) -> Option<&LeapTable> {
+        self.leap_table.as_ref()
+    }
+
+    /// The filter's estimate, if it has one.
+    pub fn estimate(&self) -> Option<Estimate> {
+        self.filter.as_ref().map(|f| f.bank.estimate())
+    }
+
+    /// The frequency to save in the drift file (only once it is known).
+    pub fn drift(&self) -> Option<Drift> {
+        if self.counters.updates < 60 {
+            return None;
+        }
+        let e = self.estimate()?;
+        Some(Drift {
+            freq_ppm: (e.rho * 1e6).clamp(-MAX_FREQ_PPM, MAX_FREQ_PPM),
+            skew_ppm: e.var_rho.sqrt() * 1e6,
+        })
+    }
+
+    /// Per-source selection state (index = source number).
+    pub fn source_states(&self) -> &[SelectState] {
+        &self.states
+    }
+
+    /// Processes one sample; `now` is the local clock when it is handled.
+    pub fn handle_sample(&mut self, now: NtpTimestamp, s: &Sample) -> Actions {
+        self.counters.samples += 1;
+        let z = s.offset.to_seconds_f64();
+        let age = (now - s.local_time).to_seconds_f64();
+        let stale = self.ignore_before.is_some_and(|t| s.local_time < t);
+        if s.source >= MAX_SOURCES
+            || !z.is_finite()
+            || s.dispersion < NtpDuration::ZERO
+            || !(-1.0..=64.0).contains(&age)
+            || stale
+        {
+            self.counters.invalid += 1;
+            return Actions::default();
+        }
+        if self.sources.len() <= s.source {
+            self.sources.resize(s.source + 1, None);
+            self.noise.resize(s.source + 1, 0.0);
+            self.states.resize(s.source + 1, SelectState::Unreachable);
+        }
+        let applied = self.control.applied(s.local_time);
+        let stats = self.sources[s.source].get_or_insert_with(|| SourceStats::new(s.kind));
+        stats.kind = s.kind;
+        stats.add(s, applied);
+        if self.noise[s.source] == 0.0 {
+            let d = s.dispersion.to_seconds_f64();
+            self.noise[s.source] = (d * d).max(1e-14);
+        }
+        self.reselect(now);
+        if self.states[s.source] != SelectState::Selected {
+            return self.tick(now);
+        }
+        let mut actions = self.update(now, s, z);
+        let t = self.tick(now);
+        actions.status = actions.status.or(t.status);
+        actions.wakeup = actions.wakeup.or(t.wakeup);
+        actions.frequency_ppm = actions.frequency_ppm.or(t.frequency_ppm);
+        actions
+    }
+
+    fn update(&mut self, now: NtpTimestamp, s: &Sample, z: f64) -> Actions {
+        let r = self.noise[s.source];
+        let t = s.local_time;
+        let filter = match self.filter.as_mut() {
+            None => {
+                let (rho, var_rho) = match self.initial {
+                    Some(d) if self.cfg.steer => {
+                        (d.freq_ppm * 1e-6, (d.skew_ppm.max(0.5) * 1e-6).powi(2))
+                    }
+                    _ => (self.control.current(), 1e-8),
+                };
+                self.filter = Some(Filter {
+                    bank: FilterBank::new(z, r, rho, var_rho),
+                    t,
+                    rejects_in_row: 0,
+                });
+                self.filter.as_mut().expect("just set")
+            }
+            Some(f) => {
+                if t < f.t {
+                    // Out of order (another selected source was newer).
+                    return Actions::default();
+                }
+                let dt = (t - f.t).to_seconds_f64();
+                let da = self.control.applied(t) - self.control.applied(f.t);
+                f.bank.predict(dt, da);
+                let (nu, sv) = f.bank.innovation(z, r);
+                let prior = sv - r;
+                if nu.abs() > self.cfg.outlier_sigmas * sv.sqrt() {
+                    f.rejects_in_row += 1;
+                    self.counters.outliers += 1;
+                    f.t = t;
+                    if f.rejects_in_row < 10 {
+                        return Actions::default();
+                    }
+                    // The source has really moved (or we have): start
+                    // over from it rather than refuse it forever.
+                    self.counters.reacquisitions += 1;
+                    let e = f.bank.estimate();
+                    f.bank = FilterBank::new(z, r + nu * nu, e.rho, e.var_rho.max(1e-14));
+                    f.rejects_in_row = 0;
+                } else {
+                    f.rejects_in_row = 0;
+                    // Measurement-noise estimate: innovation variance less
+                    // the prior's share, clipped so spikes cannot inflate
+                    // it. Only once the filter has settled: early
+                    // innovations are dominated by the prior.
+                    if self.counters.updates >= 30 {
+                        let lim = 3.0 * sv.sqrt();
+                        let nc = nu.clamp(-lim, lim);
+                        // The starting value counts as 32 samples.
+                        let n = (self.counters.updates - 29) as f64;
+                        let alpha = (1.0 / (n + 32.0)).max(1.0 / 256.0);
+                        // Clipping at 3 sigma loses 2.7% of a Gaussian's variance.
+                        let est = nc * nc / 0.973 - prior;
+                        self.noise[s.source] = (r + alpha * (est - r)).clamp(1e-16, 1.0);
+                    }
+                    f.bank.update(z, r, dt, 3.0);
+                }
+                f.t = t;
+                f
+            }
+        };
+        let e = filter.bank.estimate();
+        self.counters.updates += 1;
+        self.last_update = Some(now);
+        self.mode = Mode::Tracking;
+        self.selected_kind = Some(s.kind);
+        self.selected_dispersion = s.dispersion.to_seconds_f64();
+        self.last_offset = e.theta;
+        self.mean_sq_offset += (e.theta * e.theta - self.mean_sq_offset) * 0.05;
+
+        let mut actions = Actions::default();
+        if !self.cfg.steer {
+            return actions;
+        }
+        let may_step =
+            self.cfg.makestep_limit < 0 || self.counters.updates <= self.cfg.makestep_limit as u64;
+        if may_step && e.theta.abs() > self.cfg.makestep_threshold_s {
+            actions.step = Some(self.step(now, e.theta, z, s.offset));
+        }
+        let interval = self.sources[s.source]
+            .as_ref()
+            .map_or(1.0, |st| st.interval_s);
+        self.steer(now, interval, &mut actions);
+        actions
+    }
+
+    /// Steps the clock by the estimated offset; returns the step.
+    fn step(&mut self, now: NtpTimestamp, theta: f64, z: f64, raw: NtpDuration) -> NtpDuration {
+        // Exact from the sample's own duration, so that huge first steps
+        // (a Pi booting in 1970) lose no precision in f64.
+        let step = raw + NtpDuration::from_seconds_f64(theta - z);
+        let s = step.to_seconds_f64();
+        if let Some(f) = self.filter.as_mut() {
+            f.bank.step(s);
+            f.t = f.t + step;
+        }
+        for st in self.sources.iter_mut().flatten() {
+            st.apply_step(step);
+        }
+        let new_now = now + step;
+        self.control = ControlLog::new(new_now, self.control.current());
+        self.last_update = Some(new_now);
+        self.ignore_before = Some(new_now);
+        self.counters.steps += 1;
+        step
+    }
+
+    /// Sets the frequency: estimated correction plus a slew that removes
+    /// the predicted offset within one sample interval (bounded).
+    fn steer(&mut self, now: NtpTimestamp, interval: f64, actions: &mut Actions) {
+        let Some(f) = self.filter.as_ref() else {
+            return;
+        };
+        let now = actions.step.map_or(now, |s| now + s);
+        let e = f.bank.estimate();
+        let c_old = self.control.current();
+        let theta_now = e.theta + e.rho * (now - f.t).to_seconds_f64()
+            - (self.control.applied(now) - self.control.applied(f.t));
+        let _ = c_old;
+        let horizon = (interval - (now - f.t).to_seconds_f64()).max(0.2);
+        let max_slew = self.cfg.max_slew_ppm * 1e-6;
+        let duration = horizon.max(theta_now.abs() / max_slew);
+        let c = (e.rho + theta_now / duration).clamp(-MAX_FREQ_PPM * 1e-6, MAX_FREQ_PPM * 1e-6);
+        self.control.set(now, c);
+        self.slew_end = Some(now + NtpDuration::from_seconds_f64(duration));
+        actions.frequency_ppm = Some(c * 1e6);
+        actions.wakeup = self.slew_end;
+    }
+
+    fn reselect(&mut self, now: NtpTimestamp) {
+        let applied_now = self.control.applied(now);
+        let mut cands = Vec::with_capacity(self.sources.len());
+        for (i, st) in self.sources.iter().enumerate() {
+            let c = match st {
+                None => Candidate {
+                    kind: SourceKind::Nmea,
+                    reachable: false,
+                    usable: false,
+                    offset: 0.0,
+                    distance: 0.0,
+                    trusted: false,
+                },
+                Some(st) => {
+                    let reachable = st.reachable(now, self.cfg.source_timeout_s);
+                    let fit = st.fit(now, applied_now);
+                    let (offset, distance) = fit.map_or((0.0, f64::INFINITY), |f| {
+                        let noise = self.noise[i].sqrt().max(f.stddev);
+                        (
+                            f.offset,
+                            f.dispersion + 3.0 * noise + f.skew * f.span_s.max(1.0),
+                        )
+                    });
+                    let usable =
+                        st.len() >= self.cfg.min_samples && distance <= self.cfg.max_distance_s;
+                    Candidate {
+                        kind: st.kind,
+                        reachable,
+                        usable,
+                        offset,
+                        distance,
+                        trusted: self.cfg.trust_pps && st.kind == SourceKind::Pps,
+                    }
+                }
+            };
+            cands.push(c);
+        }
+        let mut states = select(&cands);
+        // NMEA-class time is a fallback only while the oscillator on its
+        // own is worse than it: early in holdover the filter's prediction
+        // beats millisecond NMEA.
+        let best_selected = states
+            .iter()
+            .zip(&cands)
+            .filter(|(s, _)| **s == SelectState::Selected)
+            .map(|(_, c)| tier(c.kind))
+            .min();
+        if best_selected == Some(tier(SourceKind::Nmea)) {
+            if let (Some(e), Some(last)) = (self.estimate(), self.last_update) {
+                if self.selected_kind != Some(SourceKind::Nmea) {
+                    let held = 3.0 * e.var_theta_after((now - last).to_seconds_f64()).sqrt()
+                        + self.cfg.holdover_drift_ppm * 1e-6 * (now - last).to_seconds_f64();
+                    for (s, c) in states.iter_mut().zip(&cands) {
+                        if *s == SelectState::Selected && held < c.distance {
+                            *s = SelectState::Candidate;
+                        }
+                    }
+                }
+            }
+        }
+        self.states = states;
+    }
+
+    /// Time-driven work: end of slew, holdover, leap arming, kernel status.
+    pub fn tick(&mut self, now: NtpTimestamp) -> Actions {
+        let mut actions = Actions::default();
+        self.reselect(now);
+        if self.cfg.steer {
+            if let Some(end) = self.slew_end {
+                if now >= end {
+                    if let Some(e) = self.estimate() {
+                        let c = e.rho.clamp(-MAX_FREQ_PPM * 1e-6, MAX_FREQ_PPM * 1e-6);
+                        self.control.set(now, c);
+                        actions.frequency_ppm = Some(c * 1e6);
+                    }
+                    self.slew_end = None;
+                } else {
+                    actions.wakeup = Some(end);
+                }
+            }
+        }
+        let any_selected = self.states.contains(&SelectState::Selected);
+        match self.mode {
+            Mode::Tracking if !any_selected => {
+                let last = self.last_update.unwrap_or(now);
+                if (now - last).to_seconds_f64() >= self.cfg.source_timeout_s {
+                    self.mode = Mode::Holdover { since: last };
+                }
+            }
+            Mode::Holdover { since }
+                if (now - since).to_seconds_f64() >= self.cfg.holdover_limit_s =>
+            {
+                self.mode = Mode::Lost;
+            }
+            _ => {}
+        }
+        if self.cfg.steer {
+            let status = self.kernel_status(now);
+            if self.last_status != Some(status) {
+                self.last_status = Some(status);
+                actions.status = Some(status);
+            }
+        }
+        actions
+    }
+
+    fn pending_leap(&self, now: NtpTimestamp) -> Option<crate::leap::Leap> {
+        self.leap_table.as_ref()?.pending(now)
+    }
+
+    fn kernel_status(&mut self, now: NtpTimestamp) -> KernelStatus {
+        let synced = matches!(self.mode, Mode::Tracking | Mode::Holdover { .. });
+        if !synced {
+            return KernelStatus::UNSYNCHRONIZED;
+        }
+        // Around an armed leap, leave the kernel alone: it clears STA_INS
+        // itself when it inserts, and re-arming during the repeated
+        // second would insert another one at the next midnight.
+        if let (Some(last), Some(table)) = (self.last_status, self.leap_table.as_ref()) {
+            let near = table
+                .next_leap(now + NtpDuration::from_seconds_f64(-3.0))
+                .is_some_and(|l| {
+                    let at = NtpTimestamp::from_seconds_fraction(l.at as u32, 0);
+                    (now - at).to_seconds_f64().abs() < 3.0
+                });
+            if near && last.leap != KernelLeap::None {
+                return last;
+            }
+        }
+        // The kernel is armed on the last day in both leap modes: the
+        // system clock stays UTC; smearing only changes served time.
+        self.kernel_leap = match self.pending_leap(now).map(|l| l.kind) {
+            Some(LeapKind::Insert) => KernelLeap::Insert,
+            Some(LeapKind::Delete) => KernelLeap::Delete,
+            None => KernelLeap::None,
+        };
+        let (disp, est) = self.error_bounds(now);
+        // Whole microseconds, rounded up, and only changed when they move
+        // by more than a microsecond so idle ticks cost no syscall.
+        KernelStatus {
+            synchronized: true,
+            maxerror_us: (disp * 1e6).ceil() as i64,
+            esterror_us: (est * 1e6).ceil() as i64,
+            leap: self.kernel_leap,
+        }
+    }
+
+    /// (root dispersion, estimated error) at `now`, seconds.
+    fn error_bounds(&self, now: NtpTimestamp) -> (f64, f64) {
+        let Some(e) = self.estimate() else {
+            return (16.0, 16.0);
+        };
+        let since = self
+            .last_update
+            .map_or(0.0, |t| (now - t).to_seconds_f64().max(0.0));
+        let est = e.var_theta_after(since).sqrt();
+        let unsteered = if self.cfg.steer { 0.0 } else { e.theta.abs() };
+        (
+            self.selected_dispersion
+                + 3.0 * est
+                + unsteered
+                + self.cfg.holdover_drift_ppm * 1e-6 * since,
+            est,
+        )
+    }
+
+    /// What NTP replies should say at `now`.
+    pub fn sync_state(&self, now: NtpTimestamp) -> SyncState {
+        let p = self.cfg.precision;
+        let fallback = || match self.cfg.local_stratum {
+            Some(st) => SyncState::local(st, p, now),
+            None => SyncState::unsynchronized(p),
+        };
+        match self.mode {
+            Mode::Startup | Mode::Lost => fallback(),
+            Mode::Tracking | Mode::Holdover { .. } => {
+                let Some(last) = self.last_update else {
+                    return fallback();
+                };
+                let reference_id = match self.selected_kind {
+                    Some(SourceKind::Pps) => ReferenceId::PPS,
+                    Some(SourceKind::Nmea) => ReferenceId::GPS,
+                    _ => ReferenceId::ascii("SOCK"),
+                };
+                // The error bound now, expressed at the last update so the
+                // server's linear growth (rate) keeps it truthful between
+                // publications.
+                let (disp, _) = self.error_bounds(now);
+                let rate = self.cfg.holdover_drift_ppm;
+                let since = (now - last).to_seconds_f64().max(0.0);
+                let at_ref = (disp - rate * 1e-6 * since).max(0.0);
+                let leap = match (self.cfg.leap_mode, self.pending_leap(now)) {
+                    (LeapMode::Step, Some(l)) => l.indicator(),
+                    _ => LeapIndicator::NoWarning,
+                };
+                SyncState {
+                    leap,
+                    stratum: 1,
+                    reference_id,
+                    reference_time: last,
+                    root_delay: NtpDuration::ZERO,
+                    root_dispersion: NtpDuration::from_seconds_f64(at_ref),
+                    dispersion_rate_ppm: rate,
+                    precision: p,
+                }
+            }
+        }
+    }
+
+    /// chronyc tracking.
+    pub fn tracking(&self, now: NtpTimestamp) -> Tracking {
+        let sync = self.sync_state(now);
+        let e = self.estimate();
+        let theta_now = self.filter.as_ref().map_or(0.0, |f| {
+            let e = f.bank.estimate();
+            e.theta + e.rho * (now - f.t).to_seconds_f64()
+                - (self.control.applied(now) - self.control.applied(f.t))
+        });
+        let interval = self
+            .sources
+            .iter()
+            .zip(&self.states)
+            .filter(|(_, s)| **s == SelectState::Selected)
+            .filter_map(|(st, _)| st.as_ref().map(|s| s.interval_s))
+            .next()
+            .unwrap_or(0.0);
+        Tracking {
+            mode: self.mode,
+            reference_id: sync.reference_id,
+            stratum: sync.stratum,
+            reference_time: sync.reference_time,
+            system_offset_s: theta_now,
+            last_offset_s: self.last_offset,
+            rms_offset_s: self.mean_sq_offset.sqrt(),
+            frequency_ppm: e.map_or(self.control.current(), |e| e.rho) * 1e6,
+            residual_freq_ppm: e.map_or(0.0, |e| (self.control.current() - e.rho) * 1e6),
+            skew_ppm: e.map_or(0.0, |e| e.var_rho.sqrt() * 1e6),
+            wander_ppb: e.map_or(0.0, |e| e.q.sqrt() * 1e9),
+            root_delay_s: 0.0,
+            root_dispersion_s: sync.root_dispersion_at(now).to_seconds_f64(),
+            update_interval_s: interval,
+            leap: sync.leap,
+            steering: self.cfg.steer,
+            counters: self.counters,
+        }
+    }
+
+    /// chronyc sources + sourcestats.
+    pub fn sources(&self, now: NtpTimestamp) -> Vec<SourceReport> {
+        let applied_now = self.control.applied(now);
+        let c = self.control.current();
+        self.sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, st)| {
+                let st = st.as_ref()?;
+                let fit = st.fit(now, applied_now);
+                Some(SourceReport {
+                    index: i,
+                    kind: st.kind,
+                    state: self
+                        .states
+                        .get(i)
+                        .copied()
+                        .unwrap_or(SelectState::Unreachable),
+                    samples: st.len(),
+                    total_samples: st.total_samples,
+                    span_s: fit.map_or(0.0, |f| f.span_s),
+                    last_sample_age_s: st.last_sample.map(|t| (now - t).to_seconds_f64()),
+                    last_offset_s: fit.map_or(0.0, |f| f.last_offset),
+                    offset_s: fit.map_or(0.0, |f| f.offset),
+                    stddev_s: fit.map_or(0.0, |f| f.stddev),
+                    freq_ppm: fit.map_or(0.0, |f| (f.raw_freq - c) * 1e6),
+                    skew_ppm: fit.map_or(0.0, |f| f.skew * 1e6),
+                    noise_s: self.noise.get(i).copied().unwrap_or(0.0).sqrt(),
+                })
+            })
+            .collect()
+    }
+
+    /// Smear offset to add to served timestamps at `now` (zero unless the
+    /// leap mode is smear and a leap is within the window).
+    /// `kernel_applied`: the system clock has already taken the leap.
+    pub fn smear_offset(&self, now: NtpTimestamp, kernel_applied: bool) -> NtpDuration {
+        let LeapMode::Smear { shape, duration_s } = self.cfg.leap_mode else {
+            return NtpDuration::ZERO;
+        };
+        let Some(table) = self.leap_table.as_ref() else {
+            return NtpDuration::ZERO;
+        };
+        // The leap in question is the next one, or the one just past.
+        let probe = now + NtpDuration::from_seconds_f64(-duration_s);
+        match table.next_leap(probe) {
+            Some(l) => crate::leap::smear_offset(l, shape, duration_s, now, kernel_applied),
+            None => NtpDuration::ZERO,
+        }
+    }
+}

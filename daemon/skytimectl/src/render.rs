@@ -1,0 +1,146 @@
+//! Human output: aligned tables and `Name : value` blocks, as chronyc
+//! prints them.
+
+use serde_json::Value as Json;
+
+/// A field of a JSON object as text ("-" when absent).
+pub fn s(v: &Json, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Json::Null) => "-".to_owned(),
+        Some(Json::String(x)) => x.clone(),
+        Some(x) => x.to_string(),
+    }
+}
+
+pub fn f(v: &Json, key: &str) -> f64 {
+    v.get(key).and_then(Json::as_f64).unwrap_or(0.0)
+}
+
+pub fn u(v: &Json, key: &str) -> u64 {
+    v.get(key).and_then(Json::as_u64).unwrap_or(0)
+}
+
+/// Seconds as chronyc prints offsets: a number and a unit (ns, us, ms, s).
+pub fn offset(seconds: f64) -> String {
+    let a = seconds.abs();
+    let sign = if seconds < 0.0 { "-" } else { "+" };
+    if a == 0.0 {
+        "+0ns".to_owned()
+    } else if a < 1e-6 {
+        format!("{sign}{:.0}ns", a * 1e9)
+    } else if a < 1e-3 {
+        format!("{sign}{:.0}us", a * 1e6)
+    } else if a < 1.0 {
+        format!("{sign}{:.0}ms", a * 1e3)
+    } else {
+        format!("{sign}{a:.0}s")
+    }
+}
+
+/// Seconds ago as chronyc's LastRx column (s, m, h, d).
+pub fn ago(seconds: f64) -> String {
+    if seconds < 0.0 {
+        "-".to_owned()
+    } else if seconds < 1000.0 {
+        format!("{seconds:.0}")
+    } else if seconds < 60_000.0 {
+        format!("{:.0}m", seconds / 60.0)
+    } else if seconds < 360_000.0 {
+        format!("{:.0}h", seconds / 3600.0)
+    } else {
+        format!("{:.0}d", seconds / 86400.0)
+    }
+}
+
+/// Columns, left-aligned text and right-aligned numbers.
+pub fn table(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if right.get(i).copied().unwrap_or(false) {
+                    format!("{c:>w$}", w = widths[i])
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = vec![line(header.iter().map(|h| h.to_string()).collect())];
+    out.push("=".repeat(widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1)));
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+/// `Name   : value` lines with aligned colons.
+pub fn fields(pairs: &[(&str, String)]) -> String {
+    let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k:<w$} : {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Unix seconds as UTC `YYYY-MM-DD hh:mm:ss`.
+pub fn utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian), after H. Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_offsets() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_800_000_000), "2027-01-15 08:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(offset(12e-9), "+12ns");
+        assert_eq!(offset(-0.0026), "-3ms");
+        assert_eq!(ago(4000.0), "67m");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["Name", "N"],
+            &[
+                vec!["a".into(), "100".into()],
+                vec!["long".into(), "1".into()],
+            ],
+            &[false, true],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "Name    N");
+        assert_eq!(lines[2], "a     100");
+        assert_eq!(lines[3], "long    1");
+    }
+}

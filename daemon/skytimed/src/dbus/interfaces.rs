@@ -1,0 +1,313 @@
+//! The D-Bus interfaces, one small versioned interface per concern, all
+//! at [`OBJECT_PATH`](super::OBJECT_PATH). Reads are open to local users;
+//! every write checks the caller ([`auth`](super::auth)) before it looks at
+//! its arguments, and is logged with the caller's bus name.
+
+use super::auth::require_admin;
+use super::backend::ApplianceBackend;
+use super::error::ApiError;
+use super::manage;
+use super::report::{
+    CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,
+    TrackingReport,
+};
+use std::sync::Arc;
+use zbus::message::Header;
+use zbus::{interface, Connection};
+
+/// What every interface needs.
+#[derive(Debug)]
+pub struct Shared {
+    pub backend: Arc<dyn ApplianceBackend>,
+    pub admin_group: String,
+}
+
+impl Shared {
+    async fn authorize(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        let result = require_admin(conn, header, &self.admin_group, action).await;
+        let caller = header.sender().map(|s| s.to_string()).unwrap_or_default();
+        match &result {
+            Ok(()) => tracing::info!(%caller, "D-Bus: {action}"),
+            Err(e) => tracing::warn!(%caller, "D-Bus: {action} refused: {e}"),
+        }
+        result
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `org.skytime.Appliance1.Tracking`: the system clock, as properties
+/// (PropertiesChanged is emitted when they change, checked every second).
+#[derive(Debug)]
+pub struct Tracking {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Tracking {
+    fn t(&self) -> TrackingReport {
+        self.shared.backend.tracking()
+    }
+}
+
+#[interface(name = "org.skytime.Appliance1.Tracking")]
+impl Tracking {
+    /// 1 to 15; 16 when unsynchronised.
+    #[zbus(property)]
+    fn stratum(&self) -> u8 {
+        self.t().stratum
+    }
+    #[zbus(property)]
+    fn reference_id(&self) -> String {
+        self.t().reference_id
+    }
+    #[zbus(property)]
+    fn reference_name(&self) -> String {
+        self.t().reference_name
+    }
+    #[zbus(property)]
+    fn synchronized(&self) -> bool {
+        self.t().synchronized
+    }
+    /// Unix seconds of the last clock update (0: never).
+    #[zbus(property)]
+    fn reference_time(&self) -> f64 {
+        self.t().reference_time
+    }
+    /// Seconds; positive: the system clock is fast.
+    #[zbus(property)]
+    fn system_time_offset(&self) -> f64 {
+        self.t().system_time_offset
+    }
+    #[zbus(property)]
+    fn last_offset(&self) -> f64 {
+        self.t().last_offset
+    }
+    #[zbus(property)]
+    fn rms_offset(&self) -> f64 {
+        self.t().rms_offset
+    }
+    /// ppm; positive: the clock runs fast.
+    #[zbus(property)]
+    fn frequency(&self) -> f64 {
+        self.t().frequency_ppm
+    }
+    #[zbus(property)]
+    fn residual_frequency(&self) -> f64 {
+        self.t().residual_frequency_ppm
+    }
+    #[zbus(property)]
+    fn skew(&self) -> f64 {
+        self.t().skew_ppm
+    }
+    #[zbus(property)]
+    fn root_delay(&self) -> f64 {
+        self.t().root_delay
+    }
+    #[zbus(property)]
+    fn root_dispersion(&self) -> f64 {
+        self.t().root_dispersion
+    }
+    #[zbus(property)]
+    fn update_interval(&self) -> f64 {
+        self.t().update_interval
+    }
+    /// "normal", "insert second", "delete second", "not synchronised".
+    #[zbus(property)]
+    fn leap_status(&self) -> String {
+        self.t().leap_status
+    }
+}
+
+/// `org.skytime.Appliance1.Sources`: time sources, their statistics and
+/// GPS details, as one snapshot.
+#[derive(Debug)]
+pub struct Sources {
+    pub(super) shared: Arc<Shared>,
+}
+
+#[interface(name = "org.skytime.Appliance1.Sources")]
+impl Sources {
+    fn get_sources(&self) -> Vec<SourceReport> {
+        self.shared.backend.sources()
+    }
+}
+
+/// `org.skytime.Appliance1.Server`: NTP/NTS server counters and clients.
+#[derive(Debug)]
+pub struct Server {
+    pub(super) shared: Arc<Shared>,
+}
+
+#[interface(name = "org.skytime.Appliance1.Server")]
+impl Server {
+    fn get_statistics(&self) -> ServerReport {
+        self.shared.backend.server_stats()
+    }
+
+    /// Clients, most recently seen first.
+    fn get_clients(&self) -> Vec<ClientReport> {
+        self.shared.backend.clients()
+    }
+}
+
+/// `org.skytime.Appliance1.Nts`: certificate and master keys.
+#[derive(Debug)]
+pub struct Nts {
+    pub(super) shared: Arc<Shared>,
+}
+
+#[interface(name = "org.skytime.Appliance1.Nts")]
+impl Nts {
+    fn get_status(&self) -> NtsReport {
+        self.shared.backend.nts()
+    }
+
+    /// Replaces the NTS-KE certificate chain and private key (PEM) after
+    /// checking that they parse, belong together and have not expired.
+    async fn install_certificate(
+        &self,
+        certificate_pem: String,
+        private_key_pem: String,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<CertificateReport, ApiError> {
+        self.shared
+            .authorize(conn, &header, "installing a certificate")
+            .await?;
+        let backend = self.shared.backend.clone();
+        blocking(move || {
+            manage::install_certificate(&*backend, &certificate_pem, &private_key_pem, unix_now())
+        })
+        .await
+    }
+
+    /// Makes a new master key current now (the old ones are kept so
+    /// clients' cookies stay valid).
+    async fn rotate_keys(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<NtsReport, ApiError> {
+        self.shared
+            .authorize(conn, &header, "rotating the NTS master keys")
+            .await?;
+        let backend = self.shared.backend.clone();
+        let report = blocking(move || backend.rotate_keys().map_err(ApiError::from)).await?;
+        tracing::info!(key = ?report.current_key_id, "NTS master keys rotated");
+        Ok(report)
+    }
+}
+
+/// `org.skytime.Appliance1.Config`: the configuration file.
+#[derive(Debug)]
+pub struct ConfigIface {
+    pub(super) shared: Arc<Shared>,
+}
+
+#[interface(name = "org.skytime.Appliance1.Config")]
+impl ConfigIface {
+    /// Re-reads the configuration file and the certificate (like SIGHUP).
+    async fn reload(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<ConfigOutcome, ApiError> {
+        self.shared
+            .authorize(conn, &header, "reloading the configuration")
+            .await?;
+        let backend = self.shared.backend.clone();
+        blocking(move || manage::reload(&*backend)).await
+    }
+
+    /// Validates `toml` as a whole configuration file; unless `dry_run`,
+    /// saves it and puts it into effect. Invalid documents fail with
+    /// org.skytime.Error.InvalidConfig naming line and reason.
+    async fn apply(
+        &self,
+        toml: String,
+        dry_run: bool,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<ConfigOutcome, ApiError> {
+        let action = if dry_run {
+            "checking a configuration"
+        } else {
+            "applying a configuration"
+        };
+        self.shared.authorize(conn, &header, action).await?;
+        let backend = self.shared.backend.clone();
+        blocking(move || manage::apply_config(&*backend, &toml, dry_run)).await
+    }
+
+    /// The file Apply writes and Reload reads.
+    #[zbus(property)]
+    fn path(&self) -> String {
+        self.shared.backend.config_path().display().to_string()
+    }
+}
+
+/// `org.skytime.Appliance1.Power`: reboot and shut down, through logind.
+#[derive(Debug)]
+pub struct Power {
+    pub(super) shared: Arc<Shared>,
+}
+
+#[interface(name = "org.skytime.Appliance1.Power")]
+impl Power {
+    async fn reboot(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), ApiError> {
+        self.shared.authorize(conn, &header, "rebooting").await?;
+        logind(conn, "Reboot").await
+    }
+
+    async fn power_off(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), ApiError> {
+        self.shared
+            .authorize(conn, &header, "shutting down")
+            .await?;
+        logind(conn, "PowerOff").await
+    }
+}
+
+/// Asks logind (org.freedesktop.login1) for a power action, without
+/// interactive authentication.
+async fn logind(conn: &Connection, method: &str) -> Result<(), ApiError> {
+    tracing::warn!("asking logind to {method}");
+    conn.call_method(
+        Some("org.freedesktop.login1"),
+        "/org/freedesktop/login1",
+        Some("org.freedesktop.login1.Manager"),
+        method,
+        &(false,),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| ApiError::PowerFailed(format!("logind refused {method}: {e}")))
+}
+
+/// Runs file work (fsync) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(ApiError::ApplyFailed(format!(
+            "the operation was interrupted: {e}"
+        )))
+    })
+}

@@ -1,0 +1,280 @@
+//! The management API on D-Bus: `org.skytime.Appliance1` at
+//! `/org/skytime/Appliance1`.
+//!
+//! - [`report`]: the records the API returns (dictionaries on the wire).
+//! - [`backend`]: [`ApplianceBackend`], what the daemon provides.
+//! - [`interfaces`]: one small versioned interface per concern (Tracking,
+//!   Sources, Server, Nts, Config, Power).
+//! - [`manage`]: the write side without D-Bus (validate, persist, apply,
+//!   undo on failure).
+//! - [`certificate`]: PEM/X.509 checks and descriptions.
+//! - [`auth`]: root or the admin group may write; everyone may read.
+//! - [`error`]: one D-Bus error name per failure.
+//!
+//! The contract is the introspection XML in
+//! `daemon/skytimed/dist/org.skytime.Appliance1.xml`; a test compares it
+//! with what the running service says. Start with [`serve`] once the
+//! sockets are bound; it returns when the bus name is owned.
+
+pub mod auth;
+pub mod backend;
+pub mod certificate;
+pub mod error;
+pub mod interfaces;
+pub mod manage;
+pub mod report;
+
+pub use backend::{ApplianceBackend, BackendError};
+pub use error::ApiError;
+
+use crate::notify::Beat;
+use interfaces::{ConfigIface, Nts, Power, Server, Shared, Sources, Tracking};
+use report::TrackingReport;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zbus::object_server::InterfaceRef;
+use zbus::Connection;
+
+/// The well-known bus name (the `1` is the API version).
+pub const BUS_NAME: &str = "org.skytime.Appliance1";
+/// The object every interface lives on.
+pub const OBJECT_PATH: &str = "/org/skytime/Appliance1";
+/// The checked-in contract.
+pub const INTROSPECTION_XML: &str = include_str!("../../dist/org.skytime.Appliance1.xml");
+
+/// How often tracking properties are compared for change signals.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The `[dbus]` section of skytime.toml.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbusConfig {
+    /// Offer the management API.
+    pub enabled: bool,
+    /// `"system"` (the system bus; `DBUS_SYSTEM_BUS_ADDRESS` overrides its
+    /// address, as everywhere) or a D-Bus address such as
+    /// `"unix:path=/run/skytime/bus"`.
+    pub bus: String,
+    /// Group whose members may change the appliance (root always may).
+    pub admin_group: String,
+}
+
+impl Default for DbusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bus: "system".to_owned(),
+            admin_group: "skytime-admin".to_owned(),
+        }
+    }
+}
+
+/// Why the management API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DbusError {
+    #[error("cannot connect to the D-Bus {bus}: {source} (is dbus-daemon running? set [dbus] enabled = false to run without the management API)")]
+    Connect { bus: String, source: zbus::Error },
+    #[error("cannot own the D-Bus name {BUS_NAME}: {0} (another skytimed running, or the D-Bus policy org.skytime.Appliance1.conf not installed?)")]
+    Name(zbus::Error),
+    #[error("cannot export the management objects: {0}")]
+    Export(zbus::Error),
+}
+
+/// The running management API; dropping it leaves the bus.
+#[derive(Debug)]
+pub struct DbusHandle {
+    connection: Connection,
+    poller: JoinHandle<()>,
+}
+
+impl DbusHandle {
+    /// The connection (unique name, for logs and tests).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Leaves the bus (after the shutdown token fired).
+    pub async fn stop(self) {
+        self.poller.abort();
+        let _ = self.connection.release_name(BUS_NAME).await;
+    }
+}
+
+/// Where `Apply` saves the configuration: `skytime.toml` in the data
+/// directory (the root file system is read-only on the appliance).
+pub fn managed_config_path(config: &crate::config::Config) -> PathBuf {
+    config.data_dir.join("skytime.toml")
+}
+
+/// Connects to the bus in `config`, exports the interfaces over
+/// `backend`, owns [`BUS_NAME`] and starts the change-signal poller (which
+/// beats `health` every second). Returns once the name is owned.
+pub async fn serve(
+    config: &DbusConfig,
+    backend: Arc<dyn ApplianceBackend>,
+    health: Option<Beat>,
+    shutdown: CancellationToken,
+) -> Result<DbusHandle, DbusError> {
+    let builder = if config.bus == "system" {
+        zbus::connection::Builder::system()
+    } else {
+        zbus::connection::Builder::address(config.bus.as_str())
+    }
+    .map_err(|source| DbusError::Connect {
+        bus: config.bus.clone(),
+        source,
+    })?;
+    let shared = Arc::new(Shared {
+        backend: backend.clone(),
+        admin_group: config.admin_group.clone(),
+    });
+    let connection = builder
+        .serve_at(
+            OBJECT_PATH,
+            Tracking {
+                shared: shared.clone(),
+            },
+        )
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                Sources {
+                    shared: shared.clone(),
+                },
+            )
+        })
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                Server {
+                    shared: shared.clone(),
+                },
+            )
+        })
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                Nts {
+                    shared: shared.clone(),
+                },
+            )
+        })
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                ConfigIface {
+                    shared: shared.clone(),
+                },
+            )
+        })
+        .and_then(|b| b.serve_at(OBJECT_PATH, Power { shared }))
+        .map_err(DbusError::Export)?
+        .build()
+        .await
+        .map_err(|source| DbusError::Connect {
+            bus: config.bus.clone(),
+            source,
+        })?;
+    connection
+        .request_name(BUS_NAME)
+        .await
+        .map_err(DbusError::Name)?;
+    let tracking = connection
+        .object_server()
+        .interface::<_, Tracking>(OBJECT_PATH)
+        .await
+        .map_err(DbusError::Export)?;
+    tracing::info!(bus = %config.bus, name = BUS_NAME, unique = ?connection.unique_name().map(|n| n.to_string()), "management API on D-Bus");
+    let poller = tokio::spawn(poll_tracking(tracking, backend, health, shutdown));
+    Ok(DbusHandle { connection, poller })
+}
+
+/// Emits PropertiesChanged for tracking values that changed since the
+/// last look.
+async fn poll_tracking(
+    iface: InterfaceRef<Tracking>,
+    backend: Arc<dyn ApplianceBackend>,
+    health: Option<Beat>,
+    shutdown: CancellationToken,
+) {
+    let mut last: TrackingReport = backend.tracking();
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Some(h) = &health {
+            h.beat();
+        }
+        let now = backend.tracking();
+        if now != last {
+            if let Err(e) = emit_changes(&iface, &last, &now).await {
+                tracing::debug!("D-Bus: cannot emit PropertiesChanged: {e}");
+            }
+            last = now;
+        }
+    }
+}
+
+async fn emit_changes(
+    iface: &InterfaceRef<Tracking>,
+    a: &TrackingReport,
+    b: &TrackingReport,
+) -> zbus::Result<()> {
+    let t = iface.get().await;
+    let e = iface.signal_emitter();
+    macro_rules! changed {
+        ($($field:ident => $signal:ident),* $(,)?) => {
+            $(if a.$field != b.$field { t.$signal(e).await?; })*
+        };
+    }
+    changed!(
+        stratum => stratum_changed,
+        reference_id => reference_id_changed,
+        reference_name => reference_name_changed,
+        synchronized => synchronized_changed,
+        reference_time => reference_time_changed,
+        system_time_offset => system_time_offset_changed,
+        last_offset => last_offset_changed,
+        rms_offset => rms_offset_changed,
+        frequency_ppm => frequency_changed,
+        residual_frequency_ppm => residual_frequency_changed,
+        skew_ppm => skew_changed,
+        root_delay => root_delay_changed,
+        root_dispersion => root_dispersion_changed,
+        update_interval => update_interval_changed,
+        leap_status => leap_status_changed,
+    );
+    Ok(())
+}
+
+/// The `org.skytime.*` interface elements of an introspection document,
+/// one trimmed line per tag, comments dropped: the form in which the live
+/// introspection and the checked-in contract are compared.
+pub fn skytime_interfaces(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    let mut comment = false;
+    for line in xml.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if comment || line.starts_with("<!--") {
+            comment = !line.ends_with("-->");
+            continue;
+        }
+        if line.starts_with("<interface name=\"org.skytime.") {
+            inside = true;
+        }
+        if inside {
+            out.push(line.to_owned());
+        }
+        if line == "</interface>" {
+            inside = false;
+        }
+    }
+    out
+}

@@ -1,0 +1,88 @@
+# skytime U-Boot boot script: A/B slot choice with boot attempt counters.
+# Compiled to boot.scr (mkimage -T script) on the FAT boot partition.
+#
+# State: BOOT_ORDER ("A B": try A first), BOOT_A_LEFT, BOOT_B_LEFT (attempts
+# left), kept as a U-Boot binary environment with CRC (env export -c) in the
+# file skytime.env on the boot partition, not in the board's own env store:
+# that works the same on the Pi (FAT) and in QEMU (where the board env is in
+# flash), and Linux edits it with fw_setenv (libubootenv, fw_env.config).
+# Every boot costs the chosen slot one attempt; the booted system gives it
+# back (mark-good) once skytimed runs. A slot with no attempts left is
+# skipped; if none has any, all are reset so the device keeps trying.
+#
+# Slot layout: root file system A = partition 2, B = partition 3 (erofs,
+# which U-Boot cannot read), so each slot's kernel, initramfs and DTBs live
+# in slot-a/ and slot-b/ on the boot partition, written with the slot.
+
+setenv skytime_part 1
+setenv skytime_envaddr ${pxefile_addr_r}
+setenv skytime_envfile skytime.env
+if test -z "${devtype}"; then setenv devtype mmc; fi
+if test -z "${devnum}"; then setenv devnum 0; fi
+
+setenv BOOT_ORDER
+setenv BOOT_A_LEFT
+setenv BOOT_B_LEFT
+if load ${devtype} ${devnum}:${skytime_part} ${skytime_envaddr} ${skytime_envfile}; then
+    env import -c ${skytime_envaddr} ${filesize} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
+fi
+if test -z "${BOOT_ORDER}"; then setenv BOOT_ORDER "A B"; fi
+if test -z "${BOOT_A_LEFT}"; then setenv BOOT_A_LEFT 3; fi
+if test -z "${BOOT_B_LEFT}"; then setenv BOOT_B_LEFT 3; fi
+
+setenv skytime_slot
+for s in ${BOOT_ORDER}; do
+    if test -z "${skytime_slot}"; then
+        if test "${s}" = "A" && test ${BOOT_A_LEFT} -gt 0; then
+            setexpr BOOT_A_LEFT ${BOOT_A_LEFT} - 1
+            setenv skytime_slot A
+            setenv skytime_rootpart 2
+            setenv skytime_dir slot-a
+        fi
+        if test "${s}" = "B" && test ${BOOT_B_LEFT} -gt 0; then
+            setexpr BOOT_B_LEFT ${BOOT_B_LEFT} - 1
+            setenv skytime_slot B
+            setenv skytime_rootpart 3
+            setenv skytime_dir slot-b
+        fi
+    fi
+done
+if test -z "${skytime_slot}"; then
+    echo "skytime: no slot has boot attempts left; resetting the counters"
+    setenv BOOT_A_LEFT 3
+    setenv BOOT_B_LEFT 3
+    env export -c -s 0x4000 ${skytime_envaddr} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
+    fatwrite ${devtype} ${devnum}:${skytime_part} ${skytime_envaddr} ${skytime_envfile} 0x4000
+    reset
+fi
+env export -c -s 0x4000 ${skytime_envaddr} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
+fatwrite ${devtype} ${devnum}:${skytime_part} ${skytime_envaddr} ${skytime_envfile} 0x4000
+echo "skytime: booting slot ${skytime_slot} (attempts left: A=${BOOT_A_LEFT} B=${BOOT_B_LEFT}, order ${BOOT_ORDER})"
+
+# The GPS owns the Pi's PL011 (ttyAMA0), so the Pi's console is HDMI only;
+# QEMU's virt board has its PL011 free for the serial log.
+if test "${board}" = "rpi"; then
+    setenv skytime_console "console=tty1"
+else
+    setenv skytime_console "console=ttyAMA0,115200"
+fi
+setenv bootargs "root=PARTUUID=5c7e0001-0${skytime_rootpart} rootfstype=erofs ro rootwait ${skytime_console} panic=10 skytime.slot=${skytime_slot}"
+
+load ${devtype} ${devnum}:${skytime_part} ${kernel_addr_r} ${skytime_dir}/vmlinuz || reset
+load ${devtype} ${devnum}:${skytime_part} ${ramdisk_addr_r} ${skytime_dir}/initrd.img || reset
+setenv skytime_initrd_size ${filesize}
+if test "${board}" = "rpi"; then
+    # bcm2711-rpi-4-b.dtb = PPS on GPIO 4; skytime_dtb (boot partition file
+    # skytime-dtb.txt, e.g. "bcm2711-rpi-4-b-pps18.dtb") picks a variant.
+    setenv skytime_dtb bcm2711-rpi-4-b.dtb
+    if load ${devtype} ${devnum}:${skytime_part} ${skytime_envaddr} skytime-dtb.txt; then
+        env import -t ${skytime_envaddr} ${filesize} skytime_dtb
+    fi
+    load ${devtype} ${devnum}:${skytime_part} ${fdt_addr_r} ${skytime_dir}/dtbs/${skytime_dtb} || reset
+    booti ${kernel_addr_r} ${ramdisk_addr_r}:${skytime_initrd_size} ${fdt_addr_r}
+else
+    # QEMU virt: the machine's own device tree.
+    booti ${kernel_addr_r} ${ramdisk_addr_r}:${skytime_initrd_size} ${fdtcontroladdr}
+fi
+echo "skytime: booting slot ${skytime_slot} failed"
+reset
