@@ -142,7 +142,7 @@ fn stat(log: &str, key: &str) -> u64 {
     line.split(&needle)
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.trim_end_matches(';').parse().ok())
         .unwrap_or(0)
 }
 

@@ -131,14 +131,15 @@ fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, 
         out.len() <= packet.len(),
         "a reply is never larger than its request"
     );
+    // Record the client before the reply leaves: its next request (sent
+    // as soon as this reply arrives) must find this one counted, or a rate
+    // limit could be passed by a fast client.
+    ctx.clients.record(rx.remote.ip(), rx.timestamp, event);
     match socket.send(out, rx.remote, rx.local_ip) {
-        Ok(()) => {
-            ctx.stats.replied();
-            ctx.clients.record(rx.remote.ip(), rx.timestamp, event);
-        }
+        Ok(()) => ctx.stats.replied(),
         Err(e) => {
             tracing::debug!(remote = %rx.remote, "send failed: {e}");
-            ctx.drop_packet(&rx, DropReason::SendFailed);
+            ctx.stats.dropped(DropReason::SendFailed);
         }
     }
 }
