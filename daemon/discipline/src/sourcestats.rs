@@ -124,14 +124,26 @@ impl SourceStats {
                 )
             })
             .collect();
-        // First pass: plain fit, then reject by robust residual scale.
-        let line = ls_fit(pts.iter().copied())?;
+        // Robust first pass (Theil-Sen style, so a fifth of garbage cannot
+        // tilt it): slope = median of slopes between samples half a window
+        // apart, intercept = median of the detrended values; then drop what
+        // lies beyond 5 robust standard deviations and fit least squares.
+        let half = pts.len() / 2;
+        let mut slopes: Vec<f64> = (0..pts.len() - half)
+            .filter_map(|i| {
+                let (p, q) = (pts[i], pts[i + half]);
+                (q.0 - p.0 > 0.0).then(|| (q.1 - p.1) / (q.0 - p.0))
+            })
+            .collect();
+        let slope = median(&mut slopes).unwrap_or(0.0);
+        let mut detrended: Vec<f64> = pts.iter().map(|&(x, y)| y - slope * x).collect();
+        let intercept = median(&mut detrended).unwrap_or(0.0);
+        let line = (intercept, slope, 0.0, f64::INFINITY);
         let mut res: Vec<f64> = pts
             .iter()
             .map(|&(x, y)| (y - line.0 - line.1 * x).abs())
             .collect();
-        res.sort_by(f64::total_cmp);
-        let mad = res[res.len() / 2].max(1e-9);
+        let mad = median(&mut res).unwrap_or(0.0).max(1e-9);
         let kept: Vec<(f64, f64)> = pts
             .iter()
             .copied()
@@ -162,6 +174,14 @@ impl SourceStats {
             last_offset: newest.offset,
         })
     }
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
 }
 
 /// Least squares y = a + b x: returns (a, b, residual stddev, stderr of b).

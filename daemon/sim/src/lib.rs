@@ -162,6 +162,7 @@ impl Scenario {
                 freq_ppm: -60.0,
                 jitter_s: 0.5e-6,
                 nmea_garbage_prob: 0.2,
+                nmea_wrong_second: Some((3600.0, 600.0)),
                 ..Self::base("nmea_garbage", 17)
             },
             Self::anchor(1e-9),
@@ -383,6 +384,12 @@ pub fn run(sc: &Scenario) -> Outcome {
                     + NtpDuration::from_seconds_f64(
                         noise.rng.gen_range(-3i32..=3) as f64 + noise.rng.gen::<f64>() * 0.5,
                     );
+            }
+            if sc
+                .nmea_wrong_second
+                .is_some_and(|(s, l)| t >= s && t < s + l)
+            {
+                off = off + NtpDuration::from_seconds_f64(1.0);
             }
             let s = Sample {
                 source: 1,

@@ -87,7 +87,8 @@ fn outliers_and_nmea_garbage_are_contained() {
     assert!(o.outliers_rejected > 50, "{o:?}");
     let g = run(&scenario("nmea_garbage"));
     common(&g);
-    // Not yet met, tracked in issue 5: the garbage NMEA source is kept out
-    // of selection (PPS stays selected) but is not flagged as a falseticker.
-    assert!(g.pps_always_selected);
+    // PPS stays selected, and the NMEA source that reports the wrong second
+    // for ten minutes is flagged as a falseticker.
+    assert!(g.pps_always_selected, "{g:?}");
+    assert_eq!(g.nmea_falseticker_seen, Some(true), "{g:?}");
 }
