@@ -7,14 +7,23 @@
 //! Clients get a fresh cookie with every reply, so only a client silent for
 //! longer than that is NAKed and has to run NTS-KE again.
 //!
+//! The key that the next rotation will bring into use is made one rotation
+//! ahead and published in the file as `next`: it opens cookies but seals
+//! none yet. A server that shares the file in the `follow` role therefore
+//! already knows the new key when the rotating server starts sealing
+//! cookies with it, however late the follower re-reads the file (within one
+//! interval).
+//!
 //! File format (text, newest key first, one key per line):
 //!
 //! ```text
 //! skytime-nts-keys 1
-//! key <id: 8 hex digits> <created: unix seconds> <key: 64 hex digits>
+//! next <id: 8 hex digits> <made: unix seconds> <key: 64 hex digits>
+//! key <id: 8 hex digits> <in use since: unix seconds> <key: 64 hex digits>
 //! ```
 //!
-//! Lines starting with `#` and blank lines are ignored.
+//! The `next` line is optional (files written before it existed have
+//! none). Lines starting with `#` and blank lines are ignored.
 
 use crate::aead::{Key, KEY_LEN};
 use rand::{CryptoRng, RngCore};
@@ -37,11 +46,13 @@ impl MasterKey {
     }
 }
 
-/// The current key and the previous ones still accepted.
+/// The current key, the previous ones still accepted, and the next one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeySet {
     /// Newest first; never empty.
     keys: Vec<MasterKey>,
+    /// Published ahead of use so followers know it before it seals.
+    next: Option<MasterKey>,
 }
 
 /// A key file that cannot be used. Never silently replaced.
@@ -55,8 +66,11 @@ pub struct KeyFileError {
 impl KeySet {
     /// A set with one new key.
     pub fn generate<R: RngCore + CryptoRng>(now: u64, rng: &mut R) -> Self {
+        let current = new_key(now, rng, &[]);
+        let next = new_key(now, rng, std::slice::from_ref(&current));
         Self {
-            keys: vec![new_key(now, rng, &[])],
+            keys: vec![current],
+            next: Some(next),
         }
     }
 
@@ -70,8 +84,18 @@ impl KeySet {
         &self.keys
     }
 
+    /// The key published for the next rotation, if the file has one.
+    pub fn next(&self) -> Option<&MasterKey> {
+        self.next.as_ref()
+    }
+
+    /// The key with this id, including the published next one: a follower
+    /// that has not yet seen a rotation still opens the new cookies.
     pub fn get(&self, id: u32) -> Option<&MasterKey> {
-        self.keys.iter().find(|k| k.id == id)
+        self.keys
+            .iter()
+            .chain(self.next.as_ref())
+            .find(|k| k.id == id)
     }
 
     /// Whether the current key is due for replacement at `now`: it is at
@@ -96,11 +120,18 @@ impl KeySet {
         }
     }
 
-    /// Makes a new current key and keeps at most `keep_previous` older ones.
+    /// Brings the published next key into use (or a new one if none was
+    /// published), keeps at most `keep_previous` older ones, and publishes
+    /// a new next key.
     pub fn rotate<R: RngCore + CryptoRng>(&mut self, now: u64, keep_previous: usize, rng: &mut R) {
-        let key = new_key(now, rng, &self.keys);
+        let mut key = match self.next.take() {
+            Some(k) => k,
+            None => new_key(now, rng, &self.keys),
+        };
+        key.created = now;
         self.keys.insert(0, key);
         self.keys.truncate(keep_previous + 1);
+        self.next = Some(new_key(now, rng, &self.keys));
     }
 
     /// The file form (see the module documentation).
@@ -109,9 +140,10 @@ impl KeySet {
             String::from("# skytime NTS master keys (newest first). Secret: keep mode 0600.\n");
         s.push_str(MAGIC);
         s.push('\n');
-        for k in &self.keys {
+        let tagged = self.next.iter().map(|k| ("next", k));
+        for (tag, k) in tagged.chain(self.keys.iter().map(|k| ("key", k))) {
             s.push_str(&format!(
-                "key {:08x} {} {}\n",
+                "{tag} {:08x} {} {}\n",
                 k.id,
                 k.created,
                 hex(&k.key.0)
@@ -137,14 +169,20 @@ impl KeySet {
             None => return Err(err(0, "file is empty")),
         }
         let mut keys: Vec<MasterKey> = Vec::new();
+        let mut next: Option<MasterKey> = None;
+        const SHAPE: &str =
+            "expected \"key <id> <created> <key>\" or \"next <id> <created> <key>\"";
         for (n, line) in lines {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [tag, id, created, key] = fields[..] else {
-                return Err(err(n, "expected \"key <id> <created> <key>\""));
+                return Err(err(n, SHAPE));
             };
-            if tag != "key" {
-                return Err(err(n, "expected \"key <id> <created> <key>\""));
-            }
+            let is_next = match tag {
+                "key" => false,
+                "next" if next.is_some() => return Err(err(n, "more than one next key")),
+                "next" => true,
+                _ => return Err(err(n, SHAPE)),
+            };
             let id = (id.len() == 8)
                 .then(|| u32::from_str_radix(id, 16).ok())
                 .flatten()
@@ -155,21 +193,26 @@ impl KeySet {
             let bytes = unhex(key)
                 .filter(|b| b.len() == KEY_LEN)
                 .ok_or_else(|| err(n, "key is not 64 hex digits"))?;
-            if keys.iter().any(|k| k.id == id) {
+            if keys.iter().chain(next.as_ref()).any(|k| k.id == id) {
                 return Err(err(n, "duplicate key id"));
             }
             let mut k = [0u8; KEY_LEN];
             k.copy_from_slice(&bytes);
-            keys.push(MasterKey {
+            let key = MasterKey {
                 id,
                 created,
                 key: Key(k),
-            });
+            };
+            if is_next {
+                next = Some(key);
+            } else {
+                keys.push(key);
+            }
         }
         if keys.is_empty() {
             return Err(err(0, "file holds no key"));
         }
-        Ok(Self { keys })
+        Ok(Self { keys, next })
     }
 
     #[cfg(test)]
@@ -260,6 +303,40 @@ mod tests {
     }
 
     #[test]
+    fn next_key_is_published_before_it_seals() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let mut rotator = KeySet::generate(0, &mut rng);
+        // A follower reads the file now and not again until after the
+        // rotation.
+        let follower = KeySet::parse(&rotator.serialize()).unwrap();
+        let published = rotator.next().unwrap().clone();
+        rotator.rotate(DAY, 3, &mut rng);
+        assert_eq!(rotator.current().id, published.id);
+        assert_eq!(rotator.current().created, DAY);
+        assert!(rotator.next().is_some_and(|n| n.id != published.id));
+        let s = SessionKeys {
+            aead: Aead::AesSivCmac256,
+            c2s: Key([3; 32]),
+            s2c: Key([4; 32]),
+        };
+        let c = cookie::seal(&s, rotator.current(), &mut rng);
+        assert_eq!(cookie::open(&c, &follower), Ok(s), "follower opens it");
+        // The next key opens cookies but never seals them.
+        assert_ne!(follower.current().id, published.id);
+        // A file without a next line still loads and rotates.
+        let old_format: String = follower
+            .serialize()
+            .lines()
+            .filter(|l| !l.starts_with("next "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut old = KeySet::parse(&old_format).unwrap();
+        assert!(old.next().is_none());
+        old.rotate(DAY, 3, &mut rng);
+        assert!(old.next().is_some() && old.keys().len() == 2);
+    }
+
+    #[test]
     fn file_round_trip() {
         let mut rng = StdRng::seed_from_u64(5);
         let mut set = KeySet::generate(10, &mut rng);
@@ -295,6 +372,20 @@ mod tests {
             ("skytime-nts-keys 1\nkey 1234567 10 00\n", 2, "8 hex"),
             ("skytime-nts-keys 1\nkey 12345678 -1 00\n", 2, "seconds"),
             ("skytime-nts-keys 1\nkey 12345678 10\n", 2, "expected"),
+            (
+                &*format!(
+                    "skytime-nts-keys 1\nnext{}\nnext{}\n",
+                    &key_line[3..],
+                    &key_line[3..]
+                ),
+                3,
+                "more than one next",
+            ),
+            (
+                &*format!("skytime-nts-keys 1\nnext{}\n", &key_line[3..]),
+                0,
+                "no key",
+            ),
             ("skytime-nts-keys 1\nkex 12345678 10 00\n", 2, "expected"),
         ];
         for (text, line, reason) in cases {

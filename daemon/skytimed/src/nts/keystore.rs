@@ -6,9 +6,10 @@
 //! at the same file (a shared mount or a file copied by a provisioning
 //! tool). Exactly one server has `master_key_role = "rotate"`; the others
 //! use `"follow"`: they never write the file and re-read it every
-//! `min(10 s, rotation_interval)`. Until a follower has re-read it (at most
-//! that long after a rotation) it NAKs cookies sealed with the newest key;
-//! clients then run NTS-KE again.
+//! `min(10 s, rotation_interval)`. The rotating server publishes each key
+//! one rotation before it seals cookies with it (`next` in the file), so a
+//! follower opens the new cookies from the first moment; it starts sealing
+//! with the new key when it next re-reads the file.
 
 use super::config::KeyRole;
 use super::counters::NtsCounters;
@@ -120,10 +121,23 @@ impl KeyStore {
     /// Rotates if due at `now`: the new set is saved first and only used
     /// once it is on disk, so a crash never loses a key that sealed cookies.
     pub fn rotate_if_due(&self, now: u64) -> Result<bool, NtsError> {
-        let old = self.current();
-        if !old.rotation_due(now, self.interval) {
+        if !self.current().rotation_due(now, self.interval) {
             return Ok(false);
         }
+        self.rotate_now(now).map(|_| true)
+    }
+
+    /// Rotates at once (the operator asked), whatever the schedule; saved
+    /// before use like a scheduled rotation. Followers never write the
+    /// shared file, so they refuse. Returns the new key set.
+    pub fn rotate_now(&self, now: u64) -> Result<Arc<KeySet>, NtsError> {
+        if self.role == KeyRole::Follow {
+            return Err(NtsError::KeyFile {
+                path: self.path.clone(),
+                reason: "this server follows the shared key file (master_key_role = \"follow\"); rotate on the server whose role is \"rotate\"".into(),
+            });
+        }
+        let old = self.current();
         let mut new = (*old).clone();
         new.rotate(now, self.keep_previous, &mut rand::thread_rng());
         if let Err(e) = write_key_file(&self.path, &new) {
@@ -135,9 +149,10 @@ impl KeyStore {
             kept = new.keys().len() - 1,
             "rotated NTS master key"
         );
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        let new = Arc::new(new);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
         NtsCounters::inc(&self.counters.key_rotations);
-        Ok(true)
+        Ok(new)
     }
 
     /// Follower: re-reads the file; a corrupt file is refused, the keys in
@@ -208,6 +223,24 @@ mod tests {
         assert!(b.reload().unwrap());
         assert_eq!(b.current(), a.current());
         assert_eq!(counters.snapshot().key_rotations, 1);
+    }
+
+    #[test]
+    fn forced_rotation_is_saved_and_refused_to_followers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("keys");
+        let counters = Arc::new(NtsCounters::default());
+        let r = KeyStore::open(&p, KeyRole::Rotate, 86_400, 3, counters.clone()).unwrap();
+        let f = KeyStore::open(&p, KeyRole::Follow, 86_400, 3, counters.clone()).unwrap();
+        let before = r.current();
+        let after = r.rotate_now(unix_now()).unwrap();
+        assert_eq!(after.current().id, before.next().unwrap().id);
+        assert_eq!(read_key_file(&p).unwrap(), *after, "saved before use");
+        // The follower has not re-read yet but opens the new key's cookies.
+        assert!(f.current().get(after.current().id).is_some());
+        let e = f.rotate_now(unix_now()).unwrap_err().to_string();
+        assert!(e.contains("follow"), "{e}");
+        assert_eq!(read_key_file(&p).unwrap(), *after, "follower wrote nothing");
     }
 
     #[test]
