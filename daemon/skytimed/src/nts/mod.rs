@@ -178,6 +178,7 @@ impl NtsService {
             ke_addresses.push(local);
             tokio::spawn(ke_server::serve(l, ke.clone(), shutdown.clone()));
         }
+        tokio::spawn(tls.clone().watch_expiry(shutdown.clone()));
         tokio::spawn(keys.clone().run(shutdown));
         Ok(Self {
             required: config.require,

@@ -1,6 +1,11 @@
 //! The NTS-KE TLS configuration: certificate chain and key from PEM files,
 //! TLS 1.3 only, ALPN `ntske/1`, rustls with the ring provider; and its
 //! reload, which refuses a bad new certificate and keeps the old one.
+//!
+//! Expiry: an expired certificate is refused on reload (the one in use
+//! stays); at start it is loaded with an error in the log, so that plain
+//! NTP keeps being served while the operator installs a new one. Within
+//! [`EXPIRY_WARNING`] of its end the daemon warns at load and every day.
 
 use super::NtsError;
 use rustls::ServerConfig;
@@ -9,6 +14,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use skytime_nts::ke::ALPN;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How long before expiry the daemon starts warning.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 
 /// The current TLS configuration, swappable while connections are served.
 #[derive(Debug)]
@@ -16,17 +25,47 @@ pub struct TlsStore {
     certificate: PathBuf,
     private_key: PathBuf,
     current: RwLock<Arc<ServerConfig>>,
+    /// Unix seconds at which the certificate in use expires.
+    not_after: RwLock<i64>,
 }
 
 impl TlsStore {
     /// Loads both files; errors name the file and what is wrong with it.
     pub fn load(certificate: &Path, private_key: &Path) -> Result<Self, NtsError> {
-        let config = server_config(certificate, private_key)?;
-        Ok(Self {
+        let (config, not_after) = server_config(certificate, private_key)?;
+        let store = Self {
             certificate: certificate.to_owned(),
             private_key: private_key.to_owned(),
             current: RwLock::new(config),
-        })
+            not_after: RwLock::new(not_after),
+        };
+        store.check_expiry(unix_now());
+        Ok(store)
+    }
+
+    /// Unix seconds at which the certificate in use expires.
+    pub fn not_after(&self) -> i64 {
+        *self.not_after.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Logs an error if the certificate in use has expired at `now`, a
+    /// warning if it expires within [`EXPIRY_WARNING`]. Returns the
+    /// verdict for tests and callers that count it.
+    pub fn check_expiry(&self, now: i64) -> Expiry {
+        let verdict = expiry(self.not_after(), now);
+        let file = self.certificate.display();
+        match verdict {
+            Expiry::Expired { since_s } => tracing::error!(
+                "NTS-KE certificate {file} expired {} days ago: NTS clients refuse it; install a new one (SIGHUP or skytimectl certificate install)",
+                since_s / 86_400
+            ),
+            Expiry::Soon { in_s } => tracing::warn!(
+                "NTS-KE certificate {file} expires in {} days; install a new one before then",
+                in_s / 86_400
+            ),
+            Expiry::Valid => {}
+        }
+        verdict
     }
 
     /// The configuration new connections use.
@@ -39,17 +78,68 @@ impl TlsStore {
 
     /// Re-reads the files. On any error the previous configuration stays.
     pub fn reload(&self) -> Result<(), NtsError> {
-        let config = server_config(&self.certificate, &self.private_key)?;
+        let (config, not_after) = server_config(&self.certificate, &self.private_key)?;
+        let now = unix_now();
+        if let Expiry::Expired { since_s } = expiry(not_after, now) {
+            return Err(NtsError::Certificate {
+                path: self.certificate.clone(),
+                reason: format!(
+                    "expired {} days ago (not after Unix time {not_after}); the certificate in use stays",
+                    since_s / 86_400
+                ),
+            });
+        }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+        *self.not_after.write().unwrap_or_else(|e| e.into_inner()) = not_after;
+        self.check_expiry(now);
         Ok(())
+    }
+
+    /// Warns once a day about an expiring certificate until `shutdown`.
+    pub async fn watch_expiry(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(86_400)) => {}
+            }
+            self.check_expiry(unix_now());
+        }
     }
 }
 
-/// Builds the rustls server configuration from PEM files.
+/// How close a certificate is to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    Valid,
+    Soon { in_s: i64 },
+    Expired { since_s: i64 },
+}
+
+/// The verdict for a certificate ending at `not_after`, at `now`.
+pub fn expiry(not_after: i64, now: i64) -> Expiry {
+    if not_after < now {
+        Expiry::Expired {
+            since_s: now - not_after,
+        }
+    } else if not_after - now < EXPIRY_WARNING.as_secs() as i64 {
+        Expiry::Soon {
+            in_s: not_after - now,
+        }
+    } else {
+        Expiry::Valid
+    }
+}
+
+fn unix_now() -> i64 {
+    super::keystore::unix_now() as i64
+}
+
+/// Builds the rustls server configuration from PEM files; also returns
+/// when the leaf certificate expires (Unix seconds).
 pub fn server_config(
     certificate: &Path,
     private_key: &Path,
-) -> Result<Arc<ServerConfig>, NtsError> {
+) -> Result<(Arc<ServerConfig>, i64), NtsError> {
     let cert_err = |reason: String| NtsError::Certificate {
         path: certificate.to_owned(),
         reason,
@@ -65,6 +155,12 @@ pub fn server_config(
     if chain.is_empty() {
         return Err(cert_err("holds no CERTIFICATE block".into()));
     }
+    let not_after = x509_parser::parse_x509_certificate(&chain[0])
+        .map_err(|e| cert_err(format!("the first certificate is not valid X.509: {e}")))?
+        .1
+        .validity()
+        .not_after
+        .timestamp();
     let pem = std::fs::read(private_key).map_err(|e| key_err(e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         key_err(format!(
@@ -88,5 +184,50 @@ pub fn server_config(
     config.alpn_protocols = vec![ALPN.to_vec()];
     // NTS-KE is one request and one response: tickets and 0-RTT buy nothing.
     config.send_tls13_tickets = 0;
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), not_after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_verdicts() {
+        let day = 86_400;
+        assert_eq!(expiry(100 * day, 0), Expiry::Valid);
+        assert_eq!(expiry(29 * day, 0), Expiry::Soon { in_s: 29 * day });
+        assert_eq!(expiry(0, 2 * day), Expiry::Expired { since_s: 2 * day });
+    }
+
+    fn write_pair(dir: &Path, not_after_year: i32) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn expired_certificate_is_refused_on_reload_and_the_old_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = write_pair(dir.path(), 2090);
+        let store = TlsStore::load(&c, &k).unwrap();
+        let before = store.not_after();
+        assert_eq!(store.check_expiry(unix_now()), Expiry::Valid);
+        write_pair(dir.path(), 2001);
+        let e = store.reload().unwrap_err().to_string();
+        assert!(e.contains("expired") && e.contains("cert.pem"), "{e}");
+        assert_eq!(store.not_after(), before, "the old certificate stays");
+        // At start an expired certificate loads (plain NTP goes on) and is
+        // reported as expired.
+        let expired = TlsStore::load(&c, &k).unwrap();
+        assert!(matches!(
+            expired.check_expiry(unix_now()),
+            Expiry::Expired { .. }
+        ));
+    }
 }
