@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A self-signed end-entity certificate (CA:FALSE) for localhost and
-/// 127.0.0.1, with its key, in `dir`.
+/// A self-signed end-entity certificate (CA:FALSE) for localhost,
+/// 127.0.0.1 and ::1, with its key, in `dir`.
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new(skytime_tests::require_program("openssl"))
@@ -31,7 +31,7 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
         ])
         .args([
             "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
             "-addext",
             "basicConstraints=critical,CA:FALSE",
             "-keyout",
@@ -50,17 +50,22 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn nts_config(ntp: u16, ke: u16, cert: &Path, key: &Path, extra: &str) -> String {
+    nts_config_on("127.0.0.1", ntp, ke, cert, key, extra)
+}
+
+/// `host` is an address as it appears in a socket address (`[::1]`).
+fn nts_config_on(host: &str, ntp: u16, ke: u16, cert: &Path, key: &Path, extra: &str) -> String {
     format!(
         r#"data_dir = "@DATA@"
 [ntp]
-listen = ["127.0.0.1:{ntp}"]
-allow = ["127.0.0.0/8"]
+listen = ["{host}:{ntp}"]
+allow = ["127.0.0.0/8", "::1/128"]
 local_stratum = 10
 [clock]
 steer = false
 [nts]
 enabled = true
-ke_listen = ["127.0.0.1:{ke}"]
+ke_listen = ["{host}:{ke}"]
 certificate = "{}"
 private_key = "{}"
 {extra}
@@ -71,8 +76,12 @@ private_key = "{}"
 }
 
 fn client_directives(ntp: u16, ke: u16, cert: &Path) -> Vec<String> {
+    client_directives_to("127.0.0.1", ntp, ke, cert)
+}
+
+fn client_directives_to(host: &str, ntp: u16, ke: u16, cert: &Path) -> Vec<String> {
     vec![
-        format!("server 127.0.0.1 port {ntp} nts ntsport {ke} iburst minpoll -2 maxpoll -2"),
+        format!("server {host} port {ntp} nts ntsport {ke} iburst minpoll -2 maxpoll -2"),
         format!("ntstrustedcerts {}", cert.display()),
         "nosystemcert".to_owned(),
     ]
@@ -122,6 +131,26 @@ fn chrony_one_shot_measures_over_nts() {
     assert!(
         offset.is_none(),
         "chrony must refuse an untrusted certificate:\n{text}"
+    );
+}
+
+#[test]
+fn chrony_one_shot_over_ipv6() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(certs.path());
+    let (ntp, ke) = (free_udp_port(), free_tcp_port());
+    let config = nts_config_on("[::1]", ntp, ke, &cert, &key, "require = true");
+    let daemon = Daemon::start(&config, &[]);
+    let (offset, text) = chronyd_query(&client_directives_to("::1", ntp, ke, &cert), 15);
+    assert!(
+        offset.is_some_and(|o| o.abs() < 0.1),
+        "chronyd -Q over NTS on ::1:\n{text}\nskytimed:\n{}",
+        daemon.log()
+    );
+    assert!(
+        wait_stat(&daemon, "nts_replied").is_some(),
+        "{}",
+        daemon.log()
     );
 }
 
