@@ -21,6 +21,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod ntp;
+pub mod nts_client;
 
 /// Path of a binary built in this workspace, next to the test executable's
 /// profile directory (`target/<profile>/NAME`).

@@ -1,0 +1,134 @@
+//! A minimal NTS client for benchmarks and system tests: one NTS-KE
+//! exchange over TLS 1.3 (rustls, blocking), then authenticated NTP
+//! requests built and checked with skytime-nts's client helpers.
+//!
+//! It speaks to any RFC 8915 server (skytimed, chronyd), so the benchmark
+//! loads both with the same code.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use skytime_nts::aead::{Aead, Key, SessionKeys};
+use skytime_nts::ke::{exporter_context, EXPORTER_LABEL};
+use skytime_nts::record::{kind, records, write_record, write_u16_record};
+use skytime_nts::server::client::{check_reply, request, ReplyCheck};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What one key exchange gave.
+#[derive(Clone, Debug)]
+pub struct KeOutcome {
+    pub keys: SessionKeys,
+    pub cookies: Vec<Vec<u8>>,
+}
+
+/// A TLS 1.3 client configuration with ALPN `ntske/1` that trusts only the
+/// certificate(s) in `cert` (PEM).
+pub fn tls_config(cert: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).expect("read certificate") {
+        roots
+            .add(c.expect("PEM certificate"))
+            .expect("trust anchor");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("TLS 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"ntske/1".to_vec()];
+    // Each exchange is a full handshake, as a client's first contact is.
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Arc::new(cfg)
+}
+
+/// The request every NTS client sends: NTPv4, AEAD_AES_SIV_CMAC_256.
+pub fn ke_request() -> Vec<u8> {
+    let mut m = Vec::new();
+    write_u16_record(&mut m, true, kind::NEXT_PROTOCOL, &[0]);
+    write_u16_record(&mut m, true, kind::AEAD_ALGORITHM, &[15]);
+    write_record(&mut m, true, kind::END_OF_MESSAGE, &[]);
+    m
+}
+
+/// One NTS-KE exchange with `addr`, verifying the server as `name`.
+pub fn key_exchange(
+    addr: SocketAddr,
+    name: &str,
+    cfg: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<KeOutcome> {
+    let io_err = |e: String| std::io::Error::other(e);
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(5)))?;
+    tcp.set_nodelay(true)?;
+    let server = ServerName::try_from(name.to_owned()).map_err(|e| io_err(e.to_string()))?;
+    let conn =
+        rustls::ClientConnection::new(cfg.clone(), server).map_err(|e| io_err(e.to_string()))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(&ke_request())?;
+    let mut response = Vec::new();
+    match tls.read_to_end(&mut response) {
+        Ok(_) => {}
+        // Servers close without close_notify; what arrived is complete
+        // when it ends with End of Message, checked below.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => return Err(e),
+    }
+    let aead = Aead::AesSivCmac256;
+    let export = |s2c: bool| {
+        tls.conn
+            .export_keying_material(
+                [0u8; 32],
+                EXPORTER_LABEL,
+                Some(&exporter_context(aead, s2c)),
+            )
+            .map_err(|e| io_err(e.to_string()))
+    };
+    let keys = SessionKeys {
+        aead,
+        c2s: Key(export(false)?),
+        s2c: Key(export(true)?),
+    };
+    let mut cookies = Vec::new();
+    let mut ended = false;
+    for r in records(&response) {
+        let r = r.map_err(|e| io_err(format!("bad NTS-KE response: {e}")))?;
+        match r.kind {
+            kind::NEW_COOKIE => cookies.push(r.body.to_vec()),
+            kind::ERROR => return Err(io_err(format!("NTS-KE error record {:?}", r.body))),
+            kind::END_OF_MESSAGE => ended = true,
+            _ => {}
+        }
+    }
+    if !ended || cookies.is_empty() {
+        return Err(io_err(format!(
+            "incomplete NTS-KE response ({} bytes, {} cookies)",
+            response.len(),
+            cookies.len()
+        )));
+    }
+    Ok(KeOutcome { keys, cookies })
+}
+
+/// An authenticated NTP client request with a fixed Unique Identifier
+/// (a server keeps no per-request state, so it may be sent many times).
+pub fn ntp_request(ke: &KeOutcome, uid: &[u8; 32]) -> Vec<u8> {
+    let mut header = [0u8; 48];
+    header[0] = 0x23; // NTPv4, client
+    header[40..48].copy_from_slice(&crate::ntp::now().to_bits().to_be_bytes());
+    let nonce: [u8; 16] = rand::random();
+    request(&header, uid, &ke.cookies[0], 0, &ke.keys.c2s, &nonce, &[])
+}
+
+/// Whether `reply` is an authentic answer to a request with `uid`.
+pub fn is_authentic(reply: &[u8], uid: &[u8; 32], ke: &KeOutcome) -> bool {
+    matches!(
+        check_reply(reply, uid, &ke.keys.s2c),
+        Some(ReplyCheck::Authentic(c)) if !c.is_empty()
+    )
+}
