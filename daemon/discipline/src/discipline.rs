@@ -690,6 +690,7 @@ impl Discipline {
                     root_dispersion: NtpDuration::from_seconds_f64(at_ref),
                     dispersion_rate_ppm: rate,
                     precision: p,
+                    smear: self.smear(now),
                 }
             }
         }
@@ -770,17 +771,20 @@ impl Discipline {
     /// leap mode is smear and a leap is within the window).
     /// `kernel_applied`: the system clock has already taken the leap.
     pub fn smear_offset(&self, now: NtpTimestamp, kernel_applied: bool) -> NtpDuration {
+        self.smear(now)
+            .map_or(NtpDuration::ZERO, |s| s.offset(now, kernel_applied))
+    }
+
+    /// The smear replies must carry at `now`: the leap mode is smear and
+    /// the next leap (or the one just past) is within its window.
+    pub fn smear(&self, now: NtpTimestamp) -> Option<skytime_proto::smear::Smear> {
         let LeapMode::Smear { shape, duration_s } = self.cfg.leap_mode else {
-            return NtpDuration::ZERO;
+            return None;
         };
-        let Some(table) = self.leap_table.as_ref() else {
-            return NtpDuration::ZERO;
-        };
+        let table = self.leap_table.as_ref()?;
         // The leap in question is the next one, or the one just past.
         let probe = now + NtpDuration::from_seconds_f64(-duration_s);
-        match table.next_leap(probe) {
-            Some(l) => crate::leap::smear_offset(l, shape, duration_s, now, kernel_applied),
-            None => NtpDuration::ZERO,
-        }
+        let smear = table.next_leap(probe)?.smear(shape, duration_s);
+        smear.is_active(now).then_some(smear)
     }
 }

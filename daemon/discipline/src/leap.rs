@@ -10,7 +10,8 @@
 //! leaps it lists, but it cannot rule out an announced leap we do not know
 //! about: the caller should warn.
 
-use crate::sha1::sha1;
+use sha1::Digest;
+use skytime_proto::smear::Smear;
 use skytime_proto::{LeapIndicator, NtpDuration, NtpTimestamp};
 
 /// Seconds in a UTC day (NTP seconds count days of 86400).
@@ -231,28 +232,30 @@ pub enum LeapMode {
     Smear { shape: SmearShape, duration_s: f64 },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SmearShape {
-    Linear,
-    /// Raised cosine: no frequency jump at the start and the end.
-    Cosine,
+pub use skytime_proto::smear::SmearShape;
+
+/// SHA-1 as the list's `#h` line writes it: five 32-bit words.
+fn sha1(data: &[u8]) -> [u32; 5] {
+    let d = sha1::Sha1::digest(data);
+    std::array::from_fn(|i| {
+        u32::from_be_bytes([d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]])
+    })
 }
 
-impl SmearShape {
-    /// Fraction of the second smeared at position `u` in [0, 1].
-    fn fraction(self, u: f64) -> f64 {
-        let u = u.clamp(0.0, 1.0);
-        match self {
-            SmearShape::Linear => u,
-            SmearShape::Cosine => 0.5 * (1.0 - (std::f64::consts::PI * u).cos()),
+impl Leap {
+    /// The smear of this leap over `duration_s`, centred on it.
+    pub fn smear(self, shape: SmearShape, duration_s: f64) -> Smear {
+        Smear {
+            leap_at: NtpTimestamp::from_seconds_fraction(self.at as u32, 0),
+            insert: self.kind == LeapKind::Insert,
+            shape,
+            duration_s,
         }
     }
 }
 
 /// Offset to add to a system-clock timestamp `now` to get smeared time,
-/// around `leap`. `kernel_applied` says whether the system clock has
-/// already taken the leap (the daemon knows it from the kernel's state;
-/// during the repeated second the reading alone is ambiguous).
+/// around `leap` (see [`Smear::offset`]).
 pub fn smear_offset(
     leap: Leap,
     shape: SmearShape,
@@ -260,32 +263,7 @@ pub fn smear_offset(
     now: NtpTimestamp,
     kernel_applied: bool,
 ) -> NtpDuration {
-    let at = NtpTimestamp::from_seconds_fraction(leap.at as u32, 0);
-    // Readings the system clock only shows after the step settle it.
-    let kernel_applied = kernel_applied
-        || match leap.kind {
-            LeapKind::Insert => now >= at,
-            LeapKind::Delete => now >= at + NtpDuration::from_seconds_f64(-1.0),
-        };
-    // Position in the window on the continuous (pre-leap) timescale.
-    let since_leap =
-        (now - at).to_seconds_f64() + if kernel_applied { sign(leap.kind) } else { 0.0 };
-    let u = (since_leap + duration_s / 2.0) / duration_s;
-    let f = shape.fraction(u);
-    let total = match (leap.kind, kernel_applied) {
-        (LeapKind::Insert, false) => -f,
-        (LeapKind::Insert, true) => 1.0 - f,
-        (LeapKind::Delete, false) => f,
-        (LeapKind::Delete, true) => f - 1.0,
-    };
-    NtpDuration::from_seconds_f64(total)
-}
-
-fn sign(kind: LeapKind) -> f64 {
-    match kind {
-        LeapKind::Insert => 1.0,
-        LeapKind::Delete => -1.0,
-    }
+    leap.smear(shape, duration_s).offset(now, kernel_applied)
 }
 
 #[cfg(test)]

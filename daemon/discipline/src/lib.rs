@@ -28,7 +28,6 @@ pub mod kalman;
 pub mod leap;
 pub mod sample;
 pub mod select;
-mod sha1;
 pub mod sourcestats;
 
 pub use clock::{Actions, Clock, KernelLeap, KernelStatus, SimClock};

@@ -3,7 +3,7 @@
 //! This crate holds everything about NTPv4 (RFC 5905) that can be decided
 //! from bytes, addresses and timestamps alone: the wire formats
 //! ([`time`], [`packet`]), what the server says about its own clock
-//! ([`sync_state`]), who may ask ([`access`]), and the reply decision for a
+//! ([`sync_state`], and the leap [`smear`] it applies), who may ask ([`access`]), and the reply decision for a
 //! datagram ([`server`]). It reads no clock and owns no socket: callers pass
 //! the time in and carry out the decision, which is what makes the server
 //! testable exhaustively and cheap to fuzz.
@@ -26,6 +26,7 @@ pub mod access;
 pub mod client_log;
 pub mod packet;
 pub mod server;
+pub mod smear;
 pub mod sync_state;
 pub mod time;
 

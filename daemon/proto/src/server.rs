@@ -123,13 +123,35 @@ pub fn classify<'a>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub header: NtpHeader,
+    /// Added to the transmit timestamp too (a leap smear).
+    offset: NtpDuration,
 }
 
 impl Reply {
+    fn new(header: NtpHeader) -> Self {
+        Self {
+            header,
+            offset: NtpDuration::ZERO,
+        }
+    }
+
+    /// Serves smeared time: `offset` is added to the receive, reference
+    /// and transmit timestamps (see [`crate::smear`]). Over the
+    /// microseconds between receive and transmit the smear moves by less
+    /// than a nanosecond, so one offset serves all three.
+    pub fn smeared(mut self, offset: NtpDuration) -> Self {
+        self.header.receive_timestamp = self.header.receive_timestamp + offset;
+        if self.header.reference_timestamp != NtpTimestamp::ZERO {
+            self.header.reference_timestamp = self.header.reference_timestamp + offset;
+        }
+        self.offset = offset;
+        self
+    }
+
     /// Sets the transmit timestamp and returns the wire bytes. Call it
     /// immediately before sending.
     pub fn finish(mut self, transmit: NtpTimestamp) -> [u8; crate::packet::HEADER_LEN] {
-        self.header.transmit_timestamp = transmit;
+        self.header.transmit_timestamp = transmit + self.offset;
         self.header.serialize()
     }
 }
@@ -159,7 +181,7 @@ pub fn reply_header(request: &NtpHeader, receive: NtpTimestamp, state: &SyncStat
         receive_timestamp: receive,
         transmit_timestamp: NtpTimestamp::ZERO,
     };
-    Reply { header }
+    Reply::new(header)
 }
 
 /// Builds a kiss-o'-death reply (stratum 0, LI 3) carrying `code`, for
@@ -185,7 +207,7 @@ pub fn kiss_header(
         receive_timestamp: receive,
         transmit_timestamp: NtpTimestamp::ZERO,
     };
-    Reply { header }
+    Reply::new(header)
 }
 
 #[cfg(test)]
@@ -194,6 +216,31 @@ mod tests {
     use crate::packet::HEADER_LEN;
 
     const CLIENT: &str = "192.0.2.10:40000";
+
+    #[test]
+    fn smeared_reply_shifts_every_served_timestamp_by_the_offset() {
+        let t = NtpTimestamp::from_unix(1_800_000_000, 0);
+        let state = SyncState::local(1, -20, t);
+        let bytes = request(4, 3);
+        let req = classify(&bytes, CLIENT.parse().unwrap(), &AccessList::allow_all()).unwrap();
+        let off = NtpDuration::from_seconds_f64(-0.25);
+        let plain = NtpHeader::parse(&reply_header(&req.header, t, &state).finish(t))
+            .unwrap()
+            .0;
+        let smeared =
+            NtpHeader::parse(&reply_header(&req.header, t, &state).smeared(off).finish(t))
+                .unwrap()
+                .0;
+        for (a, b) in [
+            (plain.receive_timestamp, smeared.receive_timestamp),
+            (plain.transmit_timestamp, smeared.transmit_timestamp),
+            (plain.reference_timestamp, smeared.reference_timestamp),
+        ] {
+            assert_eq!((b - a).to_seconds_f64(), -0.25);
+        }
+        // The client's own timestamp comes back untouched.
+        assert_eq!(plain.origin_timestamp, smeared.origin_timestamp);
+    }
 
     fn request(version: u8, mode: u8) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];

@@ -6,6 +6,7 @@
 //! at every moment" a matter of publishing a new value.
 
 use crate::packet::{LeapIndicator, ReferenceId};
+use crate::smear::Smear;
 use crate::time::{NtpDuration, NtpTimestamp};
 
 /// Stratum of an unsynchronized server (RFC 5905: 16 means unsynchronized).
@@ -32,6 +33,8 @@ pub struct SyncState {
     pub dispersion_rate_ppm: f64,
     /// log2 seconds of the system clock's precision.
     pub precision: i8,
+    /// A leap smear in progress: served timestamps carry its offset.
+    pub smear: Option<Smear>,
 }
 
 impl SyncState {
@@ -46,6 +49,7 @@ impl SyncState {
             root_dispersion: NtpDuration::ZERO,
             dispersion_rate_ppm: DEFAULT_MAX_DRIFT_PPM,
             precision,
+            smear: None,
         }
     }
 
@@ -61,6 +65,7 @@ impl SyncState {
             root_dispersion: NtpDuration::ZERO,
             dispersion_rate_ppm: 0.0,
             precision,
+            smear: None,
         }
     }
 

@@ -289,7 +289,6 @@ pub fn run(sc: &Scenario) -> Outcome {
     first.apply(&mut clock).unwrap();
 
     let n = (sc.hours * 3600.0) as usize;
-    let trace = std::env::var_os("SKYTIME_SIM_TRACE").is_some_and(|v| v == sc.name);
     let mut offsets = Vec::with_capacity(n);
     let mut freq_err = Vec::with_capacity(n);
     let mut wake: Option<f64> = None;
@@ -328,18 +327,6 @@ pub fn run(sc: &Scenario) -> Outcome {
                 + NtpDuration::from_seconds_f64(clock.kernel_leap_seconds() as f64)))
         .to_seconds_f64();
         offsets.push(err);
-        if trace && k < 120 {
-            eprintln!(
-                "{k} {:.0} {:?} out={} noise={:?}",
-                err * 1e9,
-                d.estimate()
-                    .map(|e| (e.theta * 1e9, e.rho * 1e6, e.var_theta.sqrt() * 1e9)),
-                d.counters().outliers,
-                d.sources(clock.now().unwrap())
-                    .first()
-                    .map(|s| s.noise_s * 1e9)
-            );
-        }
         freq_err.push(d.estimate().map_or(f64::NAN, |e| e.rho + osc(t, walk)));
         let gps = !in_gap(t);
         if let Some((s, l)) = sc.gap {

@@ -105,7 +105,18 @@ fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, 
             ReferenceId::KISS_NTSN,
             state.precision,
         ),
-        _ => server::reply_header(&request.header, rx.timestamp, &state),
+        _ => {
+            let reply = server::reply_header(&request.header, rx.timestamp, &state);
+            match state.smear {
+                // Only near a leap in smear mode; the kernel's leap state
+                // settles the repeated second.
+                Some(smear) => reply.smeared(smear.offset(
+                    rx.timestamp,
+                    crate::clock::kernel::KernelClock::leap_in_progress(),
+                )),
+                None => reply,
+            }
+        }
     };
     // The transmit timestamp is read as late as possible: after every
     // decision, before the (NTS) serialization that covers it.
