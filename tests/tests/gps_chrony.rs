@@ -4,50 +4,19 @@
 //! the server answering; plugging it back restores PPS.
 
 use skytime_proto::ReferenceId;
+use skytime_tests::gpssim::GpsSim;
 use skytime_tests::ntp::query;
-use skytime_tests::{
-    bin, field, free_udp_port, lo, parse_colon_fields, wait_until, Chronyd, Daemon,
-};
+use skytime_tests::{field, free_udp_port, lo, parse_colon_fields, wait_until, Chronyd, Daemon};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// The simulator; stopped with SIGTERM (an unplug) on drop.
-struct Sim(Child);
-
-impl Sim {
-    fn start(dir: &Path) -> Self {
-        let child = Command::new(bin("skytime-gpssim"))
-            .arg("--pty-link")
-            .arg(dir.join("gps"))
-            .arg("--sock")
-            .arg(dir.join("pps.sock"))
-            .args(["--nmea-delay", "0.45", "--duration", "120"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start skytime-gpssim");
-        Self(child)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
 
 fn config(port: u16, gps: &Path) -> String {
     format!(
         "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\n\
          [clock]\nsteer = false\n\
          [gps]\ndevice = \"{dev}\"\nsock = \"{sock}\"\nreopen_max_backoff = 0.5\n",
-        dev = gps.join("gps").display(),
-        sock = gps.join("pps.sock").display()
+        dev = GpsSim::device(gps).display(),
+        sock = GpsSim::sock(gps).display()
     )
 }
 
@@ -66,7 +35,7 @@ fn chrony_sees_a_stratum_1_pps_server_and_the_server_survives_an_unplug() {
     let port = free_udp_port();
     // The daemon first: it creates the SOCK socket the simulator sends to.
     let daemon = Daemon::start(&config(port, gps.path()), &[]);
-    let sim = Sim::start(gps.path());
+    let sim = GpsSim::start(gps.path(), 0.45, 120);
     assert!(
         wait_stratum1(port, ReferenceId::PPS, Duration::from_secs(40)),
         "never stratum 1 / PPS:\n{}",
@@ -117,7 +86,7 @@ fn chrony_sees_a_stratum_1_pps_server_and_the_server_survives_an_unplug() {
 
     // Plug back in: the port is reopened and PPS updates the clock again
     // (the reference time moves on past the outage).
-    let _sim = Sim::start(gps.path());
+    let _sim = GpsSim::start(gps.path(), 0.45, 120);
     let reopened = wait_until(Duration::from_secs(15), || {
         (daemon.log().matches("open at 9600 baud").count() >= 2).then_some(())
     });

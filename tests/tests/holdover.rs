@@ -6,10 +6,10 @@
 //! follow the real state at every moment.
 
 use skytime_proto::{LeapIndicator, ReferenceId};
+use skytime_tests::gpssim::GpsSim;
 use skytime_tests::ntp::{query, Exchange};
-use skytime_tests::{bin, free_udp_port, lo, wait_until, Daemon};
+use skytime_tests::{free_udp_port, lo, wait_until, Daemon};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Source timeout and holdover limit of the test configuration, seconds.
@@ -18,41 +18,13 @@ const HOLDOVER_LIMIT: f64 = 10.0;
 /// Dispersion growth in holdover: large, so two seconds show it plainly.
 const DRIFT_PPM: f64 = 100.0;
 
-struct Sim(Child);
-
-impl Sim {
-    fn start(dir: &Path) -> Self {
-        let child = Command::new(bin("skytime-gpssim"))
-            .arg("--pty-link")
-            .arg(dir.join("gps"))
-            .arg("--sock")
-            .arg(dir.join("pps.sock"))
-            .args(["--nmea-delay", "0.3", "--duration", "120"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start skytime-gpssim");
-        Self(child)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 fn config(port: u16, gps: &Path) -> String {
     format!(
         "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n\
          [clock]\nsteer = false\nsource_timeout = {SOURCE_TIMEOUT}\nholdover_limit = {HOLDOVER_LIMIT}\nholdover_drift_ppm = {DRIFT_PPM}\n\
          [gps]\ndevice = \"{dev}\"\nsock = \"{sock}\"\nreopen_max_backoff = 0.5\n",
-        dev = gps.join("gps").display(),
-        sock = gps.join("pps.sock").display()
+        dev = GpsSim::device(gps).display(),
+        sock = GpsSim::sock(gps).display()
     )
 }
 
@@ -72,7 +44,7 @@ fn holdover_then_local_stratum_then_gps_again() {
     // Before any source: the local fallback.
     let first = query(lo(port)).expect("answers at start");
     assert_eq!(first.reply.stratum, 10, "local stratum before GPS");
-    let sim = Sim::start(gps.path());
+    let sim = GpsSim::start(gps.path(), 0.3, 120);
     let locked = wait_reply(port, Duration::from_secs(60), is_pps);
     assert!(locked.is_some(), "never stratum 1 / PPS:\n{}", daemon.log());
 
@@ -118,7 +90,7 @@ fn holdover_then_local_stratum_then_gps_again() {
     );
 
     // GPS back: stratum 1 again.
-    let _sim = Sim::start(gps.path());
+    let _sim = GpsSim::start(gps.path(), 0.3, 120);
     let back = wait_reply(port, Duration::from_secs(60), is_pps);
     assert!(back.is_some(), "PPS did not come back:\n{}", daemon.log());
     let (ok, log, _) = daemon.stop();
