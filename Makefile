@@ -2,7 +2,7 @@
 # `make test`; each installs what it needs (idempotently) first.
 
 CARGO ?= cargo
-DEMO_PACKAGES := chrony
+DEMO_PACKAGES := chrony dbus
 TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps dbus systemd libglib2.0-bin passwd device-tree-compiler cpp
 IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
@@ -36,7 +36,7 @@ image-test: image
 	$(CARGO) test --locked -p skytime-tests --features image --test image_qemu --test image_reproducible
 
 demo: demo-deps
-	$(CARGO) build --release --locked -p skytimed -p skytime-gpssim
+	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim
 	@daemon/demo.sh
 
 lint:

@@ -122,8 +122,25 @@ impl Daemon {
     /// Like [`Daemon::start`] in an existing directory (to restart a
     /// daemon on the same data).
     pub fn start_in(dir: tempfile::TempDir, config: &str, args: &[&str]) -> Self {
+        Self::start_in_env(dir, config, args, &[])
+    }
+
+    /// Like [`Daemon::start_in`] with extra environment variables (a
+    /// D-Bus address, NOTIFY_SOCKET, ...). Configs without a `[dbus]`
+    /// section get `enabled = false`: there is no system bus here, and
+    /// tests that want the management API start their own bus.
+    pub fn start_in_env(
+        dir: tempfile::TempDir,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let data = dir.path().join("data");
         let config_path = dir.path().join("skytime.toml");
+        let mut config = measure_only(config);
+        if !config.contains("[dbus]") {
+            config.push_str("\n[dbus]\nenabled = false\n");
+        }
         fs::write(
             &config_path,
             config.replace("@DATA@", &data.display().to_string()),
@@ -139,6 +156,9 @@ impl Daemon {
             .arg(&config_path)
             .args(args)
             .env_remove("SKYTIME_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

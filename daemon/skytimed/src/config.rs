@@ -7,6 +7,7 @@
 //! documented in `skytime.example.toml`, which a test parses.
 
 use crate::clock::ClockConfig;
+use crate::dbus::DbusConfig;
 use crate::nts::NtsConfig;
 use crate::refclock::RefclockConfig;
 use serde::{Deserialize, Deserializer};
@@ -17,6 +18,12 @@ use std::path::{Path, PathBuf};
 
 /// Where the daemon looks when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/skytime/skytime.toml";
+
+/// Name of the managed configuration in the data directory: the file the
+/// management API (`Config.Apply`) writes, because the appliance's root
+/// file system is read-only. When it exists it replaces the file given
+/// with `--config` as a whole (see [`Config::with_managed`]).
+pub const MANAGED_CONFIG_FILE: &str = "skytime.toml";
 
 /// A configuration that could not be loaded: the file, and what is wrong
 /// (the TOML error text names line and column).
@@ -48,6 +55,8 @@ pub struct Config {
     pub gps: RefclockConfig,
     #[serde(default)]
     pub clock: ClockConfig,
+    #[serde(default)]
+    pub dbus: DbusConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -63,6 +72,7 @@ impl Default for Config {
             nts: NtsConfig::default(),
             gps: RefclockConfig::default(),
             clock: ClockConfig::default(),
+            dbus: DbusConfig::default(),
         }
     }
 }
@@ -85,6 +95,57 @@ impl Config {
             message: e.to_string(),
         })?;
         Ok(config)
+    }
+
+    /// Where the managed configuration of this configuration lives.
+    pub fn managed_path(&self) -> PathBuf {
+        self.data_dir.join(MANAGED_CONFIG_FILE)
+    }
+
+    /// Validates `text` as a managed configuration for the data directory
+    /// `data_dir`: a whole configuration file like any other, except that
+    /// `data_dir` may be left out (it is the directory the file lives in)
+    /// and may not name another directory, since the next start would not
+    /// find the file there.
+    pub fn parse_managed(text: &str, path: &Path, data_dir: &Path) -> Result<Self, ConfigError> {
+        let mut config = Self::parse(text, path)?;
+        // The document parsed, so it is a valid TOML table.
+        let names_data_dir = toml::from_str::<toml::Table>(text)
+            .map(|t| t.contains_key("data_dir"))
+            .unwrap_or(false);
+        if names_data_dir && config.data_dir != data_dir {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!(
+                    "data_dir = \"{}\" differs from the data directory this file lives in ({}): \
+                     leave data_dir out of a managed configuration or set it to that directory",
+                    config.data_dir.display(),
+                    data_dir.display()
+                ),
+            });
+        }
+        config.data_dir = data_dir.to_owned();
+        Ok(config)
+    }
+
+    /// Start-up precedence: the managed file `<data_dir>/skytime.toml`
+    /// (what the management API saved) replaces `self` (the file given
+    /// with `--config`, or the built-in defaults) as a whole when it
+    /// exists; it is never merged key by key, so what `Config.Apply` was
+    /// given is exactly what runs. Returns the managed path when it was
+    /// used. A managed file that does not validate is an error naming its
+    /// line: the daemon must not fall back silently to settings the
+    /// operator replaced.
+    pub fn with_managed(self) -> Result<(Self, Option<PathBuf>), ConfigError> {
+        let path = self.managed_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let managed = Self::parse_managed(&text, &path, &self.data_dir)?;
+                Ok((managed, Some(path)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((self, None)),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
     }
 }
 
@@ -427,6 +488,54 @@ mod tests {
         assert!(parse("[ntp.ratelimit]\nspeed = 1\n")
             .unwrap_err()
             .contains("speed"));
+    }
+
+    #[test]
+    fn dbus_section_defaults_and_unknown_keys() {
+        let c = parse("").unwrap();
+        assert!(c.dbus.enabled);
+        assert_eq!(c.dbus.bus, "system");
+        assert_eq!(c.dbus.admin_group, "skytime-admin");
+        let c = parse("[dbus]\nenabled = false\nbus = \"unix:path=/run/x\"\n").unwrap();
+        assert!(!c.dbus.enabled);
+        assert_eq!(c.dbus.bus, "unix:path=/run/x");
+        let e = parse("[dbus]\n\nbuss = \"system\"\n").unwrap_err();
+        assert!(e.contains("buss") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn managed_file_replaces_the_base_and_keeps_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Config::parse(
+            &format!(
+                "data_dir = \"{}\"\n[ntp]\nlocal_stratum = 3\n",
+                dir.path().display()
+            ),
+            Path::new("base.toml"),
+        )
+        .unwrap();
+        // No managed file: the base runs.
+        let (c, used) = base.clone().with_managed().unwrap();
+        assert_eq!((c, used), (base.clone(), None));
+        // A managed file replaces it as a whole and inherits data_dir.
+        let managed = dir.path().join(MANAGED_CONFIG_FILE);
+        std::fs::write(&managed, "[log]\nlevel = \"debug\"\n").unwrap();
+        let (c, used) = base.clone().with_managed().unwrap();
+        assert_eq!(used.as_deref(), Some(managed.as_path()));
+        assert_eq!(c.log.level, LogLevel::Debug);
+        assert_eq!(c.ntp.local_stratum, None, "not merged with the base");
+        assert_eq!(c.data_dir, dir.path());
+        // A bad managed file is refused with its path and line.
+        std::fs::write(&managed, "[log]\n\nlevel = \"loud\"\n").unwrap();
+        let e = base.clone().with_managed().unwrap_err().to_string();
+        assert!(
+            e.contains(&managed.display().to_string()) && e.contains("line 3"),
+            "{e}"
+        );
+        // It may not move the data directory.
+        std::fs::write(&managed, "data_dir = \"/elsewhere\"\n").unwrap();
+        let e = base.with_managed().unwrap_err().to_string();
+        assert!(e.contains("leave data_dir out"), "{e}");
     }
 
     #[test]

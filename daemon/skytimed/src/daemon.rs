@@ -1,7 +1,11 @@
 //! Start-up, signal handling and orderly shutdown of the whole daemon.
 
+use crate::appliance::{Appliance, Parts};
 use crate::clients::Clients;
+use crate::clock::ClockStatus;
 use crate::config::Config;
+use crate::dbus::{self, ApplianceBackend};
+use crate::notify::{self, Health, Notifier};
 use crate::ntp_io::{self, NtpSocket};
 use crate::ntp_server::{self, ServerContext};
 use crate::nts::NtsService;
@@ -10,6 +14,7 @@ use crate::stats::ServerStats;
 use skytime_proto::SyncState;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -33,13 +38,28 @@ pub enum DaemonError {
     Nts(#[from] crate::nts::NtsError),
     #[error("reference clock: {0}")]
     Refclock(#[from] crate::refclock::RefclockError),
+    #[error("management API: {0}")]
+    Dbus(#[from] crate::dbus::DbusError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
 
+/// How long a main loop may stay silent before the watchdog stops
+/// vouching for the daemon. Loops beat at least every second; the margin
+/// absorbs scheduling delays on a loaded 2-core board.
+const MAX_SILENCE: Duration = Duration::from_secs(5);
+/// How often STATUS= is recomputed (it is sent only when it changes).
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs the daemon until SIGTERM or SIGINT.
+///
+/// Order matters for systemd: sockets first (a port that cannot be bound is
+/// a start-up error), then NTS, the reference clocks and the discipline,
+/// then the management API; READY=1 only after the bus name is owned.
 pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), DaemonError> {
     let shutdown = CancellationToken::new();
+    let notifier = Arc::new(Notifier::from_env());
+    let health = Health::new();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -53,8 +73,6 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     };
     let (sync_tx, sync_rx) = watch::channel(initial);
 
-    // Sockets first: a port that cannot be bound is a start-up error, not
-    // something to discover later.
     let mut sockets = Vec::new();
     for addr in &config.ntp.listen {
         let socket = NtpSocket::bind(*addr).map_err(|source| {
@@ -103,6 +121,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         tasks.spawn(ntp_server::serve(
             Arc::new(socket),
             ctx.clone(),
+            Some(health.register("ntp", MAX_SILENCE)),
             shutdown.child_token(),
         ));
     }
@@ -110,40 +129,109 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     let (sample_tx, sample_rx) = mpsc::channel(256);
     // The refclocks see the published sync state so that PPS alone can
     // carry on through short NMEA outages once the clock is synchronized.
-    // Kept alive until shutdown; status() will feed the D-Bus sources view.
-    let _refclocks = Refclocks::start_with_sync(
-        &config.gps,
-        sample_tx,
-        Some(sync_rx),
-        shutdown.child_token(),
-    )
-    .await?;
+    let refclocks = Arc::new(
+        Refclocks::start_with_sync(
+            &config.gps,
+            sample_tx,
+            Some(sync_rx.clone()),
+            shutdown.child_token(),
+        )
+        .await?,
+    );
+    let clock_status = ClockStatus::new();
     {
-        let (clock, data_dir, token) = (
+        let (clock, data_dir, token, status) = (
             config.clock.clone(),
             config.data_dir.clone(),
             shutdown.child_token(),
+            clock_status.clone(),
         );
         tasks.spawn(async move {
-            if let Err(e) =
-                crate::clock::run(clock, data_dir, local_stratum, sample_rx, sync_tx, token).await
+            if let Err(e) = crate::clock::run_with_status(
+                clock,
+                data_dir,
+                local_stratum,
+                sample_rx,
+                sync_tx,
+                token,
+                status,
+            )
+            .await
             {
                 tracing::error!("clock discipline stopped: {e}");
             }
         });
     }
+    tasks.spawn(watch_progress(
+        clock_status.clone(),
+        (!config.gps.is_empty()).then(|| refclocks.clone()),
+        health.clone(),
+        shutdown.child_token(),
+    ));
 
+    let appliance = Arc::new(Appliance::new(Parts {
+        config: config.clone(),
+        sync: sync_rx,
+        clock: clock_status,
+        refclocks,
+        stats: stats.clone(),
+        clients: clients.clone(),
+        nts: nts.clone(),
+    }));
+    let dbus = if config.dbus.enabled {
+        Some(
+            dbus::serve(
+                &config.dbus,
+                appliance.clone(),
+                Some(health.register("dbus", MAX_SILENCE)),
+                shutdown.child_token(),
+            )
+            .await?,
+        )
+    } else {
+        tracing::info!("management API disabled ([dbus] enabled = false)");
+        None
+    };
+
+    notifier.status(&notify::status_line(
+        &appliance.tracking(),
+        appliance.client_count(),
+    ));
+    notifier.ready();
+    tasks.spawn(notify::run_status(
+        notifier.clone(),
+        appliance.clone(),
+        STATUS_EVERY,
+        shutdown.child_token(),
+    ));
+    if let Some(timeout) = notify::watchdog_timeout_from_env() {
+        tracing::info!(
+            timeout_ms = timeout.as_millis() as u64,
+            "systemd watchdog on"
+        );
+        tasks.spawn(notify::run_watchdog(
+            notifier.clone(),
+            health.clone(),
+            timeout,
+            shutdown.child_token(),
+        ));
+    }
     tracing::info!(
         stratum = initial.stratum,
         reference = %initial.reference_id,
         precision,
+        sd_notify = notifier.is_enabled(),
         "skytimed ready"
     );
     wait_for_signals(&nts, &stats)
         .await
         .map_err(DaemonError::Signals)?;
 
+    notifier.stopping();
     shutdown.cancel();
+    if let Some(dbus) = dbus {
+        dbus.stop().await;
+    }
     while tasks.join_next().await.is_some() {}
     tracing::info!(
         clients = clients.len(),
@@ -152,6 +240,46 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         nts.stats()
     );
     Ok(())
+}
+
+/// Vouches for the loops that run in other modules' tasks (the clock
+/// discipline and the reference-clock manager) by watching them make
+/// progress: each publishes a snapshot with its own timestamp about once a
+/// second, so a snapshot that stops changing means a wedged loop. This
+/// keeps the watchdog honest without threading heartbeats through those
+/// modules.
+async fn watch_progress(
+    clock: ClockStatus,
+    refclocks: Option<Arc<Refclocks>>,
+    health: Health,
+    shutdown: CancellationToken,
+) {
+    let clock_beat = health.register("clock", MAX_SILENCE);
+    let refclock_beat = refclocks
+        .as_ref()
+        .map(|_| health.register("refclock", MAX_SILENCE));
+    let mut last_clock = None;
+    let mut last_refclock = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let at = clock.snapshot().map(|s| s.at);
+        // Before the first snapshot the discipline is still starting.
+        if at.is_none() || at != last_clock {
+            clock_beat.beat();
+            last_clock = at;
+        }
+        if let (Some(r), Some(beat)) = (&refclocks, &refclock_beat) {
+            let updated = r.status().updated;
+            if updated.is_none() || updated != last_refclock {
+                beat.beat();
+                last_refclock = updated;
+            }
+        }
+    }
 }
 
 /// Handles SIGHUP (reload certificates) and SIGUSR1 (log statistics) until

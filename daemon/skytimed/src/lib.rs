@@ -4,12 +4,15 @@
 //! ([`config`]), opens the NTP sockets with kernel receive timestamps
 //! ([`ntp_io`]), answers requests with the decisions of `skytime-proto`
 //! ([`ntp_server`]), runs NTS ([`nts`]), the reference clocks
-//! ([`refclock`]) and the clock discipline ([`clock`]), and ties them
-//! together with signals and shutdown ([`daemon`]).
+//! ([`refclock`]) and the clock discipline ([`clock`]), offers the
+//! management API on D-Bus ([`dbus`] over [`appliance`]), talks to systemd
+//! ([`notify`]), and ties them together with signals and shutdown
+//! ([`daemon`]).
 //!
 //! The binary is a thin `main` over [`daemon::run`]; tests and tools use
 //! the modules directly.
 
+pub mod appliance;
 pub mod clients;
 pub mod clock;
 pub mod config;

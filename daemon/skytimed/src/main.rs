@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         };
     }
 
-    let (mut config, source) = match &cli.config {
+    let (config, source) = match &cli.config {
         Some(path) => match Config::load(path) {
             Ok(c) => (c, path.display().to_string()),
             Err(e) => {
@@ -95,6 +95,19 @@ fn main() -> ExitCode {
             } else {
                 (Config::default(), "built-in defaults".to_owned())
             }
+        }
+    };
+    // The managed file (what `skytimectl config apply` saved in the data
+    // directory) replaces the base configuration as a whole when present.
+    let (mut config, source) = match config.with_managed() {
+        Ok((c, Some(managed))) => (
+            c,
+            format!("{} (managed; replaces {source})", managed.display()),
+        ),
+        Ok((c, None)) => (c, source),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     if let Some(Command::Init {

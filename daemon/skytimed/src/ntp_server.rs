@@ -6,6 +6,7 @@
 //! as it can, and counts.
 
 use crate::clients::Clients;
+use crate::notify::Beat;
 use crate::ntp_io::{self, NtpSocket, Received, RecvBatch, RECV_BUFFER};
 use crate::nts::{NtsService, NtsVerdict};
 use crate::stats::ServerStats;
@@ -37,14 +38,30 @@ impl ServerContext {
     }
 }
 
+/// How often an idle serve loop tells the watchdog it is alive.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves `socket` until `shutdown` is cancelled. Several tasks may serve
 /// the same socket: each wakes on readiness and drains what it can.
-pub async fn serve(socket: Arc<NtpSocket>, ctx: Arc<ServerContext>, shutdown: CancellationToken) {
+/// `health` is beaten after every wake-up and at least every
+/// [`HEARTBEAT`], so the watchdog notices a loop that stops.
+pub async fn serve(
+    socket: Arc<NtpSocket>,
+    ctx: Arc<ServerContext>,
+    health: Option<Beat>,
+    shutdown: CancellationToken,
+) {
     let mut batch = RecvBatch::default();
     let mut out = Vec::with_capacity(RECV_BUFFER);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if let Some(h) = &health {
+            h.beat();
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = heartbeat.tick() => continue,
             r = socket.readable() => if let Err(e) = r {
                 tracing::error!(local = %socket.local_addr(), "NTP socket failed: {e}");
                 return;

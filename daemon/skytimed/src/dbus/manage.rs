@@ -28,9 +28,10 @@ pub fn apply_config(
         )));
     }
     let path = backend.config_path();
-    let config = Config::parse(text, &path)
+    let running = backend.config();
+    let config = Config::parse_managed(text, &path, &running.data_dir)
         .map_err(|e| ApiError::InvalidConfig(format!("{e}; nothing was changed")))?;
-    let restart_required = settings_needing_restart(&backend.config(), &config);
+    let restart_required = settings_needing_restart(&running, &config);
     if dry_run {
         return Ok(ConfigOutcome {
             path: String::new(),
@@ -69,10 +70,16 @@ pub fn reload(backend: &dyn ApplianceBackend) -> Result<ConfigOutcome, ApiError>
     let path = backend.config_path();
     let mut restart_required = Vec::new();
     if path.exists() {
-        let config = Config::load(&path).map_err(|e| {
-            ApiError::InvalidConfig(format!("{e}; the running configuration stays"))
-        })?;
-        restart_required = settings_needing_restart(&backend.config(), &config);
+        let running = backend.config();
+        let config = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| {
+                Config::parse_managed(&text, &path, &running.data_dir).map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                ApiError::InvalidConfig(format!("{e}; the running configuration stays"))
+            })?;
+        restart_required = settings_needing_restart(&running, &config);
         let more = backend.apply_config(&config)?;
         restart_required.extend(
             more.into_iter()
@@ -92,21 +99,37 @@ pub fn reload(backend: &dyn ApplianceBackend) -> Result<ConfigOutcome, ApiError>
     })
 }
 
-/// Settings the daemon reads only at start.
-fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
+/// Settings the daemon reads only at start, by the name operators know
+/// them by. Everything but `[log] level` is read at start: the sockets,
+/// NTS, the reference clocks, the discipline and the bus connection are
+/// built from it, and rebuilding them in place would drop clients'
+/// state (cookies in flight, filter history) for little gain.
+pub fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
-    if old.data_dir != new.data_dir {
-        keys.push("data_dir".to_owned());
-    }
-    if old.ntp.listen != new.ntp.listen {
-        keys.push("ntp.listen".to_owned());
-    }
-    if old.nts.ke_listen != new.nts.ke_listen || old.nts.enabled != new.nts.enabled {
-        keys.push("nts".to_owned());
-    }
-    if old.gps != new.gps {
-        keys.push("gps".to_owned());
-    }
+    let mut check = |changed: bool, name: &str| {
+        if changed {
+            keys.push(name.to_owned());
+        }
+    };
+    check(old.data_dir != new.data_dir, "data_dir");
+    check(old.ntp.listen != new.ntp.listen, "ntp.listen");
+    check(
+        old.ntp.allow != new.ntp.allow || old.ntp.deny != new.ntp.deny,
+        "ntp.allow/deny",
+    );
+    check(
+        old.ntp.local_stratum != new.ntp.local_stratum,
+        "ntp.local_stratum",
+    );
+    check(
+        old.ntp.client_log_size != new.ntp.client_log_size,
+        "ntp.client_log_size",
+    );
+    check(old.ntp.ratelimit != new.ntp.ratelimit, "ntp.ratelimit");
+    check(old.nts != new.nts, "nts");
+    check(old.gps != new.gps, "gps");
+    check(old.clock != new.clock, "clock");
+    check(old.dbus != new.dbus, "dbus");
     keys
 }
 

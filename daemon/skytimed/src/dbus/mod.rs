@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use zbus::fdo::{RequestNameFlags, RequestNameReply};
 use zbus::object_server::InterfaceRef;
 use zbus::Connection;
 
@@ -107,7 +108,7 @@ impl DbusHandle {
 /// Where `Apply` saves the configuration: `skytime.toml` in the data
 /// directory (the root file system is read-only on the appliance).
 pub fn managed_config_path(config: &crate::config::Config) -> PathBuf {
-    config.data_dir.join("skytime.toml")
+    config.managed_path()
 }
 
 /// Connects to the bus in `config`, exports the interfaces over
@@ -179,10 +180,22 @@ pub async fn serve(
             bus: config.bus.clone(),
             source,
         })?;
-    connection
-        .request_name(BUS_NAME)
+    // Neither queue behind nor replace another owner (zbus's default flags
+    // would let a second skytimed take the name from the first), and do not
+    // let one take it from us: two daemons fighting over the name would
+    // leave operators talking to the wrong one.
+    match connection
+        .request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into())
         .await
-        .map_err(DbusError::Name)?;
+        .map_err(DbusError::Name)?
+    {
+        RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => {}
+        other => {
+            return Err(DbusError::Name(zbus::Error::Failure(format!(
+                "the name is already owned by another connection ({other:?})"
+            ))))
+        }
+    }
     let tracking = connection
         .object_server()
         .interface::<_, Tracking>(OBJECT_PATH)

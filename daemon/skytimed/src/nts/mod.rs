@@ -210,6 +210,12 @@ impl NtsService {
             .unwrap_or(&[])
     }
 
+    /// The master keys (`None` while NTS is disabled), for the management
+    /// API's report and operator rotation (`KeyStore::rotate_now`).
+    pub fn key_store(&self) -> Option<&Arc<KeyStore>> {
+        self.running.as_ref().map(|r| &r.keys)
+    }
+
     /// NTS-KE connections in progress.
     pub fn ke_active_connections(&self) -> usize {
         self.running.as_ref().map(|r| r.ke.active()).unwrap_or(0)

@@ -1,0 +1,323 @@
+//! Shared by the D-Bus and sd-notify system tests: a private dbus-daemon
+//! with the project's policy (dist/private-bus.sh), test users, the GPS
+//! simulator, and runners for skytimectl, busctl and gdbus, each bounded.
+#![allow(dead_code)]
+
+use skytime_tests::{bin, require_program, run_bounded, Daemon};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const BUS_NAME: &str = "org.skytime.Appliance1";
+pub const OBJECT_PATH: &str = "/org/skytime/Appliance1";
+/// A local user with no rights on the appliance.
+pub const UNPRIVILEGED: &str = "skytest-user";
+/// A local user in group skytime-admin.
+pub const ADMIN: &str = "skytest-admin";
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// skytimed's dist directory (policy, contract, private-bus.sh).
+pub fn dist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../daemon/skytimed/dist")
+}
+
+/// A private system bus with the project policy; stopped on drop.
+#[derive(Debug)]
+pub struct PrivateBus {
+    pub dir: tempfile::TempDir,
+    pub address: String,
+}
+
+impl PrivateBus {
+    /// Starts a bus with the project policy plus `extra` policy bodies.
+    pub fn start(extra: &[&str]) -> Self {
+        require_program("dbus-daemon");
+        ensure_users();
+        let dir = tempfile::Builder::new()
+            .prefix("skytime-sysbus")
+            .tempdir()
+            .unwrap();
+        // Test users must reach the socket inside.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mut args = vec!["start".to_owned(), dir.path().display().to_string()];
+        for (i, body) in extra.iter().enumerate() {
+            let p = dir.path().join(format!("extra{i}.conf"));
+            std::fs::write(&p, format!("<busconfig>{body}</busconfig>")).unwrap();
+            args.push(p.display().to_string());
+        }
+        let out = run_bounded(
+            Command::new(dist().join("private-bus.sh")).args(&args),
+            LIMIT,
+        );
+        assert!(
+            out.status.success(),
+            "private-bus.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let address = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(address.starts_with("unix:"), "{address}");
+        Self { dir, address }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = Command::new(dist().join("private-bus.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// Creates the admin group and the two test users when missing.
+pub fn ensure_users() {
+    let exists = |db: &str, name: &str| {
+        Command::new("getent")
+            .args([db, name])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let run = |args: &[&str]| {
+        let _ = Command::new(args[0]).args(&args[1..]).output();
+    };
+    if !exists("group", "skytime-admin") {
+        run(&["groupadd", "--system", "skytime-admin"]);
+    }
+    for (user, admin) in [(UNPRIVILEGED, false), (ADMIN, true)] {
+        if !exists("passwd", user) {
+            let mut a = vec![
+                "useradd",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ];
+            if admin {
+                a.extend(["-G", "skytime-admin"]);
+            }
+            a.push(user);
+            run(&a);
+        }
+    }
+    assert!(
+        exists("passwd", UNPRIVILEGED) && exists("passwd", ADMIN),
+        "cannot create the test users (useradd from package passwd; tests run as root)"
+    );
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs `program args` as `user` (None: root) with `env`, bounded.
+pub fn run(user: Option<&str>, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut cmd = match user {
+        Some(u) => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", u, "--regid", u, "--init-groups", "--"])
+                .arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Ran::from(run_bounded(&mut cmd, LIMIT))
+}
+
+/// skytimectl on `bus` as `user`.
+pub fn ctl(bus: &PrivateBus, user: Option<&str>, args: &[&str]) -> Ran {
+    run(
+        user,
+        &bin("skytimectl"),
+        args,
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    )
+}
+
+/// busctl on `bus` as `user`; options (`--…`) first, then `--` so that
+/// PEM arguments ("-----BEGIN") are not taken for options.
+pub fn busctl(bus: &PrivateBus, user: Option<&str>, args: &[&str]) -> Ran {
+    let address = format!("--address={}", bus.address);
+    let mut full = vec![address.as_str(), "--no-pager"];
+    let split = args
+        .iter()
+        .position(|a| !a.starts_with("--"))
+        .unwrap_or(args.len());
+    full.extend(&args[..split]);
+    full.push("--");
+    full.extend(&args[split..]);
+    run(user, &require_program("busctl"), &full, &[])
+}
+
+/// gdbus call on `bus` as `user`: `method` is `Interface.Member` under
+/// org.skytime.Appliance1, `args` in GVariant text form.
+pub fn gdbus_call(bus: &PrivateBus, user: Option<&str>, method: &str, args: &[&str]) -> Ran {
+    let method = format!("{BUS_NAME}.{method}");
+    let mut full = vec![
+        "call",
+        "--address",
+        &bus.address,
+        "--dest",
+        BUS_NAME,
+        "--object-path",
+        OBJECT_PATH,
+        "--method",
+        &method,
+    ];
+    full.extend(args);
+    run(user, &require_program("gdbus"), &full, &[])
+}
+
+/// A GVariant string literal for gdbus.
+pub fn gvariant_str(v: &str) -> String {
+    format!(
+        "'{}'",
+        v.replace('\\', "\\\\")
+            .replace('\'', "\\'")
+            .replace('\n', "\\n")
+    )
+}
+
+/// The `org.skytime.*` interface elements of an introspection document,
+/// one trimmed line per tag, comments dropped: the form in which the live
+/// introspection and the checked-in contract are compared.
+pub fn skytime_interfaces(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut inside, mut comment) = (false, false);
+    for line in xml.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if comment || line.starts_with("<!--") {
+            comment = !line.ends_with("-->");
+            continue;
+        }
+        if line.starts_with("<interface name=\"org.skytime.") {
+            inside = true;
+        }
+        if inside {
+            out.push(line.to_owned());
+        }
+        if line == "</interface>" {
+            inside = false;
+        }
+    }
+    out
+}
+
+/// The GPS simulator (NMEA on a pty, PPS over SOCK); stopped on drop.
+pub struct Sim(Child);
+
+impl Sim {
+    pub fn start(dir: &Path, nmea_delay: f64) -> Self {
+        let child = Command::new(bin("skytime-gpssim"))
+            .arg("--pty-link")
+            .arg(dir.join("gps"))
+            .arg("--sock")
+            .arg(dir.join("pps.sock"))
+            .args(["--nmea-delay", &nmea_delay.to_string(), "--duration", "300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start skytime-gpssim");
+        Self(child)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// A daemon directory with a TLS identity made by `skytimed init`
+/// (certificate for localhost and 127.0.0.1), ready for
+/// [`Daemon::start_in_env`].
+pub fn initialized_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A config of its own, so that no file of this machine is read.
+    let conf = dir.path().join("init.toml");
+    std::fs::write(&conf, format!("data_dir = \"{}\"\n", data.display())).unwrap();
+    let out = run_bounded(
+        Command::new(bin("skytimed"))
+            .arg("--config")
+            .arg(&conf)
+            .args(["init", "--hostname", "localhost", "--address", "127.0.0.1"]),
+        LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "skytimed init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// skytimed on `bus` with `config` (`@DATA@` is its data directory).
+pub fn start_daemon(bus: &PrivateBus, dir: tempfile::TempDir, config: &str) -> Daemon {
+    Daemon::start_in_env(
+        dir,
+        config,
+        &[],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str())],
+    )
+}
+
+/// Every file in `dir` with its contents, sorted, to prove nothing changed.
+pub fn snapshot_dir(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A certificate and key (PEM) for `name`, valid until `year`.
+pub fn make_cert(name: &str, not_after_year: i32) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
