@@ -1,6 +1,7 @@
 //! sd_notify with the real skytimed: the test plays systemd with a
 //! NOTIFY_SOCKET of its own and WATCHDOG_USEC, and checks READY (only once
-//! the sockets are bound and the bus name is owned), STATUS (kept current),
+//! the sockets are bound and the bus name is owned; time is served while
+//! the bus is missing), STATUS (kept current),
 //! WATCHDOG (only while every main loop beats: the documented test-only
 //! trigger SKYTIME_TEST_HANG=ntp:SECONDS wedges the NTP loop's thread) and
 //! STOPPING.
@@ -221,4 +222,43 @@ fn watchdog_stops_when_the_ntp_loop_hangs() {
     assert!(query(lo(ntp)).is_none(), "the hung NTP loop still answered");
     let r = ctl(&bus, None, &["--json", "tracking"]);
     assert_eq!(r.json()["Stratum"], 10, "{}", r.all());
+}
+
+#[test]
+fn time_is_served_while_the_bus_is_missing_and_ready_waits_for_it() {
+    let (bus_dir, address) = PrivateBus::prepare();
+    let systemd = Systemd::new();
+    let (ntp, ke) = (free_udp_port(), free_tcp_port());
+    let daemon = Daemon::start_in_env(
+        initialized_dir(),
+        &config(ntp, ke),
+        &[],
+        &[
+            ("DBUS_SYSTEM_BUS_ADDRESS", address.as_str()),
+            ("NOTIFY_SOCKET", systemd.path.as_str()),
+        ],
+    );
+    let before = systemd.collect(Duration::from_secs(2));
+    assert!(
+        !texts(&before).contains(&"READY=1"),
+        "READY=1 without the bus: {before:?}"
+    );
+    let x = query(lo(ntp)).expect("NTP is served while the bus is missing");
+    assert_eq!(x.reply.stratum, 10);
+    assert!(daemon.log().contains("retrying"), "{}", daemon.log());
+
+    // The bus comes up: the daemon connects on its next attempt (backoff
+    // 1, 2, 4 ... s), owns the name and only then says READY=1.
+    let bus = PrivateBus::start_in(bus_dir, &[]);
+    assert_eq!(bus.address.split(',').next(), Some(address.as_str()));
+    let after = systemd.collect(Duration::from_secs(12));
+    assert!(
+        texts(&after).contains(&"READY=1"),
+        "no READY=1 after the bus appeared: {after:?}\n{}",
+        daemon.log()
+    );
+    let r = ctl(&bus, None, &["--json", "tracking"]);
+    assert_eq!(r.json()["Stratum"], 10, "{}", r.all());
+    let (ok, log, _) = daemon.stop();
+    assert!(ok, "{log}");
 }

@@ -4,7 +4,7 @@ use crate::appliance::{Appliance, Parts};
 use crate::clients::Clients;
 use crate::clock::ClockStatus;
 use crate::config::Config;
-use crate::dbus::{self, ApplianceBackend};
+use crate::dbus::{self, ApplianceBackend, DbusConfig};
 use crate::notify::{self, Health, Notifier};
 use crate::ntp_io::{self, NtpSocket};
 use crate::ntp_server::{self, ServerContext};
@@ -178,26 +178,19 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         clients: clients.clone(),
         nts: nts.clone(),
     }));
-    let dbus = if config.dbus.enabled {
-        Some(
-            dbus::serve(
-                &config.dbus,
-                appliance.clone(),
-                Some(health.register("dbus", MAX_SILENCE)),
-                shutdown.child_token(),
-            )
-            .await?,
-        )
-    } else {
-        tracing::info!("management API disabled ([dbus] enabled = false)");
-        None
-    };
-
     notifier.status(&notify::status_line(
         &appliance.tracking(),
         appliance.client_count(),
     ));
-    notifier.ready();
+    start_management_api(
+        &config.dbus,
+        appliance.clone(),
+        &health,
+        notifier.clone(),
+        &shutdown,
+        &mut tasks,
+    )
+    .await?;
     tasks.spawn(notify::run_status(
         notifier.clone(),
         appliance.clone(),
@@ -229,9 +222,6 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
 
     notifier.stopping();
     shutdown.cancel();
-    if let Some(dbus) = dbus {
-        dbus.stop().await;
-    }
     while tasks.join_next().await.is_some() {}
     tracing::info!(
         clients = clients.len(),
@@ -239,6 +229,77 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         stats.snapshot(),
         nts.stats()
     );
+    Ok(())
+}
+
+/// Offers the management API and tells systemd READY=1 once the bus name
+/// is owned (at once when `[dbus] enabled = false`).
+///
+/// A bus that cannot be reached is not fatal: time service matters more
+/// than management, so NTP and NTS go on while the connection is retried
+/// with backoff, and READY=1 waits for it (under systemd, the start
+/// timeout then decides). A name owned by another process is fatal: that
+/// is a second skytimed, or a policy that does not let this user own it.
+async fn start_management_api(
+    config: &DbusConfig,
+    appliance: Arc<Appliance>,
+    health: &Health,
+    notifier: Arc<Notifier>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), DaemonError> {
+    if !config.enabled {
+        tracing::info!("management API disabled ([dbus] enabled = false)");
+        notifier.ready();
+        return Ok(());
+    }
+    let first = dbus::serve(
+        config,
+        appliance.clone(),
+        Some(health),
+        shutdown.child_token(),
+    )
+    .await;
+    let (config, health, shutdown) = (config.clone(), health.clone(), shutdown.clone());
+    match first {
+        Ok(handle) => {
+            notifier.ready();
+            tasks.spawn(async move {
+                shutdown.cancelled().await;
+                handle.stop().await;
+            });
+        }
+        Err(e @ dbus::DbusError::Connect { .. }) => {
+            tracing::error!("{e}; serving time without it and retrying (READY=1 waits for it)");
+            tasks.spawn(async move {
+                let mut wait = Duration::from_secs(1);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    match dbus::serve(
+                        &config,
+                        appliance.clone(),
+                        Some(&health),
+                        shutdown.child_token(),
+                    )
+                    .await
+                    {
+                        Ok(handle) => {
+                            notifier.ready();
+                            shutdown.cancelled().await;
+                            handle.stop().await;
+                            return;
+                        }
+                        Err(e) => tracing::warn!("{e}; retrying in {} s", wait.as_secs()),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 

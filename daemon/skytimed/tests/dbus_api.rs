@@ -765,3 +765,59 @@ mod futures_util_lite {
         tokio::time::timeout(limit, next).await.ok().flatten()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_actions_fall_back_to_systemd_without_logind() {
+    let f = start(&["<policy user=\"root\"><allow own=\"org.freedesktop.systemd1\"/><allow send_destination=\"org.freedesktop.systemd1\"/></policy>"]).await;
+    let calls = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let _systemd = zbus::connection::Builder::address(f.bus.address.as_str())
+        .unwrap()
+        .name("org.freedesktop.systemd1")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/systemd1",
+            FakeSystemd {
+                calls: calls.clone(),
+            },
+        )
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    for method in ["Reboot", "PowerOff"] {
+        let (ok, out) = busctl(
+            &f.bus,
+            Some(ADMIN),
+            &[
+                "call",
+                BUS_NAME,
+                OBJECT_PATH,
+                "org.skytime.Appliance1.Power",
+                method,
+            ],
+        );
+        assert!(ok, "{method}: {out}");
+    }
+    assert_eq!(
+        *calls.lock().unwrap(),
+        vec![
+            "StartUnit(reboot.target, replace-irreversibly)".to_owned(),
+            "StartUnit(poweroff.target, replace-irreversibly)".to_owned()
+        ]
+    );
+}
+
+struct FakeSystemd {
+    calls: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
+impl FakeSystemd {
+    fn start_unit(&self, name: String, mode: String) -> zbus::zvariant::OwnedObjectPath {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("StartUnit({name}, {mode})"));
+        zbus::zvariant::OwnedObjectPath::try_from("/org/freedesktop/systemd1/job/1").unwrap()
+    }
+}

@@ -29,14 +29,25 @@ pub struct PrivateBus {
 }
 
 impl PrivateBus {
-    /// Starts a bus with the project policy plus `extra` policy bodies.
-    pub fn start(extra: &[&str]) -> Self {
-        require_program("dbus-daemon");
-        ensure_users();
+    /// A directory for a bus and the address the bus will have there.
+    pub fn prepare() -> (tempfile::TempDir, String) {
         let dir = tempfile::Builder::new()
             .prefix("skytime-sysbus")
             .tempdir()
             .unwrap();
+        let address = format!("unix:path={}/system_bus_socket", dir.path().display());
+        (dir, address)
+    }
+
+    /// Starts a bus with the project policy plus `extra` policy bodies.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_in(Self::prepare().0, extra)
+    }
+
+    /// Starts a bus in `dir` (from [`PrivateBus::prepare`]).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Self {
+        require_program("dbus-daemon");
+        ensure_users();
         // Test users must reach the socket inside.
         std::fs::set_permissions(
             dir.path(),

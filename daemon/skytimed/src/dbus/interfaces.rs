@@ -286,19 +286,53 @@ impl Power {
 }
 
 /// Asks logind (org.freedesktop.login1) for a power action, without
-/// interactive authentication.
+/// interactive authentication. Where logind is not running (a minimal
+/// image), asks systemd itself to start `reboot.target` or
+/// `poweroff.target` the way `systemctl reboot` does then, so units
+/// still stop in order.
 async fn logind(conn: &Connection, method: &str) -> Result<(), ApiError> {
     tracing::warn!("asking logind to {method}");
+    let err = match conn
+        .call_method(
+            Some("org.freedesktop.login1"),
+            "/org/freedesktop/login1",
+            Some("org.freedesktop.login1.Manager"),
+            method,
+            &(false,),
+        )
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let absent = matches!(&err, zbus::Error::MethodError(name, _, _)
+        if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
+            || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner");
+    if !absent {
+        return Err(ApiError::PowerFailed(format!(
+            "logind refused {method}: {err}"
+        )));
+    }
+    let target = if method == "Reboot" {
+        "reboot.target"
+    } else {
+        "poweroff.target"
+    };
+    tracing::warn!("logind is not running; asking systemd to start {target}");
     conn.call_method(
-        Some("org.freedesktop.login1"),
-        "/org/freedesktop/login1",
-        Some("org.freedesktop.login1.Manager"),
-        method,
-        &(false,),
+        Some("org.freedesktop.systemd1"),
+        "/org/freedesktop/systemd1",
+        Some("org.freedesktop.systemd1.Manager"),
+        "StartUnit",
+        &(target, "replace-irreversibly"),
     )
     .await
     .map(|_| ())
-    .map_err(|e| ApiError::PowerFailed(format!("logind refused {method}: {e}")))
+    .map_err(|e| {
+        ApiError::PowerFailed(format!(
+            "logind is not running ({err}) and systemd refused to start {target}: {e}"
+        ))
+    })
 }
 
 /// Runs file work (fsync) off the async threads.

@@ -27,7 +27,7 @@ pub mod report;
 pub use backend::{ApplianceBackend, BackendError};
 pub use error::ApiError;
 
-use crate::notify::Beat;
+use crate::notify::{Beat, Health};
 use interfaces::{ConfigIface, Nts, Power, Server, Shared, Sources, Tracking};
 use report::TrackingReport;
 use serde::Deserialize;
@@ -47,8 +47,11 @@ pub const OBJECT_PATH: &str = "/org/skytime/Appliance1";
 /// The checked-in contract.
 pub const INTROSPECTION_XML: &str = include_str!("../../dist/org.skytime.Appliance1.xml");
 
-/// How often tracking properties are compared for change signals.
+/// How often tracking properties are compared for change signals (and the
+/// poller beats).
 const POLL: Duration = Duration::from_secs(1);
+/// How long the poller may stay silent before the watchdog gives up on it.
+const HEALTH_SILENCE: Duration = Duration::from_secs(5);
 
 /// The `[dbus]` section of skytime.toml.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -112,12 +115,14 @@ pub fn managed_config_path(config: &crate::config::Config) -> PathBuf {
 }
 
 /// Connects to the bus in `config`, exports the interfaces over
-/// `backend`, owns [`BUS_NAME`] and starts the change-signal poller (which
-/// beats `health` every second). Returns once the name is owned.
+/// `backend`, owns [`BUS_NAME`] and starts the change-signal poller, which
+/// registers with `health` as loop "dbus" (only once the name is owned, so
+/// a failed attempt leaves no silent loop behind) and beats every second.
+/// Returns once the name is owned.
 pub async fn serve(
     config: &DbusConfig,
     backend: Arc<dyn ApplianceBackend>,
-    health: Option<Beat>,
+    health: Option<&Health>,
     shutdown: CancellationToken,
 ) -> Result<DbusHandle, DbusError> {
     let builder = if config.bus == "system" {
@@ -202,7 +207,8 @@ pub async fn serve(
         .await
         .map_err(DbusError::Export)?;
     tracing::info!(bus = %config.bus, name = BUS_NAME, unique = ?connection.unique_name().map(|n| n.to_string()), "management API on D-Bus");
-    let poller = tokio::spawn(poll_tracking(tracking, backend, health, shutdown));
+    let beat = health.map(|h| h.register("dbus", HEALTH_SILENCE));
+    let poller = tokio::spawn(poll_tracking(tracking, backend, beat, shutdown));
     Ok(DbusHandle { connection, poller })
 }
 
