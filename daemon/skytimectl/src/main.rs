@@ -22,7 +22,15 @@ skytime-admin needed); 5 invalid input (configuration, certificate, key, unreada
 
 /// Read and manage a skytime time appliance.
 #[derive(Debug, Parser)]
-#[command(name = "skytimectl", version, about, after_help = EXIT_CODES)]
+#[command(
+    name = "skytimectl",
+    version,
+    about = "Read and manage a skytime time appliance over D-Bus",
+    long_about = "Read and manage a skytime time appliance over D-Bus (org.skytime.Appliance1 \
+on the system bus; DBUS_SYSTEM_BUS_ADDRESS selects another bus). Reading is open to every \
+local user; changes need root or membership of group skytime-admin.",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -61,6 +69,37 @@ enum Command {
     Reboot,
     /// Shut the appliance down.
     Shutdown,
+    /// Print a shell completion script or the man page (no daemon needed):
+    /// `skytimectl generate bash > /usr/share/bash-completion/completions/skytimectl`,
+    /// `skytimectl generate man > skytimectl.1`.
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+/// What `skytimectl generate` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Generated {
+    Bash,
+    Zsh,
+    Fish,
+    Man,
+}
+
+/// Writes a completion script or the man page for `skytimectl` to `out`.
+fn generate(what: Generated, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut cmd = Cli::command();
+    let shell = match what {
+        Generated::Bash => Shell::Bash,
+        Generated::Zsh => Shell::Zsh,
+        Generated::Fish => Shell::Fish,
+        Generated::Man => return clap_mangen::Man::new(cmd).render(out),
+    };
+    clap_complete::generate(shell, &mut cmd, "skytimectl", out);
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +132,15 @@ enum ConfigCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Generate { what } = cli.command {
+        return match generate(what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => {
+                eprintln!("skytimectl: {e}");
+                ExitCode::from(exit::FAILED)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -310,6 +358,11 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
                 text: "Shutting down.".into(),
             }
         }
+        // Handled in main before connecting.
+        Command::Generate { .. } => Output {
+            json: Json::Null,
+            text: String::new(),
+        },
     })
 }
 

@@ -183,3 +183,49 @@ fn reads_writes_and_exit_codes() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("logind"), "{err}");
 }
+
+#[test]
+fn completions_and_man_page_are_generated_without_a_daemon() {
+    // No bus at all: generating must not try to connect.
+    let none = "unix:path=/nonexistent/socket";
+    let (code, man, err) = ctl(none, &["generate", "man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH skytimectl"),
+        "{man}"
+    );
+    for sub in [
+        "tracking",
+        "sources",
+        "certificate",
+        "keys",
+        "config",
+        "reboot",
+    ] {
+        assert!(man.contains(sub), "man page lacks {sub}");
+    }
+    assert!(man.contains("Exit codes"), "the exit codes are documented");
+    // bash loads the completion and registers it for skytimectl.
+    let (code, script, err) = ctl(none, &["generate", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skytimectl.bash");
+    std::fs::write(&path, script).unwrap();
+    let out = run_bounded(Command::new("bash").arg("-c").arg(format!(
+        "source {} && complete -p skytimectl",
+        path.display()
+    )));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("skytimectl"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let (code, script, err) = ctl(none, &["generate", shell]);
+        assert_eq!(code, 0, "{err}");
+        assert!(script.contains("rotate"), "{shell}: {script}");
+    }
+    let (code, _, err) = ctl(none, &["generate", "tcsh"]);
+    assert_eq!(code, 2, "bad command line: {err}");
+}

@@ -228,9 +228,14 @@ impl ApplianceBackend for Appliance {
         let status = self.refclocks.status();
         let clock = self.clock.snapshot();
         let gps = self.running_config().gps;
+        // With PPS over SOCK (gpsd, the simulator) the SOCK socket is the
+        // PPS source's input; its own entry (whole SOCK samples) is shown
+        // only once such a sample arrives, as chronyc lists no idle input.
+        let sock_is_pps_input = gps.pps.is_none() && gps.pps_gpio.is_none();
         status
             .sources
             .iter()
+            .filter(|s| !(s.kind == SourceKind::Sock && sock_is_pps_input && s.stats.samples == 0))
             .map(|s| source_report(s, &status, clock.as_ref(), &gps))
             .collect()
     }
