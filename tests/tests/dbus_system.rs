@@ -737,3 +737,109 @@ fn skytimectl_says_when_the_daemon_is_not_running() {
     let r = ctl(&bus, None, &["--json", "tracking"]);
     assert_eq!(r.json()["exit_code"], 3);
 }
+
+/// skytimed started as `user` (through setpriv); killed on drop.
+struct AsUser {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl AsUser {
+    fn start(user: &str, bus: &PrivateBus, dir: &Path, config: &str) -> Self {
+        let conf = dir.join("as-user.toml");
+        std::fs::write(
+            &conf,
+            config.replace("@DATA@", &dir.join("data").display().to_string()),
+        )
+        .unwrap();
+        let log = dir.join(format!("{user}.log"));
+        let child = std::process::Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .arg(skytime_tests::bin("skytimed"))
+            .arg("--config")
+            .arg(&conf)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AsUser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chown_r(user: &str, path: &Path) {
+    let st = std::process::Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn the_daemon_owns_its_name_as_its_own_user_and_nobody_else_may() {
+    let bus = PrivateBus::start(&[]);
+    let dir = initialized_dir();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (ntp, ke) = (free_udp_port(), free_tcp_port());
+    let config = nts_config(ntp, ke, "");
+
+    // Another local user may not own the name (the bus policy says so),
+    // so its skytimed stops with a clear error instead of serving.
+    chown_r(UNPRIVILEGED, &dir.path().join("data"));
+    let mut other = AsUser::start(UNPRIVILEGED, &bus, dir.path(), &config);
+    let status = wait_until(Duration::from_secs(20), || other.child.try_wait().unwrap());
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "skytimed as {UNPRIVILEGED} did not stop:\n{}",
+        other.log()
+    );
+    assert!(
+        other.log().contains("cannot own the D-Bus name"),
+        "{}",
+        other.log()
+    );
+    drop(other);
+
+    // The daemon's own user, without any capability (unprivileged ports
+    // here), owns it and serves the API.
+    chown_r("skytime", &dir.path().join("data"));
+    let daemon = AsUser::start("skytime", &bus, dir.path(), &config);
+    let ready = wait_until(Duration::from_secs(20), || {
+        daemon.log().contains("skytimed ready").then_some(())
+    });
+    assert!(ready.is_some(), "{}", daemon.log());
+    let r = busctl(&bus, None, &["status", BUS_NAME]);
+    let uid = String::from_utf8(
+        std::process::Command::new("id")
+            .args(["-u", "skytime"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        r.stdout.contains(&format!("EUID={}", uid.trim())),
+        "the name is not owned by user skytime: {}",
+        r.all()
+    );
+    let r = ctl(&bus, Some(ADMIN), &["--json", "keys", "rotate"]);
+    assert!(r.ok(), "the daemon's user writes its own data: {}", r.all());
+}

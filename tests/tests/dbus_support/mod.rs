@@ -99,6 +99,17 @@ pub fn ensure_users() {
     if !exists("group", "skytime-admin") {
         run(&["groupadd", "--system", "skytime-admin"]);
     }
+    // The daemon's own user, as skytime.sysusers makes it on the appliance.
+    if !exists("passwd", "skytime") {
+        run(&[
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "skytime",
+        ]);
+    }
     for (user, admin) in [(UNPRIVILEGED, false), (ADMIN, true)] {
         if !exists("passwd", user) {
             let mut a = vec![
