@@ -843,3 +843,45 @@ fn the_daemon_owns_its_name_as_its_own_user_and_nobody_else_may() {
     let r = ctl(&bus, Some(ADMIN), &["--json", "keys", "rotate"]);
     assert!(r.ok(), "the daemon's user writes its own data: {}", r.all());
 }
+
+#[test]
+fn sighup_reloads_like_config_reload() {
+    let a = Appliance::start(&[]);
+    let data = a.data();
+    let served = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(data.join("cert.pem"), served.path()).unwrap();
+    // A managed file put in place by other means, with a start-only change.
+    std::fs::write(
+        data.join("skytime.toml"),
+        nts_config(a.ntp, a.ke, "")
+            .replace("@DATA@", &data.display().to_string())
+            .replace("local_stratum = 10", "local_stratum = 9"),
+    )
+    .unwrap();
+    a.daemon.signal("HUP");
+    let logged = wait_until(Duration::from_secs(10), || {
+        a.daemon
+            .log()
+            .contains("SIGHUP: reloaded; some settings take effect only after a restart")
+            .then_some(())
+    });
+    assert!(logged.is_some(), "{}", a.daemon.log());
+    assert!(a.daemon.log().contains("ntp.local_stratum"));
+    // A certificate that does not match its key: refused, the old one
+    // keeps serving.
+    let (other, _) = make_cert("localhost", 2100);
+    std::fs::write(data.join("cert.pem"), other).unwrap();
+    a.daemon.signal("HUP");
+    let refused = wait_until(Duration::from_secs(10), || {
+        a.daemon
+            .log()
+            .contains("SIGHUP: reload refused")
+            .then_some(())
+    });
+    assert!(refused.is_some(), "{}", a.daemon.log());
+    assert!(
+        a.ke_trusting(served.path()),
+        "the previous certificate stopped serving"
+    );
+    assert_eq!(query(lo(a.ntp)).expect("NTP").reply.stratum, 10);
+}

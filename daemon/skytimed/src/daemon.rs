@@ -216,7 +216,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         sd_notify = notifier.is_enabled(),
         "skytimed ready"
     );
-    wait_for_signals(&nts, &stats)
+    wait_for_signals(&nts, &stats, &appliance)
         .await
         .map_err(DaemonError::Signals)?;
 
@@ -343,9 +343,13 @@ async fn watch_progress(
     }
 }
 
-/// Handles SIGHUP (reload certificates) and SIGUSR1 (log statistics) until
-/// SIGTERM or SIGINT arrives.
-async fn wait_for_signals(nts: &NtsService, stats: &ServerStats) -> std::io::Result<()> {
+/// Handles SIGHUP (reload configuration and certificate) and SIGUSR1 (log
+/// statistics) until SIGTERM or SIGINT arrives.
+async fn wait_for_signals(
+    nts: &NtsService,
+    stats: &ServerStats,
+    appliance: &Arc<Appliance>,
+) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -354,10 +358,18 @@ async fn wait_for_signals(nts: &NtsService, stats: &ServerStats) -> std::io::Res
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
-            _ = hup.recv() => match nts.reload() {
-                Ok(()) => tracing::info!("SIGHUP: reloaded"),
-                Err(e) => tracing::error!("SIGHUP: reload refused, still serving the previous certificate: {e}"),
-            },
+            // The same as D-Bus Config.Reload: the managed configuration
+            // (its live settings) and the certificate.
+            _ = hup.recv() => {
+                let appliance = appliance.clone();
+                let result = tokio::task::spawn_blocking(move || dbus::manage::reload(&*appliance)).await;
+                match result {
+                    Ok(Ok(outcome)) if outcome.restart_required.is_empty() => tracing::info!("SIGHUP: reloaded"),
+                    Ok(Ok(outcome)) => tracing::warn!(restart_required = ?outcome.restart_required, "SIGHUP: reloaded; some settings take effect only after a restart"),
+                    Ok(Err(e)) => tracing::error!("SIGHUP: reload refused: {e}"),
+                    Err(e) => tracing::error!("SIGHUP: reload interrupted: {e}"),
+                }
+            }
             _ = usr1.recv() => tracing::info!("ntp {}; nts {}", stats.snapshot(), nts.stats()),
         }
     }
