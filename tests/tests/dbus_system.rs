@@ -137,9 +137,9 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
     let human = ctl(&bus, None, &["tracking"]);
     assert!(
         human.ok()
-            && human.stdout.contains("Reference ID    : PPS (PPS)")
+            && human.stdout.contains("Reference ID    : 50505300 (PPS)")
             && human.stdout.contains("Stratum         : 1")
-            && human.stdout.contains("Leap status     : normal"),
+            && human.stdout.contains("Leap status     : Normal"),
         "{}",
         human.all()
     );

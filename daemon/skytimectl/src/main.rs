@@ -368,13 +368,7 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
 
 fn tracking_text(t: &Json) -> String {
     let f = |k| render::f(t, k);
-    let id = s(t, "ReferenceId");
-    let name = s(t, "ReferenceName");
-    let reference = if name.is_empty() || name == "-" {
-        id
-    } else {
-        format!("{id} ({name})")
-    };
+    let reference = reference_text(&s(t, "ReferenceId"), &s(t, "ReferenceName"));
     let sign = |v: f64, pos: &str, neg: &str| {
         format!("{:.9} seconds {}", v.abs(), if v < 0.0 { neg } else { pos })
     };
@@ -422,7 +416,7 @@ fn tracking_text(t: &Json) -> String {
             "Update interval",
             format!("{:.1} seconds", f("UpdateInterval")),
         ),
-        ("Leap status", s(t, "LeapStatus")),
+        ("Leap status", capitalized(&s(t, "LeapStatus"))),
         (
             "Synchronized",
             if t.get("Synchronized")
@@ -435,6 +429,42 @@ fn tracking_text(t: &Json) -> String {
             },
         ),
     ])
+}
+
+/// chronyc's form: the reference ID in hex, then a name ("50505300
+/// (PPS)"). An ASCII ID such as "PPS" is its own name.
+fn reference_text(id: &str, name: &str) -> String {
+    // Non-ASCII IDs (IPv4 addresses, local) already come as 8 hex digits.
+    let ascii = !id.is_empty() && id.len() <= 4 && id.bytes().all(|b| b.is_ascii_graphic());
+    let (hex, own_name) = if ascii {
+        let mut bytes = [0u8; 4];
+        bytes[..id.len()].copy_from_slice(id.as_bytes());
+        (
+            bytes.iter().map(|b| format!("{b:02X}")).collect::<String>(),
+            id.to_owned(),
+        )
+    } else {
+        (id.to_owned(), String::new())
+    };
+    let name = if name.is_empty() || name == "-" {
+        own_name
+    } else {
+        name.to_owned()
+    };
+    if name.is_empty() {
+        hex
+    } else {
+        format!("{hex} ({name})")
+    }
+}
+
+/// "normal" -> "Normal", as chronyc prints the leap status.
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 fn state_mark(state: &str) -> &'static str {
@@ -694,4 +724,18 @@ fn status_text(t: &Json, sources: &[Json], st: &Json, clients: usize, nts: &Json
         ("Clients", clients.to_string()),
         ("Certificate", cert),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_reads_like_chronyc() {
+        assert_eq!(reference_text("PPS", "PPS"), "50505300 (PPS)");
+        assert_eq!(reference_text("GPS", ""), "47505300 (GPS)");
+        assert_eq!(reference_text("7F7F0101", ""), "7F7F0101");
+        assert_eq!(reference_text("C0000201", "gps0"), "C0000201 (gps0)");
+        assert_eq!(capitalized("not synchronised"), "Not synchronised");
+    }
 }

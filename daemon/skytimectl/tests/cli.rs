@@ -78,9 +78,9 @@ fn reads_writes_and_exit_codes() {
     let (code, out, err) = ctl_as(UNPRIVILEGED, a, &["tracking"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("Reference ID    : PPS")
+        out.contains("Reference ID    : 50505300 (PPS)")
             && out.contains("Stratum         : 1")
-            && out.contains("Leap status     : normal"),
+            && out.contains("Leap status     : Normal"),
         "{out}"
     );
 
