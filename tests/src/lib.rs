@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 pub mod gpssim;
 pub mod ntp;
 pub mod nts_client;
+pub mod vm;
 
 /// Path of a binary built in this workspace, next to the test executable's
 /// profile directory (`target/<profile>/NAME`).
