@@ -184,7 +184,29 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
         human.all()
     );
 
+    // One NTS client: a key exchange and an authenticated request.
+    let cert = daemon.dir.path().join("data/cert.pem");
+    let ke_out = key_exchange(lo(ke), "localhost", &tls_config(&cert)).expect("NTS-KE");
+    let uid = [7u8; 32];
+    let reply = skytime_tests::ntp::exchange(
+        lo(ntp),
+        &skytime_tests::nts_client::ntp_request(&ke_out, &uid),
+        Duration::from_secs(2),
+    )
+    .expect("NTS reply");
+    assert!(skytime_tests::nts_client::is_authentic(
+        &reply.raw, &uid, &ke_out
+    ));
+
     let stats = ctl(&bus, None, &["--json", "serverstats"]).json();
+    assert!(stats["NtsKeAccepted"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["NtsAuthenticated"].as_u64().unwrap() >= 1, "{stats}");
+    let human = ctl(&bus, None, &["serverstats"]);
+    assert!(
+        human.ok() && human.stdout.contains("NTP packets received"),
+        "{}",
+        human.all()
+    );
     assert!(stats["NtpReceived"].as_u64().unwrap() >= 5, "{stats}");
     assert!(stats["NtpReplied"].as_u64().unwrap() >= 5, "{stats}");
     let clients = ctl(&bus, None, &["--json", "clients"]).json();
@@ -195,6 +217,9 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
         .find(|c| c["Address"] == "127.0.0.1")
         .unwrap_or_else(|| panic!("{clients}"));
     assert!(me["NtpReplies"].as_u64().unwrap() >= 5, "{me}");
+    assert!(me["NtsReplies"].as_u64().unwrap() >= 1, "{me}");
+    let human = ctl(&bus, None, &["clients"]);
+    assert!(human.stdout.contains("127.0.0.1"), "{}", human.all());
 
     let nts = ctl(&bus, None, &["--json", "authdata"]).json();
     let cert = &nts["Certificate"];
@@ -850,6 +875,7 @@ fn sighup_reloads_like_config_reload() {
     let data = a.data();
     let served = tempfile::NamedTempFile::new().unwrap();
     std::fs::copy(data.join("cert.pem"), served.path()).unwrap();
+    let fingerprint_before = a.nts_status()["Certificate"]["FingerprintSha256"].clone();
     // A managed file put in place by other means, with a start-only change.
     std::fs::write(
         data.join("skytime.toml"),
@@ -882,6 +908,19 @@ fn sighup_reloads_like_config_reload() {
     assert!(
         a.ke_trusting(served.path()),
         "the previous certificate stopped serving"
+    );
+    // The report shows the certificate in use, and that the file differs.
+    let nts = a.nts_status();
+    assert_eq!(
+        nts["Certificate"]["FingerprintSha256"], fingerprint_before,
+        "{nts}"
+    );
+    assert!(
+        nts["CertificateError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("differs from the certificate in use"),
+        "{nts}"
     );
     assert_eq!(query(lo(a.ntp)).expect("NTP").reply.stratum, 10);
 }

@@ -35,6 +35,11 @@ pub struct Appliance {
     stats: Arc<ServerStats>,
     clients: Arc<Clients>,
     nts: Arc<NtsService>,
+    /// The certificate chain (PEM) NTS-KE serves: read when NTS loaded it
+    /// (at start, after each successful reload), so that the report shows
+    /// what clients get even when the file has since been replaced by one
+    /// a reload refused.
+    served_certificate: Mutex<Option<Vec<u8>>>,
 }
 
 /// Everything [`Appliance`] is built from.
@@ -51,7 +56,7 @@ pub struct Parts {
 
 impl Appliance {
     pub fn new(p: Parts) -> Self {
-        Self {
+        let a = Self {
             config: Mutex::new(p.config),
             sync: p.sync,
             clock: p.clock,
@@ -59,6 +64,24 @@ impl Appliance {
             stats: p.stats,
             clients: p.clients,
             nts: p.nts,
+            served_certificate: Mutex::new(None),
+        };
+        // NtsService::start has just loaded this file.
+        a.remember_served_certificate();
+        a
+    }
+
+    fn certificate_path(&self) -> PathBuf {
+        let c = self.running_config();
+        NtsConfig::resolve(&c.data_dir, &c.nts.certificate)
+    }
+
+    fn remember_served_certificate(&self) {
+        if self.nts.enabled() {
+            *self
+                .served_certificate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = std::fs::read(self.certificate_path()).ok();
         }
     }
 
@@ -282,13 +305,26 @@ impl ApplianceBackend for Appliance {
             return r;
         }
         let cert = NtsConfig::resolve(&config.data_dir, &n.certificate);
-        match std::fs::read(&cert)
-            .map_err(|e| format!("cannot read {}: {e}", cert.display()))
-            .and_then(|pem| {
-                certificate::describe(&pem, &cert.display().to_string()).map_err(|e| e.to_string())
-            }) {
-            Ok(c) => r.certificate = Some(c),
-            Err(e) => r.certificate_error = Some(e),
+        let served = self
+            .served_certificate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match &served {
+            Some(pem) => match certificate::describe(pem, &cert.display().to_string()) {
+                Ok(c) => r.certificate = Some(c),
+                Err(e) => r.certificate_error = Some(e.to_string()),
+            },
+            None => {
+                r.certificate_error = Some(format!("cannot read {}", cert.display()));
+            }
+        }
+        if served.is_some() && std::fs::read(&cert).ok() != served {
+            r.certificate_error = Some(format!(
+                "{} differs from the certificate in use (a reload refused it?); \
+                 this report shows the one in use",
+                cert.display()
+            ));
         }
         if let Some(store) = self.nts.key_store() {
             let keys = store.current();
@@ -336,7 +372,9 @@ impl ApplianceBackend for Appliance {
         }
         self.nts.reload().map_err(|e| {
             BackendError::Refused(format!("{e}; the previous certificate keeps serving"))
-        })
+        })?;
+        self.remember_served_certificate();
+        Ok(())
     }
 
     fn rotate_keys(&self) -> Result<NtsReport, BackendError> {
