@@ -108,6 +108,23 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
     );
     // The daemon first: it creates the SOCK socket the simulator sends to.
     let daemon = start_daemon(&bus, initialized_dir(), &config);
+    // Any local user may follow tracking changes as signals.
+    let mut monitor = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            UNPRIVILEGED,
+            "--regid",
+            UNPRIVILEGED,
+            "--init-groups",
+            "--",
+        ])
+        .arg(skytime_tests::require_program("gdbus"))
+        .args(["monitor", "--address", &bus.address, "--dest", BUS_NAME])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let _sim = Sim::start(gps.path(), 0.45);
 
     let tracking = poll(Duration::from_secs(60), || {
@@ -116,6 +133,26 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
         (t["Stratum"] == 1 && t["ReferenceId"] == "PPS").then_some(t)
     })
     .unwrap_or_else(|| panic!("never stratum 1 / PPS over D-Bus:\n{}", daemon.log()));
+    // Give the poller a second to signal the last change, then read.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = monitor.kill();
+    let signals = {
+        use std::io::Read;
+        let mut text = String::new();
+        monitor
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        let _ = monitor.wait();
+        text
+    };
+    assert!(
+        signals.contains("org.skytime.Appliance1.Tracking")
+            && signals.contains("'Stratum': <byte 0x01>"),
+        "no PropertiesChanged for the stratum:\n{signals}"
+    );
     assert_eq!(tracking["Synchronized"], true, "{tracking}");
     assert_eq!(tracking["ReferenceName"], "PPS", "{tracking}");
     assert_eq!(tracking["LeapStatus"], "normal", "{tracking}");
@@ -458,6 +495,17 @@ fn writes_need_root_or_the_admin_group() {
     );
     assert!(a.daemon.log().contains("NTS master keys rotated"));
 
+    // A dry run validates and writes nothing.
+    let r = ctl(
+        &a.bus,
+        Some(ADMIN),
+        &["config", "check", &arg(&files, "debug.toml")],
+    );
+    assert!(r.ok() && r.stdout.contains("valid"), "{}", r.all());
+    assert!(
+        !data.join("skytime.toml").exists(),
+        "a dry run wrote the file"
+    );
     let r = ctl(
         &a.bus,
         Some(ADMIN),
