@@ -1,8 +1,15 @@
 //! The systemd unit: Type=notify with a watchdog, the sandboxing the issue
-//! asks for, and `systemd-analyze security` (offline, on the file) rating
-//! it at most 3.0 ("OK"). The README records the score.
+//! asks for, `systemd-analyze security` (offline, on the file) rating it
+//! at most 3.0 ("OK"; the README records the score), and the real skytimed
+//! serving port 123 and owning its bus name as user `skytime` with exactly
+//! the unit's capabilities (no systemd runs here, so setpriv applies the
+//! unit's User= and capability settings, in a network namespace of the
+//! test's own).
 
-use skytime_tests::{require_program, run_bounded};
+mod dbus_support;
+
+use dbus_support::{PrivateBus, BUS_NAME};
+use skytime_tests::{bin, require_program, run_bounded};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -90,4 +97,108 @@ fn systemd_analyze_security_rates_the_unit_ok() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{overall}"));
     assert!(out.status.success() && score <= 3.0, "{overall}\n{text}");
+}
+
+/// Runs `script` in a private network namespace (loopback up), bounded.
+fn in_netns(script: &str) -> (bool, String) {
+    let out = run_bounded(
+        Command::new("unshare").args(["-n", "sh", "-c", &format!("ip link set lo up\n{script}")]),
+        Duration::from_secs(60),
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn skytimed_runs_as_its_user_with_only_the_units_capabilities() {
+    let bus = PrivateBus::start(&[]);
+    // The unit's capabilities, in setpriv's spelling.
+    let caps: Vec<String> = get("AmbientCapabilities")[0]
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    assert_eq!(caps, ["+sys_time", "+net_bind_service"]);
+    let caps = caps.join(",");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    assert!(Command::new("chown")
+        .arg("skytime:skytime")
+        .arg(&data)
+        .status()
+        .unwrap()
+        .success());
+    let conf = dir.path().join("skytime.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "data_dir = \"{}\"\n[ntp]\nlisten = [\"127.0.0.1:123\"]\nlocal_stratum = 10\n[clock]\nsteer = false\n[dbus]\nbus = \"system\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("skytimed.log");
+    let script = format!(
+        "export DBUS_SYSTEM_BUS_ADDRESS='{addr}'\n\
+         setpriv --reuid skytime --regid skytime --init-groups --inh-caps {caps} --ambient-caps {caps} \
+           --bounding-set -all,{caps} -- {skytimed} --config {conf} 2>{log} &\n\
+         pid=$!\n\
+         for i in $(seq 200); do grep -q 'skytimed ready' {log} && break; sleep 0.05; done\n\
+         grep -E '^(Uid|CapEff|CapBnd|CapAmb)' /proc/$pid/status\n\
+         {ntpdig} -j -t 3 127.0.0.1\necho\n\
+         {ctl} --json tracking\n\
+         kill $pid\nwait $pid\necho exit=$?\n",
+        addr = bus.address,
+        skytimed = bin("skytimed").display(),
+        conf = conf.display(),
+        log = log.display(),
+        ntpdig = require_program("ntpdig").display(),
+        ctl = bin("skytimectl").display(),
+    );
+    let (_, out) = in_netns(&script);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let uid = String::from_utf8(
+        Command::new("id")
+            .args(["-u", "skytime"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        out.contains(&format!("Uid:\t{}", uid.trim())),
+        "not user skytime:\n{out}\n{log_text}"
+    );
+    // CAP_NET_BIND_SERVICE (bit 10) and CAP_SYS_TIME (bit 25), nothing else.
+    assert!(out.contains("CapEff:\t0000000002000400"), "{out}");
+    assert!(out.contains("CapBnd:\t0000000002000400"), "{out}");
+    assert!(
+        out.contains("\"stratum\":10"),
+        "ntpdig got no answer on port 123:\n{out}\n{log_text}"
+    );
+    assert!(
+        out.contains("\"Stratum\": 10"),
+        "skytimectl could not read it over D-Bus:\n{out}\n{log_text}"
+    );
+    assert!(log_text.contains(BUS_NAME), "{log_text}");
+    assert!(out.contains("exit=0"), "{out}\n{log_text}");
+
+    // Without the capability the same start fails, saying what is missing.
+    let script = format!(
+        "setpriv --reuid skytime --regid skytime --init-groups --bounding-set -all -- {skytimed} --config {conf}\necho exit=$?\n",
+        skytimed = bin("skytimed").display(),
+        conf = conf.display(),
+    );
+    let (_, out) = in_netns(&script);
+    assert!(
+        out.contains("ports below 1024 need CAP_NET_BIND_SERVICE") && out.contains("exit=1"),
+        "{out}"
+    );
 }
