@@ -92,11 +92,6 @@ impl Appliance {
             .clone()
     }
 
-    /// The number of clients in the table (for the status line; cheaper
-    /// than building their reports).
-    pub fn client_count(&self) -> usize {
-        self.clients.len()
-    }
 }
 
 /// The short name chronyc users know a reference clock by.
@@ -279,6 +274,10 @@ impl ApplianceBackend for Appliance {
             .iter()
             .map(|e| ClientReport::from_entry(e, now))
             .collect()
+    }
+
+    fn client_count(&self) -> usize {
+        self.clients.len()
     }
 
     fn nts(&self) -> NtsReport {

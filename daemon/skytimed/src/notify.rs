@@ -306,7 +306,7 @@ pub async fn run_status(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let line = status_line(&backend.tracking(), backend.clients().len());
+        let line = status_line(&backend.tracking(), backend.client_count());
         if line != last {
             notifier.status(&line);
             last = line;

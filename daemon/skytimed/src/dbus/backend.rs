@@ -37,6 +37,11 @@ pub trait ApplianceBackend: Send + Sync + std::fmt::Debug + 'static {
     fn server_stats(&self) -> ServerReport;
     /// Clients, most recently seen first.
     fn clients(&self) -> Vec<ClientReport>;
+    /// How many clients [`clients`](Self::clients) would return (the
+    /// status line asks every second; the table may hold a million).
+    fn client_count(&self) -> usize {
+        self.clients().len()
+    }
     /// NTS certificate and master keys.
     fn nts(&self) -> NtsReport;
 
