@@ -91,7 +91,6 @@ impl Appliance {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-
 }
 
 /// The short name chronyc users know a reference clock by.
