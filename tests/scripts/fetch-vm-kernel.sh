@@ -17,16 +17,23 @@ chmod 755 "$work"  # apt-get download runs as _apt where it can
 trap 'rm -rf "$work"' EXIT
 
 # The metapackage names the current kernel package.
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-if [ -z "$pkg" ]; then
+resolve() {
+    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+download() {
+    [ -n "$pkg" ] && (cd "$work" && apt-get download -q "$pkg" >&2)
+}
+pkg=$(resolve)
+if ! download; then
+    # No package lists yet, or they name a kernel the archive has replaced.
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
-    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    pkg=$(resolve)
+    [ -n "$pkg" ] || { echo "cannot resolve linux-image-amd64" >&2; exit 1; }
+    download
 fi
-[ -n "$pkg" ] || { echo "cannot resolve linux-image-amd64" >&2; exit 1; }
-echo "fetching $pkg" >&2
-(cd "$work" && apt-get download -q "$pkg" >&2)
+echo "fetched $pkg" >&2
 dpkg-deb -x "$work"/"$pkg"_*.deb "$work/root"
 
 kver=${pkg#linux-image-}

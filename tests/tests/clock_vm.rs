@@ -251,10 +251,10 @@ fn skytimed_steps_and_steers_a_vm_clock_to_the_gps() {
     };
     let mut boot = Instant::now();
     let mut vm = start_vm(kvm_usable(), "console.log");
-    if vm.kvm && !vm.wait_console("skytime-vm: init", Duration::from_secs(45)) {
+    if vm.kvm && !vm.wait_console("skytime-vm: init", Duration::from_secs(30)) {
         // Nested KVM that hangs the guest: emulate instead.
         eprintln!(
-            "clock_vm: no init under KVM in 45 s, falling back to TCG:\n{}",
+            "clock_vm: no init under KVM in 30 s, falling back to TCG:\n{}",
             vm.console()
         );
         vm.kill();
