@@ -13,10 +13,15 @@
 //! no registered loop is silent for longer than it promised, so a wedged
 //! source or a stuck task stops the pings and systemd restarts the daemon.
 //!
+//! The daemon registers `ntp` (each NTP socket loop), `dbus` (the D-Bus
+//! change poller), and `clock` and `refclock`, which a watcher beats while
+//! the discipline and the reference-clock manager publish fresh snapshots.
+//!
 //! Test-only trigger: `SKYTIME_TEST_HANG=<loop>:<seconds>` in the
 //! environment makes the loop registered as `<loop>` block its thread for
-//! good in its first `beat()` after `<seconds>`. It exists so that system
-//! tests can prove the watchdog stops; never set it in production.
+//! good in its first `beat()` after `<seconds>` (for `clock` and
+//! `refclock`, that is the watcher). It exists so that system tests can
+//! prove the watchdog stops; never set it in production.
 
 use crate::dbus::report::TrackingReport;
 use crate::dbus::ApplianceBackend;
