@@ -665,6 +665,16 @@ impl Discipline {
                 let Some(last) = self.last_update else {
                     return fallback();
                 };
+                // Measuring only, the system clock is wherever it is: if it
+                // is further from the source than a selectable source may
+                // be, it is not synchronized to it, whatever the source.
+                if !self.cfg.steer
+                    && self
+                        .estimate()
+                        .is_some_and(|e| e.theta.abs() > self.cfg.max_distance_s)
+                {
+                    return fallback();
+                }
                 let reference_id = match self.selected_kind {
                     Some(SourceKind::Pps) => ReferenceId::PPS,
                     Some(SourceKind::Nmea) => ReferenceId::GPS,
