@@ -67,13 +67,12 @@ step "building skytime for aarch64-unknown-linux-musl"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
 export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
 export RUSTFLAGS="--remap-path-prefix=$root=/skytime --remap-path-prefix=$HOME/.cargo=/cargo"
+# Only the daemon: with no shell on the appliance, skytimectl runs elsewhere
+# (it talks D-Bus). Own target dir: no fight over the workspace's cargo lock.
 bins=(skytimed)
-CARGO_TARGET_DIR=$root/target/image/cargo cargo build --quiet --release --locked \
-    --target aarch64-unknown-linux-musl -p skytimed --bins
+CARGO_TARGET_DIR=$root/target/image/cargo nice -n 10 cargo build --quiet --release --locked \
+    --target aarch64-unknown-linux-musl -p skytimed --bin skytimed
 bindir=$root/target/image/cargo/aarch64-unknown-linux-musl/release
-for extra in skytimectl; do
-    [ -x "$bindir/$extra" ] && bins+=("$extra")
-done
 
 # --- 2. Debian root file system ----------------------------------------------
 if [ "$reuse_base" = yes ] && [ -d "$work/base/usr" ]; then
@@ -92,6 +91,13 @@ kver=$(ls "$rootfs/lib/modules")
 
 # skytime files, binaries, the out-of-tree PPS driver
 cp -a --no-preserve=ownership "$here/rootfs/." "$rootfs/"
+# The daemon's own unit, D-Bus policy and sysusers entry, unchanged from
+# daemon/skytimed/dist/ (image/rootfs/ only adds a drop-in to the unit).
+dist=$root/daemon/skytimed/dist
+install -m 0644 "$dist/skytimed.service" "$rootfs/usr/lib/systemd/system/skytimed.service"
+install -D -m 0644 "$dist/org.skytime.Appliance1.conf" \
+    "$rootfs/usr/share/dbus-1/system.d/org.skytime.Appliance1.conf"
+install -D -m 0644 "$dist/skytime.sysusers" "$rootfs/usr/lib/sysusers.d/skytime.conf"
 for b in "${bins[@]}"; do
     aarch64-linux-gnu-strip -o "$rootfs/usr/bin/$b" "$bindir/$b"
     chmod 0755 "$rootfs/usr/bin/$b"
@@ -107,6 +113,11 @@ rm -rf "$slotboot"
 mkdir -p "$slotboot/dtbs"
 cp "$rootfs/boot/vmlinuz-$kver" "$slotboot/vmlinuz"
 cp "$rootfs/boot/initrd.img-$kver" "$slotboot/initrd.img"
+# ota/boot.cmd gives the kernel 0x00200000-0x05f00000 on the Pi: the
+# arm64 Image header's image_size (bytes 16-23) must fit.
+kimage_size=$(od -An -t u8 -j 16 -N 8 "$slotboot/vmlinuz" | tr -d ' ')
+[ "$kimage_size" -le $((0x05f00000 - 0x00200000)) ] ||
+    { echo "kernel image_size $kimage_size does not fit ota/boot.cmd's Pi layout" >&2; exit 1; }
 "$root/overlays/build.sh" --base-dtb "$rootfs/usr/lib/linux-image-$kver/broadcom/bcm2711-rpi-4-b.dtb" \
     --out "$work/overlays" >&2
 cp "$work/overlays/dtbs/"*.dtb "$slotboot/dtbs/"
@@ -146,6 +157,10 @@ sed -i -E 's/^(root):[^:]*:/\1:!*:/' "$rootfs/etc/shadow"
 rm -f "$rootfs/var/lib/dbus/machine-id"
 echo skytime > "$rootfs/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tskytime\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$rootfs/etc/hosts"
+# mmdebstrap leaves the build host's resolv.conf; the appliance resolves no
+# names (skytimed serves addresses), so it gets none of the host's.
+printf '# skytime resolves no host names.\n' > "$rootfs/etc/resolv.conf"
+chmod 0644 "$rootfs/etc/resolv.conf"
 
 # what the image contains, before the package database is dropped
 mv "$rootfs/.skytime-packages" "$work/packages.txt"
@@ -231,7 +246,7 @@ step "manifest"
     echo "module pps-gpio.ko $(sha256sum < "$rootfs/lib/modules/$kver/updates/pps-gpio.ko" | cut -d' ' -f1)"
     echo
     echo "# build inputs from this repository (sha256 of each file)"
-    (cd "$root" && find image ota overlays -type f ! -name '*~' | sort | xargs sha256sum | sed 's/^/input /')
+    (cd "$root" && find image ota overlays daemon/skytimed/dist -type f ! -name '*~' | sort | xargs sha256sum | sed 's/^/input /')
     echo "input Cargo.lock $(sha256sum < "$root/Cargo.lock" | cut -d' ' -f1)"
     echo
     echo "# Debian packages: name version arch source source-version sha256-of-.deb"

@@ -16,6 +16,17 @@
 
 setenv skytime_part 1
 setenv skytime_envaddr ${pxefile_addr_r}
+if test "${board}" = "rpi"; then
+    # U-Boot's rpi defaults put the DTB at 0x02600000, leaving 37 MiB for
+    # the kernel, and its scratch (pxefile_addr_r) at 0x02500000; Debian's
+    # arm64 Image already needs 32 MiB (its header's image_size) and grows.
+    # Kernel at 2 MiB (booti's alignment: no copy), everything else above
+    # 95 MiB.
+    setenv kernel_addr_r 0x00200000
+    setenv skytime_envaddr 0x05f00000
+    setenv fdt_addr_r 0x06000000
+    setenv ramdisk_addr_r 0x06100000
+fi
 setenv skytime_envfile skytime.env
 if test -z "${devtype}"; then setenv devtype mmc; fi
 if test -z "${devnum}"; then setenv devnum 0; fi

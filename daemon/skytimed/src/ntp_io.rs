@@ -233,7 +233,8 @@ impl RecvBatch {
                 fd,
                 self.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                // c_int on glibc, c_uint on musl (the static aarch64 image build).
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };

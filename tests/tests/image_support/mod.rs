@@ -1,0 +1,294 @@
+//! Shared by the image tests: the SD-card image's partitions (read and
+//! written from the host with dd, mtools, debugfs and fw_setenv, never
+//! mounted), and QEMU booting it through U-Boot, killed on drop.
+#![allow(dead_code)]
+
+use skytime_tests::{require_program, wait_until};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BOOT_OFFSET: u64 = 4 << 20;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// (first byte, length) of MBR partition `n` (1-based).
+pub fn partition(img: &Path, n: usize) -> (u64, u64) {
+    let mbr = read_head(img);
+    let e = 446 + 16 * (n - 1);
+    let lba = u32::from_le_bytes(mbr[e + 8..e + 12].try_into().unwrap()) as u64;
+    let sectors = u32::from_le_bytes(mbr[e + 12..e + 16].try_into().unwrap()) as u64;
+    assert!(sectors > 0, "partition {n} missing in {}", img.display());
+    (lba * 512, sectors * 512)
+}
+
+pub fn read_head(img: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 512];
+    fs::File::open(img).unwrap().read_exact(&mut buf).unwrap();
+    buf
+}
+
+pub fn extract(img: &Path, n: usize, to: &Path) {
+    let (start, len) = partition(img, n);
+    run(Command::new("dd")
+        .arg(format!("if={}", img.display()))
+        .arg(format!("of={}", to.display()))
+        .args(["bs=1M", "iflag=skip_bytes,count_bytes", "status=none"])
+        .arg(format!("skip={start}"))
+        .arg(format!("count={len}")));
+}
+
+pub fn sha256(path: &Path) -> String {
+    String::from_utf8(run(Command::new("sha256sum").arg(path)))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Copies `src` to `name` on the boot partition (mtools, no mounting).
+pub fn put_boot_file(img: &Path, src: &Path, name: &str) {
+    run(Command::new("mcopy")
+        .arg("-o")
+        .arg("-i")
+        .arg(format!("{}@@{BOOT_OFFSET}", img.display()))
+        .arg(src)
+        .arg(format!("::{name}")));
+}
+
+pub fn get_boot_file(img: &Path, name: &str, to: &Path) {
+    run(Command::new("mcopy")
+        .arg("-o")
+        .arg("-i")
+        .arg(format!("{}@@{BOOT_OFFSET}", img.display()))
+        .arg(format!("::{name}"))
+        .arg(to));
+}
+
+/// A snapshot of the data partition with its journal replayed, and a file from it.
+pub fn data_file(img: &Path, dir: &Path, file: &str) -> (Vec<u8>, String) {
+    let part = dir.join("data.ext4");
+    extract(img, 4, &part);
+    // The guest may still have it mounted: replay the journal in the copy.
+    let _ = Command::new("e2fsck")
+        .args(["-fy"])
+        .arg(&part)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let out = dir.join("extracted");
+    let _ = fs::remove_file(&out);
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump -p /{file} {}", out.display()))
+        .arg(&part)
+        .stderr(Stdio::null()));
+    let stat = String::from_utf8(run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("stat /{file}"))
+        .arg(&part)
+        .stderr(Stdio::null())))
+    .unwrap();
+    (fs::read(&out).unwrap_or_default(), stat)
+}
+
+pub struct Qemu {
+    child: Child,
+    console: PathBuf,
+}
+
+impl Qemu {
+    /// Boots `img` (U-Boot as firmware, the image as a virtio disk), with
+    /// the guest's UDP 123 and TCP 4460 forwarded to 127.0.0.1:`ntp` and
+    /// `ke`, the console in DIR/NAME-console.log, and `extra` arguments.
+    pub fn boot(img: &Path, dir: &Path, name: &str, ntp: u16, ke: u16) -> Qemu {
+        Self::boot_with(img, dir, name, ntp, ke, &[])
+    }
+
+    pub fn boot_with(
+        img: &Path,
+        dir: &Path,
+        name: &str,
+        ntp: u16,
+        ke: u16,
+        extra: &[String],
+    ) -> Qemu {
+        let console = dir.join(format!("{name}-console.log"));
+        let child = Command::new(require_program("qemu-system-aarch64"))
+            .args([
+                "-M",
+                "virt",
+                "-cpu",
+                "cortex-a72",
+                "-m",
+                "1024",
+                "-smp",
+                "2",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ])
+            .args(["-bios", "/usr/lib/u-boot/qemu_arm64/u-boot.bin"])
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", img.display()))
+            .args([
+                "-netdev",
+                &format!(
+                    "user,id=n0,hostfwd=udp:127.0.0.1:{ntp}-:123,hostfwd=tcp:127.0.0.1:{ke}-:4460"
+                ),
+                "-device",
+                "virtio-net-pci,netdev=n0,romfile=",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join(format!("{name}-qemu.log"))).unwrap())
+            .spawn()
+            .expect("start qemu-system-aarch64 (make image-deps)");
+        Qemu { child, console }
+    }
+
+    /// The console so far, without systemd's colour escapes.
+    pub fn log(&self) -> String {
+        strip_ansi(&String::from_utf8_lossy(
+            &fs::read(&self.console).unwrap_or_default(),
+        ))
+    }
+
+    /// Waits for `needle` on the console; panics with the log on timeout or exit.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let found = wait_until(timeout, || {
+            if self.log().contains(needle) {
+                return Some(true);
+            }
+            self.child.try_wait().ok().flatten().map(|_| false)
+        });
+        assert_eq!(
+            found,
+            Some(true),
+            "no {needle:?} on the console (qemu exited or timed out):\n{}",
+            self.log()
+        );
+    }
+
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The boot state in skytime.env on the boot partition, `NAME=value` lines.
+pub fn boot_env(img: &Path, dir: &Path) -> String {
+    let env = dir.join("skytime.env");
+    get_boot_file(img, "skytime.env", &env);
+    String::from_utf8(run(Command::new("fw_printenv")
+        .arg("-c")
+        .arg(fw_config(dir))))
+    .unwrap()
+}
+
+/// Sets `NAME=value` pairs in skytime.env on the boot partition.
+pub fn set_boot_env(img: &Path, dir: &Path, vars: &[(&str, &str)]) {
+    let env = dir.join("skytime.env");
+    get_boot_file(img, "skytime.env", &env);
+    for (name, value) in vars {
+        run(Command::new("fw_setenv")
+            .arg("-c")
+            .arg(fw_config(dir))
+            .args([name, value]));
+    }
+    put_boot_file(img, &env, "skytime.env");
+}
+
+pub fn fw_config(dir: &Path) -> PathBuf {
+    let config = dir.join("fw_env.config");
+    fs::write(
+        &config,
+        format!("{} 0x0 0x4000\n", dir.join("skytime.env").display()),
+    )
+    .unwrap();
+    config
+}
+
+pub fn assert_no_failed_units(console: &str) {
+    for bad in [
+        "[FAILED]",
+        "Failed to start",
+        "Dependency failed",
+        "Kernel panic",
+        "emergency mode",
+    ] {
+        assert!(!console.contains(bad), "console shows {bad:?}:\n{console}");
+    }
+}
+
+/// A sparse copy of the built image in `dir` (which the test owns), so the
+/// boots never write target/image/skytime-rpi4.img itself.
+pub fn copy_image(dir: &Path) -> PathBuf {
+    let built = repo().join("target/image/skytime-rpi4.img");
+    assert!(
+        built.exists(),
+        "{} is missing: run `make image` first",
+        built.display()
+    );
+    for tool in ["mcopy", "debugfs", "e2fsck", "fw_printenv", "fw_setenv"] {
+        require_program(tool);
+    }
+    let img = dir.join("sd.img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&built)
+        .arg(&img));
+    img
+}
