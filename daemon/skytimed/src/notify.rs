@@ -9,7 +9,7 @@
 //!
 //! Health: every main loop registers with [`Health::register`] and calls
 //! [`Beat::beat`] at least once per `max_silence` (idle loops add a timer
-//! arm to their `select!`). [`run_watchdog`] sends `WATCHDOG=1` only while
+//! arm to their `select!`). [`spawn_watchdog_thread`] sends `WATCHDOG=1` only while
 //! no registered loop is silent for longer than it promised, so a wedged
 //! source or a stuck task stops the pings and systemd restarts the daemon.
 //!
@@ -233,34 +233,51 @@ impl Beat {
 }
 
 /// Pets systemd every `timeout / 2` while every registered loop is
-/// healthy; stops (and says which loop is stuck) when one is not.
-pub async fn run_watchdog(
+/// healthy, and stops (saying which loop is stuck) when one is not. It
+/// runs on an OS thread of its own, not as a task: a loop that wedges a
+/// runtime worker thread (a blocking driver call) can delay the tasks
+/// queued behind it, and the watchdog must still notice and name the loop
+/// rather than go quiet with it.
+pub fn spawn_watchdog_thread(
     notifier: Arc<Notifier>,
     health: Health,
     timeout: Duration,
     shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(timeout / 2);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut was_healthy = true;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let stale = health.stale();
-        if stale.is_empty() {
-            notifier.watchdog();
-            if !was_healthy {
-                tracing::info!("watchdog: all loops healthy again");
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("skytimed-watchdog".into())
+        .spawn(move || {
+            let period = timeout / 2;
+            let mut next = Instant::now();
+            let mut was_healthy = true;
+            while !shutdown.is_cancelled() {
+                let now = Instant::now();
+                if now < next {
+                    // Short naps so that shutdown is seen promptly.
+                    std::thread::sleep((next - now).min(Duration::from_millis(100)));
+                    continue;
+                }
+                next = (next + period).max(now);
+                was_healthy = watchdog_tick(&notifier, &health, was_healthy);
             }
-            was_healthy = true;
-        } else {
-            if was_healthy {
-                tracing::error!(loops = ?stale, "watchdog: loops stopped beating; no more WATCHDOG=1, systemd will restart skytimed");
-            }
-            was_healthy = false;
+        })
+}
+
+/// One watchdog period: ping if every loop is healthy, else log (once per
+/// episode) which loops are not. Returns whether all were healthy.
+fn watchdog_tick(notifier: &Notifier, health: &Health, was_healthy: bool) -> bool {
+    let stale = health.stale();
+    if stale.is_empty() {
+        notifier.watchdog();
+        if !was_healthy {
+            tracing::info!("watchdog: all loops healthy again");
         }
+        true
+    } else {
+        if was_healthy {
+            tracing::error!(loops = ?stale, "watchdog: loops stopped beating; no more WATCHDOG=1, systemd will restart skytimed");
+        }
+        false
     }
 }
 

@@ -62,15 +62,17 @@ fn ready_status_and_watchdog_that_stops_when_a_loop_hangs() {
         Duration::from_millis(200),
         shutdown.clone(),
     ));
-    rt.spawn(notify::run_watchdog(
+    let watchdog = notify::spawn_watchdog_thread(
         notifier.clone(),
         health,
         Duration::from_millis(400),
         shutdown.clone(),
-    ));
+    )
+    .unwrap();
 
     let msgs = recv_all(&rx, Duration::from_secs(7));
     shutdown.cancel();
+    watchdog.join().unwrap();
     let texts: Vec<&str> = msgs.iter().map(|(_, m)| m.as_str()).collect();
     assert_eq!(texts.first(), Some(&"READY=1"), "{texts:?}");
     assert!(
