@@ -13,7 +13,8 @@ help:
 	@echo "make test   run every test (formatting, lints, unit, system tests with chrony)"
 	@echo "make bench  throughput and memory of skytimed against chronyd"
 	@echo "make sim    clock-discipline simulator scenarios (target/sim/report.json)"
-	@echo "make image  the Raspberry Pi SD-card image (work in progress, see image/README.md)"
+	@echo "make image  the Raspberry Pi SD-card image: target/image/skytime-rpi4.img (image/README.md)"
+	@echo "make image-test  boot it in QEMU (NTS, A/B, clock steering) and check a rebuild is bit-identical"
 
 demo-deps:
 	@tests/scripts/install-deps.sh $(DEMO_PACKAGES)
@@ -32,8 +33,11 @@ image-deps: test-deps
 image: image-deps
 	image/build.sh
 
+# QEMU boots of the image (NTS, A/B slots, first boot, clock steering from a
+# simulated USB GPS), then a second build that must give the same bytes.
 image-test: image
-	$(CARGO) test --locked -p skytime-tests --features image --test image_qemu --test image_reproducible
+	$(CARGO) build --locked -p skytime-gpssim
+	$(CARGO) test --locked -p skytime-tests --features image --test image_qemu --test image_clock --test image_reproducible
 
 demo: demo-deps
 	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim
