@@ -10,7 +10,9 @@
 //! /dev/ttyUSB0 through ftdi_sio). The guest's RTC starts 30 s ahead of the
 //! host, so its clock does: the kernel says so on the console when it sets
 //! the system clock from the RTC. A configuration on the boot partition
-//! (imported by first boot) turns steering on and names the receiver.
+//! (imported by first boot) turns steering on and names the receiver. The
+//! data partition starts blank, as on a wiped card: systemd formats it
+//! (x-systemd.makefs) before first boot fills it.
 //!
 //! From the host only (no shell in the guest): the guest's clock started
 //! about 30 s ahead (console), and then the guest serves stratum 1 / GPS
@@ -93,6 +95,9 @@ fn the_image_steers_its_clock_from_a_usb_gps() {
     )
     .unwrap();
     put_boot_file(&img, &config, "skytime.toml");
+    // A wiped data partition: systemd formats it (x-systemd.makefs), then
+    // first boot fills it.
+    blank(&img, 4);
 
     let link = dir.path().join("gps");
     let sim = NmeaSim(
@@ -132,8 +137,16 @@ fn the_image_steers_its_clock_from_a_usb_gps() {
             "usb-serial,chardev=gps".into(),
         ],
     );
-    vm.wait_for("Started skytimed.service", Duration::from_secs(600));
+    vm.wait_for(
+        "Finished skytime-firstboot.service",
+        Duration::from_secs(600),
+    );
+    vm.wait_for("Started skytimed.service", Duration::from_secs(300));
     let console = vm.log();
+    assert!(
+        console.contains("Finished systemd-makefs@"),
+        "the blank data partition was not formatted:\n{console}"
+    );
     let set = clock_set_at_boot(&console)
         .unwrap_or_else(|| panic!("no RTC line on the console:\n{console}"));
     // The guest read its RTC within the first minute after QEMU started.

@@ -46,6 +46,23 @@ pub fn read_head(img: &Path) -> Vec<u8> {
     buf
 }
 
+/// Overwrites partition `n` with zeros (as a new or wiped card would have).
+pub fn blank(img: &Path, n: usize) {
+    let (start, len) = partition(img, n);
+    run(Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", img.display()))
+        .args([
+            "bs=1M",
+            "oflag=seek_bytes",
+            "iflag=count_bytes",
+            "conv=notrunc",
+            "status=none",
+        ])
+        .arg(format!("seek={start}"))
+        .arg(format!("count={len}")));
+}
+
 pub fn extract(img: &Path, n: usize, to: &Path) {
     let (start, len) = partition(img, n);
     run(Command::new("dd")
