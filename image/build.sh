@@ -64,6 +64,15 @@ rustup target list --installed | grep -qx aarch64-unknown-linux-musl ||
 
 # --- 1. skytime binaries -----------------------------------------------------
 step "building skytime for aarch64-unknown-linux-musl"
+# Run from a test (`cargo test`), cargo's per-package variables leak in, and
+# build scripts that track them (ring: CARGO_MANIFEST_DIR) would rebuild
+# half the tree for nothing.
+for v in $(compgen -e); do
+    case $v in
+    CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_* | CARGO_BIN_* | CARGO_PRIMARY_PACKAGE | \
+        CARGO_TARGET_TMPDIR | CARGO_RUSTC_CURRENT_DIR | OUT_DIR) unset "$v" ;;
+    esac
+done
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
 export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
 export RUSTFLAGS="--remap-path-prefix=$root=/skytime --remap-path-prefix=$HOME/.cargo=/cargo"
