@@ -33,11 +33,12 @@ image-deps: test-deps
 image: image-deps
 	image/build.sh
 
-# QEMU boots of the image (NTS, A/B slots, first boot, clock steering from a
-# simulated USB GPS), then a second build that must give the same bytes.
+# QEMU boots of the image (the Pi's U-Boot and boot script on raspi3b; on
+# virt: NTS, A/B slots, first boot, clock steering from a simulated USB GPS),
+# then a second build that must give the same bytes.
 image-test: image
 	$(CARGO) build --locked -p skytime-gpssim
-	$(CARGO) test --locked -p skytime-tests --features image --test image_qemu --test image_clock --test image_reproducible
+	$(CARGO) test --locked -p skytime-tests --features image --test image_uboot_rpi --test image_qemu --test image_clock --test image_reproducible
 
 demo: demo-deps
 	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim

@@ -150,44 +150,48 @@ impl Qemu {
         extra: &[String],
     ) -> Qemu {
         let console = dir.join(format!("{name}-console.log"));
+        let mut args: Vec<String> = [
+            "-M",
+            "virt",
+            "-cpu",
+            "cortex-a72",
+            "-m",
+            "1024",
+            "-smp",
+            "2",
+            "-bios",
+            "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
+            "-drive",
+            &format!("file={},format=raw,if=virtio", img.display()),
+            "-netdev",
+            // Only these two loopback forwards lead in. The image has no
+            // client of anything outside (no NTP client, no resolver), so
+            // the guest sends nothing beyond QEMU's own DHCP server.
+            // (restrict=on would guarantee it, but with it no NTP reply
+            // from the guest reached the host here, QEMU 7.2.)
+            &format!(
+                "user,id=n0,hostfwd=udp:127.0.0.1:{ntp}-:123,hostfwd=tcp:127.0.0.1:{ke}-:4460"
+            ),
+            "-device",
+            "virtio-net-pci,netdev=n0,romfile=",
+            "-serial",
+            &format!("file:{}", console.display()),
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend_from_slice(extra);
+        Self::start(&args, console, &dir.join(format!("{name}-qemu.log")))
+    }
+
+    /// Starts `qemu-system-aarch64` headless with `args`; `console` is the
+    /// file the serial console of interest goes to (named in `args`).
+    pub fn start(args: &[String], console: PathBuf, stderr: &Path) -> Qemu {
         let child = Command::new(require_program("qemu-system-aarch64"))
-            .args([
-                "-M",
-                "virt",
-                "-cpu",
-                "cortex-a72",
-                "-m",
-                "1024",
-                "-smp",
-                "2",
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
-            ])
-            .args(["-bios", "/usr/lib/u-boot/qemu_arm64/u-boot.bin"])
-            .arg("-drive")
-            .arg(format!("file={},format=raw,if=virtio", img.display()))
-            .args([
-                "-netdev",
-                // Only these two loopback forwards lead in. The image has no
-                // client of anything outside (no NTP client, no resolver), so
-                // the guest sends nothing beyond QEMU's own DHCP server.
-                // (restrict=on would guarantee it, but with it no NTP reply
-                // from the guest reached the host here, QEMU 7.2.)
-                &format!(
-                    "user,id=n0,hostfwd=udp:127.0.0.1:{ntp}-:123,hostfwd=tcp:127.0.0.1:{ke}-:4460"
-                ),
-                "-device",
-                "virtio-net-pci,netdev=n0,romfile=",
-            ])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .args(extra)
+            .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join(format!("{name}-qemu.log"))).unwrap())
+            .stderr(fs::File::create(stderr).unwrap())
             .spawn()
             .expect("start qemu-system-aarch64 (make image-deps)");
         Qemu { child, console }
