@@ -9,8 +9,11 @@
 //! attempt back. Then U-Boot alone: a slot without attempts is skipped and
 //! the attempt taken is saved. Boot 2 (slot B, chosen through skytime.env):
 //! no first boot, the same certificate (chrony trusts only boot 1's), NTS
-//! again. Both: no failed units on the console, erofs roots, the root
-//! partitions' bytes unchanged. QEMU is killed when each boot is done.
+//! again. Boot 3: a wiped data partition and a skytime.toml naming another
+//! data directory: first boot runs again, refuses the file (reason kept),
+//! the defaults run with a new identity. Every boot: no failed units on the
+//! console; afterwards the root partitions' bytes are unchanged. QEMU is
+//! killed when each boot is done.
 //!
 //! Needs `make image` first (target/image/skytime-rpi4.img) and the tools
 //! from `make image-deps`.
@@ -182,6 +185,44 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     assert!(
         env.contains("BOOT_B_LEFT=3"),
         "slot B not marked good:\n{env}"
+    );
+
+    // Boot 3: a wiped data partition and a skytime.toml that names another
+    // data directory (skytimed would refuse to start on it as its managed
+    // configuration): first boot runs again, refuses the file with the
+    // reason, and the appliance comes up on its defaults with a new identity.
+    blank(&img, 4);
+    let wrong = dir.path().join("wrong.toml");
+    fs::write(
+        &wrong,
+        "data_dir = \"/elsewhere\"\n[ntp]\nlocal_stratum = 10\n",
+    )
+    .unwrap();
+    put_boot_file(&img, &wrong, "skytime.toml");
+    let mut vm = Qemu::boot(&img, dir.path(), "boot3", ntp, ke);
+    vm.wait_for(
+        "Finished skytime-firstboot.service",
+        Duration::from_secs(600),
+    );
+    vm.wait_for("Started skytimed.service", Duration::from_secs(300));
+    vm.wait_for(
+        "Finished skytime-mark-good.service",
+        Duration::from_secs(300),
+    );
+    let console3 = vm.stop();
+    assert_no_failed_units(&console3);
+    let (rejected, _) = data_file(&img, dir.path(), "skytime.toml.rejected");
+    assert!(
+        String::from_utf8_lossy(&rejected).contains("data_dir must be"),
+        "no reason kept for the refused skytime.toml: {:?}",
+        String::from_utf8_lossy(&rejected)
+    );
+    let (managed, _) = data_file(&img, dir.path(), "skytime.toml");
+    assert!(managed.is_empty(), "a refused skytime.toml was imported");
+    let (cert3, _) = data_file(&img, dir.path(), "cert.pem");
+    assert!(
+        String::from_utf8_lossy(&cert3).contains("BEGIN CERTIFICATE") && cert3 != cert,
+        "no new certificate on the wiped data partition"
     );
 
     // Nothing wrote to either root file system.
