@@ -10,7 +10,7 @@ IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mt
 
 help:
 	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123), Ctrl-C stops it"
-	@echo "make test   run every test (formatting, lints, unit, system tests with chrony)"
+	@echo "make test   run every test (formatting, lints, unit and system tests, the image in QEMU)"
 	@echo "make bench  throughput and memory of skytimed against chronyd"
 	@echo "make sim    clock-discipline simulator scenarios (target/sim/report.json)"
 	@echo "make image  the Raspberry Pi SD-card image: target/image/skytime-rpi4.img (image/README.md)"
@@ -48,9 +48,12 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
+# Every test: lints, the workspace's unit and system tests, then the image
+# built and booted in QEMU (about 25 minutes from a fresh clone on 2 cores).
 test: test-deps lint
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace
+	$(MAKE) image-test
 
 bench: test-deps
 	$(CARGO) build --release --locked -p skytimed -p skytime-tests --bins
