@@ -85,11 +85,19 @@ setenv skytime_initrd_size ${filesize}
 if test "${board}" = "rpi"; then
     # bcm2711-rpi-4-b.dtb = PPS on GPIO 4; skytime_dtb (boot partition file
     # skytime-dtb.txt, e.g. "bcm2711-rpi-4-b-pps18.dtb") picks a variant.
+    # -r: the file may come from an editor that ends lines with CRLF. A
+    # name that is not there falls back to the default rather than
+    # resetting (which would loop).
     setenv skytime_dtb bcm2711-rpi-4-b.dtb
     if load ${devtype} ${devnum}:${skytime_part} ${skytime_envaddr} skytime-dtb.txt; then
-        env import -t ${skytime_envaddr} ${filesize} skytime_dtb
+        env import -t -r ${skytime_envaddr} ${filesize} skytime_dtb
     fi
-    load ${devtype} ${devnum}:${skytime_part} ${fdt_addr_r} ${skytime_dir}/dtbs/${skytime_dtb} || reset
+    if load ${devtype} ${devnum}:${skytime_part} ${fdt_addr_r} ${skytime_dir}/dtbs/${skytime_dtb}; then
+        echo "skytime: device tree ${skytime_dtb}"
+    else
+        echo "skytime: no ${skytime_dir}/dtbs/${skytime_dtb}, using bcm2711-rpi-4-b.dtb"
+        load ${devtype} ${devnum}:${skytime_part} ${fdt_addr_r} ${skytime_dir}/dtbs/bcm2711-rpi-4-b.dtb || reset
+    fi
     booti ${kernel_addr_r} ${ramdisk_addr_r}:${skytime_initrd_size} ${fdt_addr_r}
 else
     # QEMU virt: the machine's own device tree.
