@@ -1,6 +1,7 @@
 //! The GPS simulator as a child process for system tests: NMEA on a pty
 //! linked at `DIR/gps`, PPS over chrony's SOCK protocol to `DIR/pps.sock`
-//! (the daemon creates that socket, so start the daemon first).
+//! (the daemon creates that socket, so start the daemon first), or NMEA
+//! alone on a pty of the caller's choice.
 
 use crate::bin;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,23 @@ impl GpsSim {
     /// Starts the simulator with NMEA sentences `nmea_delay` seconds after
     /// each pulse; it stops by itself after `duration_s`.
     pub fn start(dir: &Path, nmea_delay: f64, duration_s: u64) -> Self {
-        let child = Command::new(bin("skytime-gpssim"))
-            .arg("--pty-link")
-            .arg(Self::device(dir))
-            .arg("--sock")
-            .arg(Self::sock(dir))
+        let sock = Self::sock(dir);
+        Self::spawn(&Self::device(dir), Some(&sock), nmea_delay, duration_s)
+    }
+
+    /// NMEA only, on a pty linked at `link`: for a receiver the SOCK
+    /// socket cannot reach (a VM).
+    pub fn nmea_only(link: &Path, nmea_delay: f64, duration_s: u64) -> Self {
+        Self::spawn(link, None, nmea_delay, duration_s)
+    }
+
+    fn spawn(link: &Path, sock: Option<&Path>, nmea_delay: f64, duration_s: u64) -> Self {
+        let mut cmd = Command::new(bin("skytime-gpssim"));
+        cmd.arg("--pty-link").arg(link);
+        if let Some(sock) = sock {
+            cmd.arg("--sock").arg(sock);
+        }
+        let child = cmd
             .arg("--nmea-delay")
             .arg(nmea_delay.to_string())
             .arg("--duration")
@@ -27,7 +40,7 @@ impl GpsSim {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start skytime-gpssim");
+            .expect("start skytime-gpssim (cargo build --workspace --bins)");
         Self(child)
     }
 

@@ -9,6 +9,7 @@
 //! The VM is killed on drop; every wait is bounded.
 
 use crate::{require_program, run_bounded, wait_until};
+use skytime_refclock::gpstime::civil_from_days;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -200,18 +201,8 @@ pub fn stripped(exe: &Path, dir: &Path) -> Vec<u8> {
 /// Calendar date and time (UTC) of a Unix time, as QEMU's `-rtc base=`
 /// takes it: `YYYY-MM-DDTHH:MM:SS`.
 pub fn rtc_base(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
+    let (year, month, day) = civil_from_days(unix.div_euclid(86_400));
     let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         secs / 3600,

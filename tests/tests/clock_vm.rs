@@ -26,6 +26,7 @@
 //! microsecond accuracy of PPS.
 
 use skytime_proto::ReferenceId;
+use skytime_tests::gpssim::GpsSim;
 use skytime_tests::ntp::query;
 use skytime_tests::vm::{
     host_unix_secs, kvm_usable, rtc_base, shared_libraries, stripped, Cpio, Kernel, Qemu,
@@ -34,7 +35,6 @@ use skytime_tests::vm::{
 use skytime_tests::{bin, free_udp_port, lo, require_program, wait_until};
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How far ahead of the host the guest's clock starts, seconds.
@@ -142,35 +142,6 @@ fn build_initramfs(kernel: &Kernel, dir: &Path) -> Vec<u8> {
     c.finish()
 }
 
-/// skytime-gpssim writing NMEA only (no PPS socket: it could not reach the
-/// guest), stopped on drop.
-struct NmeaSim(Child);
-
-impl NmeaSim {
-    fn start(link: &Path, duration_s: u64) -> Self {
-        let child = Command::new(bin("skytime-gpssim"))
-            .arg("--pty-link")
-            .arg(link)
-            .args(["--nmea-delay", &NMEA_DELAY_S.to_string()])
-            .args(["--duration", &duration_s.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start skytime-gpssim");
-        Self(child)
-    }
-}
-
-impl Drop for NmeaSim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 /// One NTP exchange with the guest, seconds: the offset of the guest's
 /// clock from the host's (known to +-delay/2), the round-trip delay, and
 /// what the server says about itself.
@@ -221,7 +192,7 @@ fn skytimed_steps_and_steers_a_vm_clock_to_the_gps() {
     fs::write(&initramfs, build_initramfs(&kernel, dir.path())).unwrap();
 
     let gps_link = dir.path().join("gps");
-    let _sim = NmeaSim::start(&gps_link, 300);
+    let _sim = GpsSim::nmea_only(&gps_link, NMEA_DELAY_S, 300);
     assert!(
         wait_until(Duration::from_secs(10), || gps_link.exists().then_some(())).is_some(),
         "skytime-gpssim made no pty"

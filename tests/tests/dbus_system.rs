@@ -9,6 +9,7 @@ mod dbus_support;
 
 use dbus_support::*;
 use skytime_proto::ReferenceId;
+use skytime_tests::gpssim::GpsSim;
 use skytime_tests::ntp::query;
 use skytime_tests::nts_client::{key_exchange, tls_config};
 use skytime_tests::{free_tcp_port, free_udp_port, lo, wait_until, Daemon};
@@ -125,7 +126,7 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let _sim = Sim::start(gps.path(), 0.45);
+    let _sim = GpsSim::start(gps.path(), 0.45, 300);
 
     let tracking = poll(Duration::from_secs(60), || {
         let r = ctl(&bus, None, &["--json", "tracking"]);

@@ -26,11 +26,11 @@ mod image_support;
 
 use image_support::*;
 use skytime_proto::{LeapIndicator, ReferenceId};
+use skytime_tests::gpssim::GpsSim;
 use skytime_tests::ntp::query;
 use skytime_tests::vm::{host_unix_secs, rtc_base};
-use skytime_tests::{bin, free_tcp_port, free_udp_port, lo, wait_until};
+use skytime_tests::{free_tcp_port, free_udp_port, lo, wait_until};
 use std::fs;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How far ahead of the host the guest's clock starts, seconds.
@@ -40,18 +40,6 @@ const INJECTED_OFFSET_S: i64 = 30;
 const NMEA_DELAY_S: f64 = 0.3;
 /// The guest must end up this close to the host clock, seconds.
 const TOLERANCE_S: f64 = 0.050;
-
-/// skytime-gpssim writing NMEA into a pty (no PPS), stopped on drop.
-struct NmeaSim(Child);
-
-impl Drop for NmeaSim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
 
 /// (offset of the guest's clock from the host's, round-trip delay,
 /// stratum, reference ID, leap indicator) from one NTP exchange.
@@ -100,18 +88,7 @@ fn the_image_steers_its_clock_from_a_usb_gps() {
     blank(&img, 4);
 
     let link = dir.path().join("gps");
-    let sim = NmeaSim(
-        Command::new(bin("skytime-gpssim"))
-            .arg("--pty-link")
-            .arg(&link)
-            .args(["--nmea-delay", &NMEA_DELAY_S.to_string()])
-            .args(["--duration", "900"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start skytime-gpssim (cargo build --workspace --bins)"),
-    );
+    let sim = GpsSim::nmea_only(&link, NMEA_DELAY_S, 900);
     assert!(
         wait_until(Duration::from_secs(10), || link.exists().then_some(())).is_some(),
         "skytime-gpssim made no pty"

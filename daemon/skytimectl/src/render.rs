@@ -2,6 +2,7 @@
 //! prints them.
 
 use serde_json::Value as Json;
+use skytime_refclock::gpstime::civil_from_days;
 
 /// A field of a JSON object as text ("-" when absent).
 pub fn s(v: &Json, key: &str) -> String {
@@ -94,18 +95,8 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
 
 /// Unix seconds as UTC `YYYY-MM-DD hh:mm:ss`.
 pub fn utc(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
     let secs = unix.rem_euclid(86_400);
-    // Civil-from-days (proleptic Gregorian), after H. Hinnant.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         secs / 3600,

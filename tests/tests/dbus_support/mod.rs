@@ -5,7 +5,7 @@
 
 use skytime_tests::{bin, require_program, run_bounded, Daemon};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 pub const BUS_NAME: &str = "org.skytime.Appliance1";
@@ -253,35 +253,6 @@ pub fn skytime_interfaces(xml: &str) -> Vec<String> {
         }
     }
     out
-}
-
-/// The GPS simulator (NMEA on a pty, PPS over SOCK); stopped on drop.
-pub struct Sim(Child);
-
-impl Sim {
-    pub fn start(dir: &Path, nmea_delay: f64) -> Self {
-        let child = Command::new(bin("skytime-gpssim"))
-            .arg("--pty-link")
-            .arg(dir.join("gps"))
-            .arg("--sock")
-            .arg(dir.join("pps.sock"))
-            .args(["--nmea-delay", &nmea_delay.to_string(), "--duration", "300"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start skytime-gpssim");
-        Self(child)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
 }
 
 /// A daemon directory with a TLS identity made by `skytimed init`
