@@ -34,10 +34,11 @@ image: image-deps
 	image/build.sh
 
 # QEMU boots of the image (the Pi's U-Boot and boot script on raspi3b; on
-# virt: NTS, A/B slots, first boot, clock steering from a simulated USB GPS),
+# virt: NTS, A/B slots, first boot, management over D-Bus, clock steering
+# from a simulated USB GPS),
 # then a second build that must give the same bytes.
 image-test: image
-	$(CARGO) build --locked -p skytime-gpssim
+	$(CARGO) build --locked -p skytime-gpssim -p skytimectl
 	$(CARGO) test --locked -p skytime-tests --features image --test image_uboot_rpi --test image_qemu --test image_clock --test image_reproducible
 
 demo: demo-deps

@@ -107,6 +107,7 @@ install -m 0644 "$dist/skytimed.service" "$rootfs/usr/lib/systemd/system/skytime
 install -D -m 0644 "$dist/org.skytime.Appliance1.conf" \
     "$rootfs/usr/share/dbus-1/system.d/org.skytime.Appliance1.conf"
 install -D -m 0644 "$dist/skytime.sysusers" "$rootfs/usr/lib/sysusers.d/skytime.conf"
+install -D -m 0644 "$dist/50-skytime.rules" "$rootfs/usr/share/polkit-1/rules.d/50-skytime.rules"
 for b in "${bins[@]}"; do
     aarch64-linux-gnu-strip -o "$rootfs/usr/bin/$b" "$bindir/$b"
     chmod 0755 "$rootfs/usr/bin/$b"
@@ -154,7 +155,8 @@ depmod -b "$rootfs" "$kver"
 # users, units, locked accounts
 systemd-sysusers --root="$rootfs" >&2
 systemctl --root="$rootfs" enable skytimed.service skytime-firstboot.service \
-    skytime-mark-good.service systemd-networkd.service >&2
+    skytime-mark-good.service skytime-hostname.service \
+    systemd-networkd.service >&2
 # No logins of any kind; no first-boot prompts; nothing that writes /etc.
 systemctl --root="$rootfs" mask getty@.service serial-getty@.service console-getty.service \
     getty.target systemd-firstboot.service systemd-machine-id-commit.service \

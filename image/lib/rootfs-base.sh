@@ -8,6 +8,7 @@
 # built exactly once, with only the modules in image/initramfs-modules.list
 # (mkinitramfs under qemu-user is slow: MODULES=most and the automatic runs
 # from the kernel postinst and the trigger would take over 30 minutes).
+# image/initramfs/ adds the script that grows the data partition.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 image=$(cd "$here/.." && pwd)
@@ -44,6 +45,8 @@ mmdebstrap --architectures=arm64 --variant=minbase \
     --customize-hook="sync-out /var/cache/apt/archives '$cache'" \
     --customize-hook='rm "$1"/usr/sbin/update-initramfs' \
     --customize-hook='chroot "$1" dpkg-divert --local --rename --remove /usr/sbin/update-initramfs' \
+    --customize-hook="install -D -m 0755 '$image/initramfs/hook' \"\$1\"/etc/initramfs-tools/hooks/skytime" \
+    --customize-hook="install -D -m 0755 '$image/initramfs/grow-data' \"\$1\"/etc/initramfs-tools/scripts/local-premount/skytime-grow-data" \
     --customize-hook='kver=$(ls "$1"/lib/modules); chroot "$1" update-initramfs -c -k "$kver"' \
     --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version} \${Architecture} \${source:Package} \${source:Version}\n" | LC_ALL=C sort > "$1"/.skytime-packages' \
     bookworm "$out"

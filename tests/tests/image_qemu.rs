@@ -2,14 +2,20 @@
 //! guest): qemu-system-aarch64 `-M virt -cpu cortex-a72` with U-Boot from
 //! u-boot-qemu as `-bios`, so boot.scr and its A/B slot choice run.
 //!
-//! Boot 1 (slot A): first boot imports skytime.toml from the boot partition
-//! and creates the keys and certificate; a real chrony on the host syncs
-//! over NTS (user-mode networking forwarded to loopback), trusting the
-//! certificate read from the data partition; mark-good gives the slot its
-//! attempt back. Then U-Boot alone: a slot without attempts is skipped and
-//! the attempt taken is saved. Boot 2 (slot B, chosen through skytime.env):
-//! no first boot, the same certificate (chrony trusts only boot 1's), NTS
-//! again. Boot 3: a wiped data partition and a skytime.toml naming another
+//! Boot 1 (slot A), on a card 256 MiB larger than the image: the data
+//! partition grows to the end of the card; first boot imports skytime.toml
+//! from the boot partition and creates the keys and a certificate naming
+//! the host name from skytime-identity.conf and the address DHCP gave; a
+//! real chrony on the host syncs over NTS (user-mode networking forwarded
+//! to loopback), trusting the certificate read from the data partition;
+//! mark-good gives the slot its attempt back. Then U-Boot alone: a slot
+//! without attempts is skipped and the attempt taken is saved. Boot 2 (slot
+//! B, chosen through skytime.env): no first boot, the same certificate
+//! (chrony trusts only boot 1's), NTS again; then the host manages it over
+//! D-Bus alone (the VM management channel, a virtio-serial port, which has
+//! skytimed's admin rights and no more): skytimectl reads its status,
+//! busctl its host name, systemd refuses it a unit, and `skytimectl reboot`
+//! reboots it (skytimed asks logind, which polkit lets it). Boot 3: a wiped data partition and a skytime.toml naming another
 //! data directory: first boot runs again, refuses the file (reason kept),
 //! the defaults run with a new identity. Every boot: no failed units on the
 //! console; afterwards the root partitions' bytes are unchanged. QEMU is
@@ -59,6 +65,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     require_program("chronyd");
     let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
     let img = copy_image(dir.path());
+    grow_card(&img, 256 << 20);
     let (ntp, ke) = (free_udp_port(), free_tcp_port());
 
     // What a user drops on the boot partition: a config serving the local
@@ -109,6 +116,17 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     );
     let cert_path = dir.path().join("cert1.pem");
     fs::write(&cert_path, &cert).unwrap();
+    // The names from skytime-identity.conf, and the address QEMU's DHCP
+    // server gave the appliance (first boot waits for it).
+    let sans = subject_alt_names(&cert_path);
+    for want in [
+        "DNS:skytime-qemu",
+        "DNS:skytime-qemu.local",
+        "IP Address:127.0.0.1",
+        "IP Address:10.0.2.15",
+    ] {
+        assert!(sans.contains(want), "{want} not in the certificate: {sans}");
+    }
     nts_sync(ntp, ke, &cert_path);
     vm.wait_for(
         "Finished skytime-mark-good.service",
@@ -122,6 +140,23 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         "root is not slot A's erofs:\n{console1}"
     );
     assert_no_failed_units(&console1);
+
+    // The data partition now ends where the card ends, and its file system
+    // fills it; the host name is kept there.
+    let card = fs::metadata(&img).unwrap().len();
+    let (start, len) = partition(&img, 4);
+    assert_eq!(
+        start + len,
+        card,
+        "data partition not grown to the card's end"
+    );
+    let (hostname, _) = data_file(&img, dir.path(), "hostname");
+    assert_eq!(hostname, b"skytime-qemu\n");
+    let fs_bytes = ext4_bytes(&dir.path().join("data.ext4"));
+    assert!(
+        len - fs_bytes < 4096,
+        "ext4 not grown: {fs_bytes} bytes in a {len}-byte partition"
+    );
 
     // mark-good gave slot A its attempt back.
     let env = boot_env(&img, dir.path());
@@ -155,7 +190,8 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         dir.path(),
         &[("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")],
     );
-    let mut vm = Qemu::boot(&img, dir.path(), "boot2", ntp, ke);
+    let bus = dir.path().join("bus.sock");
+    let mut vm = Qemu::boot_with(&img, dir.path(), "boot2", ntp, ke, &bus_channel_args(&bus));
     vm.wait_for(
         "skytime: booting slot B (attempts left: A=3 B=2, order B A)",
         Duration::from_secs(120),
@@ -169,7 +205,62 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         "Finished skytime-mark-good.service",
         Duration::from_secs(300),
     );
-    let console2 = vm.stop();
+    // Managed from the host over D-Bus alone.
+    let skytimectl = skytime_tests::bin("skytimectl");
+    let status = on_guest_bus(&bus, &skytimectl, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success() && text.contains("stratum 10") && text.contains("skytime-qemu"),
+        "skytimectl status over the VM channel: {status:?}\n{text}"
+    );
+    let name = on_guest_bus(
+        &bus,
+        &require_program("busctl"),
+        &[
+            "--system",
+            "get-property",
+            "org.freedesktop.hostname1",
+            "/org/freedesktop/hostname1",
+            "org.freedesktop.hostname1",
+            "Hostname",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&name.stdout).trim(),
+        "s \"skytime-qemu\"",
+        "the host name from first boot is not set: {name:?}"
+    );
+    // The channel is an administrator of skytimed, not root: systemd
+    // refuses it a unit (an already active one, harmless if it were not).
+    let start = on_guest_bus(
+        &bus,
+        &require_program("busctl"),
+        &[
+            "--system",
+            "call",
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+            "StartUnit",
+            "ss",
+            "tmp.mount",
+            "replace",
+        ],
+    );
+    let why = String::from_utf8_lossy(&start.stderr);
+    assert!(
+        !start.status.success()
+            && (why.contains("denied") || why.contains("authentication required")),
+        "the VM channel may start units: {start:?}"
+    );
+    let reboot = on_guest_bus(&bus, &skytimectl, &["reboot"]);
+    assert!(reboot.status.success(), "skytimectl reboot: {reboot:?}");
+    // -no-reboot: the guest's reboot ends QEMU.
+    let console2 = vm.wait_exit(Duration::from_secs(180));
+    assert!(
+        console2.contains("reboot: Restarting system"),
+        "no reboot after skytimectl reboot:\n{console2}"
+    );
     assert!(
         console2.contains("erofs: (device vda3): mounted with root inode"),
         "root is not slot B's erofs:\n{console2}"

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::dbus::certificate;
 use crate::dbus::report::{ClientReport, NtsReport, ServerReport, SourceReport, TrackingReport};
 use crate::dbus::{ApplianceBackend, BackendError};
+use crate::ntp_policy::{PolicyPublisher, ServePolicy};
 use crate::nts::keystore::unix_now;
 use crate::nts::{KeyRole, NtsConfig, NtsService};
 use crate::refclock::{RefclockConfig, RefclockStatus, Refclocks, SourceStatus};
@@ -27,7 +28,8 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub struct Appliance {
     /// The configuration in effect: what the daemon started with, plus
-    /// the settings applied live since (only `[log] level`).
+    /// the settings applied live since (`[log] level`, `[ntp] allow`,
+    /// `deny` and `ratelimit`).
     config: Mutex<Config>,
     sync: watch::Receiver<SyncState>,
     clock: ClockStatus,
@@ -35,6 +37,8 @@ pub struct Appliance {
     stats: Arc<ServerStats>,
     clients: Arc<Clients>,
     nts: Arc<NtsService>,
+    /// The NTP server's access list and rate limit.
+    policy: Arc<PolicyPublisher>,
     /// The certificate chain (PEM) NTS-KE serves: read when NTS loaded it
     /// (at start, after each successful reload), so that the report shows
     /// what clients get even when the file has since been replaced by one
@@ -52,6 +56,7 @@ pub struct Parts {
     pub stats: Arc<ServerStats>,
     pub clients: Arc<Clients>,
     pub nts: Arc<NtsService>,
+    pub policy: Arc<PolicyPublisher>,
 }
 
 impl Appliance {
@@ -64,6 +69,7 @@ impl Appliance {
             stats: p.stats,
             clients: p.clients,
             nts: p.nts,
+            policy: p.policy,
             served_certificate: Mutex::new(None),
         };
         // NtsService::start has just loaded this file.
@@ -345,11 +351,25 @@ impl ApplianceBackend for Appliance {
         self.running_config().managed_path()
     }
 
-    /// Puts `[log] level` into effect; every other setting is reported by
-    /// the caller as needing a restart (`manage::settings_needing_restart`).
+    /// Puts `[log] level`, `[ntp] allow`/`deny` and `[ntp] ratelimit`
+    /// into effect; every other setting is reported by the caller as
+    /// needing a restart (`manage::settings_needing_restart`).
     fn apply_config(&self, new: &Config) -> Result<Vec<String>, BackendError> {
         let mut config = self.config.lock().unwrap_or_else(|e| e.into_inner());
         let mut restart = Vec::new();
+        // The socket tasks take the new policy before their next receive
+        // batch; requests being answered finish under the old one.
+        if self.policy.publish(ServePolicy::from_config(&new.ntp)) {
+            tracing::info!(
+                allow = ?new.ntp.allow,
+                deny = ?new.ntp.deny,
+                ratelimit = ?new.ntp.ratelimit,
+                "NTP access rules and rate limit changed"
+            );
+        }
+        config.ntp.allow.clone_from(&new.ntp.allow);
+        config.ntp.deny.clone_from(&new.ntp.deny);
+        config.ntp.ratelimit = new.ntp.ratelimit;
         if config.log.level != new.log.level {
             if crate::logging::set_level(new.log.level) {
                 tracing::info!(level = %new.log.level, "log level changed");

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::dbus::{self, ApplianceBackend, DbusConfig};
 use crate::notify::{self, Health, Notifier};
 use crate::ntp_io::{self, NtpSocket};
+use crate::ntp_policy::{PolicyPublisher, ServePolicy};
 use crate::ntp_server::{self, ServerContext};
 use crate::nts::NtsService;
 use crate::refclock::Refclocks;
@@ -104,13 +105,13 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     );
     let stats = Arc::new(ServerStats::default());
     let clients = Arc::new(Clients::new(config.ntp.client_log_size.get()));
+    let policy = Arc::new(PolicyPublisher::new(ServePolicy::from_config(&config.ntp)));
     let ctx = Arc::new(ServerContext {
-        acl: config.ntp.access_list(),
+        policy: policy.clone(),
         sync: sync_rx.clone(),
         nts: nts.clone(),
         stats: stats.clone(),
         clients: clients.clone(),
-        rate_limit: config.ntp.ratelimit.map(|r| r.to_limit()),
     });
 
     // One reader task per socket. Several tasks on one socket were all
@@ -179,6 +180,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         stats: stats.clone(),
         clients: clients.clone(),
         nts: nts.clone(),
+        policy,
     }));
     notifier.status(&notify::status_line(
         &appliance.tracking(),

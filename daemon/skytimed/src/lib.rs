@@ -3,7 +3,8 @@
 //! The I/O shell around the sans-IO cores. It reads the configuration
 //! ([`config`]), opens the NTP sockets with kernel receive timestamps
 //! ([`ntp_io`]), answers requests with the decisions of `skytime-proto`
-//! ([`ntp_server`]), runs NTS ([`nts`]), the reference clocks
+//! ([`ntp_server`]) under the live access list and rate limit
+//! ([`ntp_policy`]), runs NTS ([`nts`]), the reference clocks
 //! ([`refclock`]) and the clock discipline ([`clock`]), offers the
 //! management API on D-Bus ([`dbus`] over [`appliance`]), talks to systemd
 //! ([`notify`]), and ties them together with signals and shutdown
@@ -21,6 +22,7 @@ pub mod dbus;
 pub mod logging;
 pub mod notify;
 pub mod ntp_io;
+pub mod ntp_policy;
 pub mod ntp_server;
 pub mod nts;
 pub mod persist;

@@ -52,6 +52,10 @@ enum Command {
         /// An address to include in the certificate (repeatable).
         #[arg(long = "address", value_name = "IP")]
         addresses: Vec<std::net::IpAddr>,
+        /// Also include every address this machine has now (IPv4 but
+        /// loopback, IPv6 but loopback and link-local).
+        #[arg(long)]
+        current_addresses: bool,
         /// Data directory (overrides the configuration's data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -113,11 +117,23 @@ fn main() -> ExitCode {
     if let Some(Command::Init {
         hostname,
         addresses,
+        current_addresses,
         data_dir,
     }) = &cli.command
     {
         let data_dir = data_dir.clone().unwrap_or_else(|| config.data_dir.clone());
-        return match skytimed::nts::generate_identity(&config.nts, &data_dir, hostname, addresses) {
+        let mut addresses = addresses.clone();
+        if *current_addresses {
+            match skytimed::nts::current_addresses() {
+                Ok(found) => addresses.extend(found),
+                Err(e) => {
+                    eprintln!("skytimed init: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        }
+        return match skytimed::nts::generate_identity(&config.nts, &data_dir, hostname, &addresses)
+        {
             Ok(report) => {
                 for p in &report.created {
                     println!("created {}", p.display());

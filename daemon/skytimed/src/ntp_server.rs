@@ -8,10 +8,10 @@
 use crate::clients::Clients;
 use crate::notify::Beat;
 use crate::ntp_io::{self, NtpSocket, Received, RecvBatch, RECV_BUFFER};
+use crate::ntp_policy::{PolicyPublisher, ServePolicy};
 use crate::nts::{NtsService, NtsVerdict};
 use crate::stats::ServerStats;
-use skytime_proto::access::AccessList;
-use skytime_proto::client_log::{Event, RateLimit};
+use skytime_proto::client_log::Event;
 use skytime_proto::server::{self, DropReason};
 use skytime_proto::{ReferenceId, SyncState};
 use std::io;
@@ -22,12 +22,13 @@ use tokio_util::sync::CancellationToken;
 /// What every socket task shares.
 #[derive(Debug)]
 pub struct ServerContext {
-    pub acl: AccessList,
+    /// Access list and rate limit: changed live by `Config.Apply`, so
+    /// each task reads its own copy (see [`crate::ntp_policy`]).
+    pub policy: Arc<PolicyPublisher>,
     pub sync: watch::Receiver<SyncState>,
     pub nts: Arc<NtsService>,
     pub stats: Arc<ServerStats>,
     pub clients: Arc<Clients>,
-    pub rate_limit: Option<RateLimit>,
 }
 
 impl ServerContext {
@@ -53,6 +54,7 @@ pub async fn serve(
 ) {
     let mut batch = RecvBatch::default();
     let mut out = Vec::with_capacity(RECV_BUFFER);
+    let mut policy = ctx.policy.view();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -68,11 +70,12 @@ pub async fn serve(
             },
         }
         loop {
+            policy.refresh();
             match socket.try_recv_batch(&mut batch) {
                 Ok(n) => {
                     for i in 0..n {
                         if let Some((packet, rx)) = batch.get(i) {
-                            handle(&socket, &ctx, packet, rx, &mut out);
+                            handle(&socket, &ctx, policy.get(), packet, rx, &mut out);
                         }
                     }
                 }
@@ -88,13 +91,20 @@ pub async fn serve(
     }
 }
 
-fn handle(socket: &NtpSocket, ctx: &ServerContext, packet: &[u8], rx: Received, out: &mut Vec<u8>) {
+fn handle(
+    socket: &NtpSocket,
+    ctx: &ServerContext,
+    policy: &ServePolicy,
+    packet: &[u8],
+    rx: Received,
+    out: &mut Vec<u8>,
+) {
     ctx.stats.received(rx.kernel_timestamp);
-    let request = match server::classify(packet, rx.remote, &ctx.acl) {
+    let request = match server::classify(packet, rx.remote, &policy.acl) {
         Ok(r) => r,
         Err(reason) => return ctx.drop_packet(&rx, reason),
     };
-    if let Some(limit) = &ctx.rate_limit {
+    if let Some(limit) = &policy.rate_limit {
         if !ctx.clients.admit(rx.remote.ip(), rx.timestamp, limit) {
             return ctx.drop_packet(&rx, DropReason::RateLimited);
         }

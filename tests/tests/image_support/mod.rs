@@ -220,6 +220,18 @@ impl Qemu {
         );
     }
 
+    /// Waits for QEMU to exit by itself (with `-no-reboot`, a guest reboot
+    /// ends it); the console, or a panic with it on timeout.
+    pub fn wait_exit(mut self, timeout: Duration) -> String {
+        let exited = wait_until(timeout, || self.child.try_wait().ok().flatten());
+        assert!(
+            exited.is_some(),
+            "QEMU still runs after {timeout:?}:\n{}",
+            self.log()
+        );
+        self.log()
+    }
+
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -317,4 +329,67 @@ pub fn copy_image(dir: &Path) -> PathBuf {
         .arg(&built)
         .arg(&img));
     img
+}
+
+/// QEMU arguments for the appliance's D-Bus management channel: a
+/// virtio-serial port named org.skytime.bus whose host end is the unix
+/// socket `sock` (QEMU listens; skytime-vm-bus.service bridges the guest
+/// end to its system bus).
+pub fn bus_channel_args(sock: &Path) -> Vec<String> {
+    [
+        "-device".to_string(),
+        "virtio-serial-pci,romfile=".to_string(),
+        "-chardev".to_string(),
+        format!(
+            "socket,id=skybus,path={},server=on,wait=off",
+            sock.display()
+        ),
+        "-device".to_string(),
+        "virtserialport,chardev=skybus,name=org.skytime.bus".to_string(),
+    ]
+    .to_vec()
+}
+
+/// Runs `program` against the guest's system bus through the channel at
+/// `sock` (bounded: a channel that never answers fails the test, it does
+/// not hang it).
+pub fn on_guest_bus(sock: &Path, program: &Path, args: &[&str]) -> std::process::Output {
+    skytime_tests::run_bounded(
+        Command::new(program).args(args).env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            format!("unix:path={}", sock.display()),
+        ),
+        Duration::from_secs(60),
+    )
+}
+
+/// Makes the card `extra` bytes larger (sparse), as a bigger SD card is.
+pub fn grow_card(img: &Path, extra: u64) {
+    let f = fs::OpenOptions::new().write(true).open(img).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len + extra).unwrap();
+}
+
+/// `openssl x509 -ext subjectAltName` of a PEM certificate.
+pub fn subject_alt_names(cert: &Path) -> String {
+    String::from_utf8(run(Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(cert)))
+    .unwrap()
+}
+
+/// Block count times block size of the ext4 file system in `part`.
+pub fn ext4_bytes(part: &Path) -> u64 {
+    let head = String::from_utf8(run(Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(part)
+        .stderr(Stdio::null())))
+    .unwrap();
+    let field = |name: &str| -> u64 {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in dumpe2fs -h:\n{head}"))
+    };
+    field("Block count:") * field("Block size:")
 }

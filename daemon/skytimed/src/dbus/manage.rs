@@ -100,10 +100,12 @@ pub fn reload(backend: &dyn ApplianceBackend) -> Result<ConfigOutcome, ApiError>
 }
 
 /// Settings the daemon reads only at start, by the name operators know
-/// them by. Everything but `[log] level` is read at start: the sockets,
-/// NTS, the reference clocks, the discipline and the bus connection are
-/// built from it, and rebuilding them in place would drop clients'
-/// state (cookies in flight, filter history) for little gain.
+/// them by. Live are `[log] level` and the NTP server's `[ntp] allow`,
+/// `deny` and `ratelimit` (checked per request, see
+/// [`crate::ntp_policy`]). The rest is read at start: the sockets, NTS,
+/// the reference clocks, the discipline and the bus connection are built
+/// from it, and rebuilding them in place would drop clients' state
+/// (cookies in flight, filter history) for little gain.
 pub fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut keys = Vec::new();
     let mut check = |changed: bool, name: &str| {
@@ -113,19 +115,19 @@ pub fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
     };
     check(old.data_dir != new.data_dir, "data_dir");
     check(old.ntp.listen != new.ntp.listen, "ntp.listen");
-    check(
-        old.ntp.allow != new.ntp.allow || old.ntp.deny != new.ntp.deny,
-        "ntp.allow/deny",
-    );
+    // The discipline (a sans-IO core) holds local_stratum in its own
+    // configuration, fixed when it is built and without a setter; making
+    // it live means changing skytime-discipline, and rebuilding the
+    // discipline would lose its filter history and holdover estimate.
     check(
         old.ntp.local_stratum != new.ntp.local_stratum,
         "ntp.local_stratum",
     );
+    // The client table is sized once; a new rate limit uses it as is.
     check(
         old.ntp.client_log_size != new.ntp.client_log_size,
         "ntp.client_log_size",
     );
-    check(old.ntp.ratelimit != new.ntp.ratelimit, "ntp.ratelimit");
     check(old.nts != new.nts, "nts");
     check(old.gps != new.gps, "gps");
     check(old.clock != new.clock, "clock");
@@ -186,5 +188,32 @@ fn restore(path: &Path, previous: Option<&[u8]>, mode: u32) {
     };
     if let Err(e) = result {
         tracing::error!("cannot restore {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, Path::new("test.toml")).unwrap()
+    }
+
+    #[test]
+    fn access_rules_and_rate_limit_need_no_restart_but_local_stratum_does() {
+        let old = parse("[ntp]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n");
+        let live = parse(
+            "[ntp]\nallow = [\"192.0.2.0/24\"]\ndeny = [\"192.0.2.7/32\"]\nlocal_stratum = 10\n\
+             [ntp.ratelimit]\nburst = 2\n[log]\nlevel = \"debug\"\n",
+        );
+        assert!(settings_needing_restart(&old, &live).is_empty());
+        let start_only = parse(
+            "[ntp]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 9\nclient_log_size = 8\n\
+             listen = [\"127.0.0.1:1123\"]\n",
+        );
+        assert_eq!(
+            settings_needing_restart(&old, &start_only),
+            ["ntp.listen", "ntp.local_stratum", "ntp.client_log_size"]
+        );
     }
 }

@@ -93,6 +93,35 @@ pub fn self_signed(hostname: &str, addresses: &[IpAddr]) -> Result<(String, Stri
 }
 
 /// Certificate parameters for an NTS-KE server certificate.
+/// The addresses this machine has now, for a first-boot certificate: every
+/// interface's IPv4 address but loopback, and IPv6 addresses but loopback
+/// and link-local (a link-local name needs a zone, which no client puts in
+/// a certificate check). Sorted, without repeats.
+pub fn current_addresses() -> Result<Vec<IpAddr>, NtsError> {
+    let ifaddrs = nix::ifaddrs::getifaddrs()
+        .map_err(|e| NtsError::Identity(format!("cannot list network interfaces: {e}")))?;
+    let mut found: Vec<IpAddr> = ifaddrs
+        .filter_map(|i| {
+            let a = i.address?;
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
+            // fe80::/10
+            IpAddr::V6(v6) => {
+                !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+            }
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
 pub fn end_entity_params(
     hostname: &str,
     addresses: &[IpAddr],

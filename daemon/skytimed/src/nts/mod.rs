@@ -24,7 +24,7 @@ pub mod tls;
 
 pub use config::{KeyRole, NtsConfig};
 pub use counters::{NtsCounters, NtsStats};
-pub use identity::{generate_identity, IdentityReport};
+pub use identity::{current_addresses, generate_identity, IdentityReport};
 
 use ke_server::KeContext;
 use keystore::KeyStore;
