@@ -15,7 +15,7 @@
 //! Every cookie is fresh random bytes to an observer (new nonce), so a
 //! client cannot be tracked by the cookies it presents (RFC 8915 section 6).
 
-use crate::aead::{self, Aead, Key, SessionKeys, KEY_LEN, TAG_LEN};
+use crate::aead::{Aead, Key, SessionKeys, KEY_LEN, TAG_LEN};
 use crate::keyset::{KeySet, MasterKey};
 use rand::{CryptoRng, RngCore};
 
@@ -50,7 +50,7 @@ pub fn seal<R: RngCore + CryptoRng>(
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     let id = master.id.to_be_bytes();
-    let sealed = aead::seal(master.key(), &nonce, &id, &plaintext);
+    let sealed = master.cipher().seal(&nonce, &id, &plaintext);
     let mut cookie = Vec::with_capacity(COOKIE_LEN);
     cookie.extend_from_slice(&id);
     cookie.extend_from_slice(&nonce);
@@ -67,7 +67,9 @@ pub fn open(cookie: &[u8], keys: &KeySet) -> Result<SessionKeys, CookieError> {
     let id = u32::from_be_bytes([cookie[0], cookie[1], cookie[2], cookie[3]]);
     let master = keys.get(id).ok_or(CookieError::UnknownKey)?;
     let nonce = &cookie[4..4 + NONCE_LEN];
-    let plaintext = aead::open(master.key(), nonce, &cookie[..4], &cookie[4 + NONCE_LEN..])
+    let plaintext = master
+        .cipher()
+        .open(nonce, &cookie[..4], &cookie[4 + NONCE_LEN..])
         .ok_or(CookieError::Undecryptable)?;
     let aead = Aead::from_id(u16::from_be_bytes([plaintext[0], plaintext[1]]))
         .ok_or(CookieError::UnknownAead)?;

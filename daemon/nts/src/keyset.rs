@@ -25,7 +25,7 @@
 //! The `next` line is optional (files written before it existed have
 //! none). Lines starting with `#` and blank lines are ignored.
 
-use crate::aead::{Key, KEY_LEN};
+use crate::aead::{Key, PreparedKey, KEY_LEN};
 use rand::{CryptoRng, RngCore};
 
 const MAGIC: &str = "skytime-nts-keys 1";
@@ -37,11 +37,17 @@ pub struct MasterKey {
     pub id: u32,
     /// When it was made (unix seconds, by the clock of that moment).
     pub created: u64,
-    key: Key,
+    key: PreparedKey,
 }
 
 impl MasterKey {
     pub fn key(&self) -> &Key {
+        self.key.key()
+    }
+
+    /// The key with its cipher built once (cookies are sealed and opened
+    /// with it in every request).
+    pub fn cipher(&self) -> &PreparedKey {
         &self.key
     }
 }
@@ -146,7 +152,7 @@ impl KeySet {
                 "{tag} {:08x} {} {}\n",
                 k.id,
                 k.created,
-                hex(&k.key.0)
+                hex(&k.key().0)
             ));
         }
         s
@@ -201,7 +207,7 @@ impl KeySet {
             let key = MasterKey {
                 id,
                 created,
-                key: Key(k),
+                key: PreparedKey::new(Key(k)),
             };
             if is_next {
                 next = Some(key);
@@ -235,7 +241,7 @@ fn new_key<R: RngCore + CryptoRng>(now: u64, rng: &mut R, existing: &[MasterKey]
     MasterKey {
         id,
         created: now,
-        key: Key(key),
+        key: PreparedKey::new(Key(key)),
     }
 }
 

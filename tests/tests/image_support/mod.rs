@@ -352,8 +352,11 @@ pub fn bus_channel_args(sock: &Path) -> Vec<String> {
 
 /// Runs `program` against the guest's system bus through the channel at
 /// `sock` (bounded: a channel that never answers fails the test, it does
-/// not hang it).
+/// not hang it). A virtio port has no connection boundaries: the guest's
+/// bridge for one connection must have seen its end before the next one
+/// starts, so calls are spaced by a second.
 pub fn on_guest_bus(sock: &Path, program: &Path, args: &[&str]) -> std::process::Output {
+    std::thread::sleep(Duration::from_secs(1));
     skytime_tests::run_bounded(
         Command::new(program).args(args).env(
             "DBUS_SYSTEM_BUS_ADDRESS",
