@@ -155,7 +155,7 @@ depmod -b "$rootfs" "$kver"
 # users, units, locked accounts
 systemd-sysusers --root="$rootfs" >&2
 systemctl --root="$rootfs" enable skytimed.service skytime-firstboot.service \
-    skytime-mark-good.service skytime-hostname.service \
+    skytime-mark-good.service skytime-identity.service \
     systemd-networkd.service >&2
 # No logins of any kind; no first-boot prompts; nothing that writes /etc.
 systemctl --root="$rootfs" mask getty@.service serial-getty@.service console-getty.service \

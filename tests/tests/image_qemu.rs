@@ -5,7 +5,8 @@
 //! Boot 1 (slot A), on a card 256 MiB larger than the image: the data
 //! partition grows to the end of the card; first boot imports skytime.toml
 //! from the boot partition and creates the keys and a certificate naming
-//! the host name from skytime-identity.conf and the address DHCP gave; a
+//! the host name from skytime-identity.conf (set before the network
+//! starts) and the address DHCP gave; a
 //! real chrony on the host syncs over NTS (user-mode networking forwarded
 //! to loopback), trusting the certificate read from the data partition;
 //! mark-good gives the slot its attempt back. Then U-Boot alone: a slot
@@ -140,6 +141,13 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         "root is not slot A's erofs:\n{console1}"
     );
     assert_no_failed_units(&console1);
+    // The name was set before the network (and its DHCP client) started.
+    let named = console1.find("Finished skytime-identity.service");
+    let networked = console1.find("Started systemd-networkd.service");
+    assert!(
+        matches!((named, networked), (Some(a), Some(b)) if a < b),
+        "the host name was not set before the network started:\n{console1}"
+    );
 
     // The data partition now ends where the card ends, and its file system
     // fills it; the host name is kept there.
