@@ -6,21 +6,21 @@
 //! partition grows to the end of the card; first boot imports skytime.toml
 //! from the boot partition and creates the keys and a certificate naming
 //! the host name from skytime-identity.conf (set before the network
-//! starts) and the address DHCP gave; a
-//! real chrony on the host syncs over NTS (user-mode networking forwarded
-//! to loopback), trusting the certificate read from the data partition;
-//! mark-good gives the slot its attempt back. Then U-Boot alone: a slot
-//! without attempts is skipped and the attempt taken is saved. Boot 2 (slot
-//! B, chosen through skytime.env): no first boot, the same certificate
-//! (chrony trusts only boot 1's), NTS again; then the host manages it over
-//! D-Bus alone (the VM management channel, a virtio-serial port, which has
-//! skytimed's admin rights and no more): skytimectl reads its status,
-//! busctl its host name, systemd refuses it a unit, and `skytimectl reboot`
-//! reboots it (skytimed asks logind, which polkit lets it). Boot 3: a wiped data partition and a skytime.toml naming another
-//! data directory: first boot runs again, refuses the file (reason kept),
-//! the defaults run with a new identity. Every boot: no failed units on the
-//! console; afterwards the root partitions' bytes are unchanged. QEMU is
-//! killed when each boot is done.
+//! starts) and the address DHCP gave; a real chrony on the host syncs over
+//! NTS (user-mode networking forwarded to loopback), trusting the
+//! certificate read from the data partition; mark-good gives the slot its
+//! attempt back. Then U-Boot alone: a slot without attempts is skipped and
+//! the attempt taken is saved. Boot 2 (slot B, chosen through
+//! skytime.env): no first boot, the same certificate (chrony trusts only
+//! boot 1's), NTS again; then the host manages it over D-Bus alone (the VM
+//! management channel, a virtio-serial port, which has skytimed's admin
+//! rights and no more): skytimectl reads its status, busctl its host name,
+//! systemd refuses it a unit, and `skytimectl reboot` reboots it (skytimed
+//! asks logind, which polkit lets it). Boot 3: a wiped data partition and a
+//! skytime.toml naming another data directory: first boot runs again,
+//! refuses the file (reason kept), the defaults run with a new identity.
+//! Every boot: no failed units on the console; afterwards the root
+//! partitions' bytes are unchanged. QEMU is killed when each boot is done.
 //!
 //! Needs `make image` first (target/image/skytime-rpi4.img) and the tools
 //! from `make image-deps`.
@@ -61,6 +61,15 @@ fn nts_sync(ntp: u16, ke: u16, cert: &Path) -> String {
     authdata
 }
 
+/// First boot has run and skytimed has started after it.
+fn wait_first_boot(vm: &mut Qemu) {
+    vm.wait_for(
+        "Finished skytime-firstboot.service",
+        Duration::from_secs(600),
+    );
+    vm.wait_for("Started skytimed.service", Duration::from_secs(300));
+}
+
 #[test]
 fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     require_program("chronyd");
@@ -90,11 +99,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         Duration::from_secs(120),
     );
     vm.wait_for("root=PARTUUID=5c7e0001-02", Duration::from_secs(120));
-    vm.wait_for(
-        "Finished skytime-firstboot.service",
-        Duration::from_secs(600),
-    );
-    vm.wait_for("Started skytimed.service", Duration::from_secs(300));
+    wait_first_boot(&mut vm);
     let (cert, _) = data_file(&img, dir.path(), "cert.pem");
     assert!(
         String::from_utf8_lossy(&cert).contains("BEGIN CERTIFICATE"),
@@ -299,11 +304,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     .unwrap();
     put_boot_file(&img, &wrong, "skytime.toml");
     let mut vm = Qemu::boot(&img, dir.path(), "boot3", ntp, ke);
-    vm.wait_for(
-        "Finished skytime-firstboot.service",
-        Duration::from_secs(600),
-    );
-    vm.wait_for("Started skytimed.service", Duration::from_secs(300));
+    wait_first_boot(&mut vm);
     vm.wait_for(
         "Finished skytime-mark-good.service",
         Duration::from_secs(300),

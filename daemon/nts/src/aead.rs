@@ -73,10 +73,12 @@ pub struct SessionKeys {
 /// Encrypts `plaintext` (RFC 5116 AEAD interface: AD then nonce as the
 /// SIV header vector). Returns tag || ciphertext.
 pub fn seal(key: &Key, nonce: &[u8], associated_data: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let mut siv = Aes128Siv::new(&key.0.into());
-    // Only fails for more than 126 headers.
-    siv.encrypt([associated_data, nonce], plaintext)
-        .unwrap_or_default()
+    seal_with(
+        &mut Aes128Siv::new(&key.0.into()),
+        nonce,
+        associated_data,
+        plaintext,
+    )
 }
 
 /// Decrypts and verifies tag || ciphertext; `None` if it does not verify.
@@ -84,7 +86,32 @@ pub fn open(key: &Key, nonce: &[u8], associated_data: &[u8], ciphertext: &[u8]) 
     if ciphertext.len() < TAG_LEN {
         return None;
     }
-    let mut siv = Aes128Siv::new(&key.0.into());
+    open_with(
+        &mut Aes128Siv::new(&key.0.into()),
+        nonce,
+        associated_data,
+        ciphertext,
+    )
+}
+
+fn seal_with(
+    siv: &mut Aes128Siv,
+    nonce: &[u8],
+    associated_data: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    // Only fails for more than 126 headers.
+    siv.encrypt([associated_data, nonce], plaintext)
+        .unwrap_or_default()
+}
+
+/// `None` also for input shorter than a tag (aes-siv checks).
+fn open_with(
+    siv: &mut Aes128Siv,
+    nonce: &[u8],
+    associated_data: &[u8],
+    ciphertext: &[u8],
+) -> Option<Vec<u8>> {
     siv.decrypt([associated_data, nonce], ciphertext).ok()
 }
 
@@ -115,17 +142,13 @@ impl PreparedKey {
         // (every S2V starts with a finalize_reset), so a poisoned lock is
         // still usable.
         let mut siv = self.siv.lock().unwrap_or_else(|e| e.into_inner());
-        siv.encrypt([associated_data, nonce], plaintext)
-            .unwrap_or_default()
+        seal_with(&mut siv, nonce, associated_data, plaintext)
     }
 
     /// [`open`] with this key.
     pub fn open(&self, nonce: &[u8], associated_data: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>> {
-        if ciphertext.len() < TAG_LEN {
-            return None;
-        }
         let mut siv = self.siv.lock().unwrap_or_else(|e| e.into_inner());
-        siv.decrypt([associated_data, nonce], ciphertext).ok()
+        open_with(&mut siv, nonce, associated_data, ciphertext)
     }
 }
 

@@ -60,7 +60,9 @@ impl PolicyPublisher {
         })
     }
 
-    /// The policy in effect now.
+    /// The policy in effect now (the socket tasks read theirs through a
+    /// [`PolicyView`]).
+    #[cfg(test)]
     pub fn current(&self) -> Arc<ServePolicy> {
         self.tx.borrow().clone()
     }

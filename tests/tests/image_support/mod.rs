@@ -336,18 +336,17 @@ pub fn copy_image(dir: &Path) -> PathBuf {
 /// socket `sock` (QEMU listens; skytime-vm-bus.service bridges the guest
 /// end to its system bus).
 pub fn bus_channel_args(sock: &Path) -> Vec<String> {
-    [
-        "-device".to_string(),
-        "virtio-serial-pci,romfile=".to_string(),
-        "-chardev".to_string(),
+    vec![
+        "-device".into(),
+        "virtio-serial-pci,romfile=".into(),
+        "-chardev".into(),
         format!(
             "socket,id=skybus,path={},server=on,wait=off",
             sock.display()
         ),
-        "-device".to_string(),
-        "virtserialport,chardev=skybus,name=org.skytime.bus".to_string(),
+        "-device".into(),
+        "virtserialport,chardev=skybus,name=org.skytime.bus".into(),
     ]
-    .to_vec()
 }
 
 /// Runs `program` against the guest's system bus through the channel at

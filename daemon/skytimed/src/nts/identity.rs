@@ -92,7 +92,6 @@ pub fn self_signed(hostname: &str, addresses: &[IpAddr]) -> Result<(String, Stri
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// Certificate parameters for an NTS-KE server certificate.
 /// The addresses this machine has now, for a first-boot certificate: every
 /// interface's IPv4 address but loopback, and IPv6 addresses but loopback
 /// and link-local (a link-local name needs a zone, which no client puts in
@@ -111,9 +110,8 @@ pub fn current_addresses() -> Result<Vec<IpAddr>, NtsError> {
         })
         .filter(|ip| match ip {
             IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
-            // fe80::/10
             IpAddr::V6(v6) => {
-                !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+                !v6.is_loopback() && !v6.is_unspecified() && !v6.is_unicast_link_local()
             }
         })
         .collect();
@@ -122,6 +120,7 @@ pub fn current_addresses() -> Result<Vec<IpAddr>, NtsError> {
     Ok(found)
 }
 
+/// Certificate parameters for an NTS-KE server certificate.
 pub fn end_entity_params(
     hostname: &str,
     addresses: &[IpAddr],
