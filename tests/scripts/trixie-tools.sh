@@ -13,7 +13,7 @@
 set -euo pipefail
 
 dir=${1:?usage: trixie-tools.sh DIR}
-packages=qemu-system-arm,rauc
+packages=qemu-system-arm,rauc,rauc-service
 tools="qemu-system-aarch64 rauc"
 stamp="$packages"
 
