@@ -4,9 +4,7 @@
 //! daemon measures only (`[clock] steer = false`) and is never restarted:
 //! the bus name's owner keeps its PID throughout.
 
-mod dbus_support;
-
-use dbus_support::*;
+use skytime_tests::dbus::*;
 use skytime_tests::ntp::{exchange, now, request};
 use skytime_tests::{free_udp_port, lo, wait_until, Daemon};
 use std::net::UdpSocket;

@@ -5,10 +5,8 @@
 //! user. Every daemon measures only (`[clock] steer = false`) and listens
 //! on loopback; every wait is bounded.
 
-mod dbus_support;
-
-use dbus_support::*;
 use skytime_proto::ReferenceId;
+use skytime_tests::dbus::*;
 use skytime_tests::gpssim::GpsSim;
 use skytime_tests::ntp::query;
 use skytime_tests::nts_client::{key_exchange, tls_config};

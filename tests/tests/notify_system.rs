@@ -6,9 +6,7 @@
 //! trigger SKYTIME_TEST_HANG=ntp:SECONDS wedges the NTP loop's thread) and
 //! STOPPING.
 
-mod dbus_support;
-
-use dbus_support::*;
+use skytime_tests::dbus::*;
 use skytime_tests::ntp::query;
 use skytime_tests::{bin, free_tcp_port, free_udp_port, lo, run_bounded, Daemon};
 use std::os::unix::net::UnixDatagram;

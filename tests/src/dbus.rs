@@ -1,15 +1,15 @@
-//! Shared by the D-Bus and sd-notify system tests: a private dbus-daemon
-//! with the project's policy (dist/private-bus.sh), test users, the GPS
-//! simulator, and runners for skytimectl, busctl and gdbus, each bounded.
-#![allow(dead_code)]
+//! For every test of the management API: a private dbus-daemon with the
+//! project's policy (`dist/private-bus.sh`), test users, runners for
+//! skytimectl, busctl and gdbus (each bounded), certificates, a snapshot
+//! of a directory to prove nothing changed, and the introspection
+//! contract in comparable form.
 
-use skytime_tests::{bin, require_program, run_bounded, Daemon};
+use crate::{bin, require_program, run_bounded, Daemon};
+pub use skytime_api::{BUS_NAME, OBJECT_PATH};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-pub const BUS_NAME: &str = "org.skytime.Appliance1";
-pub const OBJECT_PATH: &str = "/org/skytime/Appliance1";
 /// A local user with no rights on the appliance.
 pub const UNPRIVILEGED: &str = "skytest-user";
 /// A local user in group skytime-admin.
