@@ -292,29 +292,17 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
                     let text = format!("Configuration reloaded from {}.", r.path);
                     (r, text)
                 }
-                ConfigCmd::Check { file }
-                | ConfigCmd::Apply {
-                    file,
-                    dry_run: true,
-                } => {
+                ConfigCmd::Check { file } | ConfigCmd::Apply { file, .. } => {
+                    let dry_run = !matches!(cmd, ConfigCmd::Apply { dry_run: false, .. });
                     let r = proxy
-                        .apply(&read_file(file)?, true)
+                        .apply(&read_file(file)?, dry_run)
                         .await
                         .map_err(classify)?;
-                    (
-                        r,
-                        "Configuration is valid (nothing was changed).".to_owned(),
-                    )
-                }
-                ConfigCmd::Apply {
-                    file,
-                    dry_run: false,
-                } => {
-                    let r = proxy
-                        .apply(&read_file(file)?, false)
-                        .await
-                        .map_err(classify)?;
-                    let text = format!("Configuration saved to {} and applied.", r.path);
+                    let text = if dry_run {
+                        "Configuration is valid (nothing was changed).".to_owned()
+                    } else {
+                        format!("Configuration saved to {} and applied.", r.path)
+                    };
                     (r, text)
                 }
             };

@@ -14,8 +14,8 @@
 use skytime_api::client::{self, ConfigProxy, NtsProxy, ServerProxy, SourcesProxy};
 use skytime_api::{ApiError, ApplianceBackend, BUS_NAME, MAX_DOCUMENT, OBJECT_PATH};
 use skytime_tests::dbus::{
-    busctl, dist, gdbus_call, gvariant_str, make_cert, run, skytime_interfaces, PrivateBus, ADMIN,
-    UNPRIVILEGED,
+    busctl, dist, gdbus_call, gdbus_get_all, gvariant_str, make_cert, run, skytime_interfaces,
+    write_calls, PrivateBus, ADMIN, UNPRIVILEGED,
 };
 use skytime_tests::require_program;
 use skytime_tests::standin::{example_certificate, Call, StandIn};
@@ -60,33 +60,13 @@ async fn client(bus: &PrivateBus) -> Connection {
         .unwrap()
 }
 
-/// Every write method with valid-looking arguments: (gdbus method,
-/// GVariant arguments).
-fn write_calls() -> Vec<(&'static str, Vec<String>)> {
-    let (cert, key) = make_cert("new.example.test", 2100);
-    let conf = gvariant_str("[log]\nlevel = \"debug\"\n");
-    vec![
-        (
-            "Nts.InstallCertificate",
-            vec![gvariant_str(&cert), gvariant_str(&key)],
-        ),
-        ("Nts.RotateKeys", vec![]),
-        ("Config.Reload", vec![]),
-        ("Config.Apply", vec![conf.clone(), "false".into()]),
-        ("Config.Apply", vec![conf, "true".into()]),
-        ("Power.Reboot", vec![]),
-        ("Power.PowerOff", vec![]),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_introspection_is_the_checked_in_contract() {
     let f = start(&[]).await;
     let conn = client(&f.bus).await;
     let proxy = zbus::fdo::IntrospectableProxy::builder(&conn)
         .destination(BUS_NAME)
-        .unwrap()
-        .path(OBJECT_PATH)
+        .and_then(|b| b.path(OBJECT_PATH))
         .unwrap()
         .build()
         .await
@@ -217,23 +197,7 @@ async fn an_unprivileged_user_reads_everything() {
         let r = gdbus_call(&f.bus, Some(UNPRIVILEGED), method, &[]);
         assert!(r.ok() && r.stdout.contains(needle), "{method}: {}", r.all());
     }
-    let r = run(
-        Some(UNPRIVILEGED),
-        &require_program("gdbus"),
-        &[
-            "call",
-            "--address",
-            &f.bus.address,
-            "--dest",
-            BUS_NAME,
-            "--object-path",
-            OBJECT_PATH,
-            "--method",
-            "org.freedesktop.DBus.Properties.GetAll",
-            skytime_api::interface::TRACKING,
-        ],
-        &[],
-    );
+    let r = gdbus_get_all(&f.bus, Some(UNPRIVILEGED), skytime_api::interface::TRACKING);
     assert!(
         r.ok() && r.stdout.contains("'ReferenceId': <'PPS'>"),
         "{}",
@@ -520,12 +484,7 @@ async fn tracking_changes_are_signalled() {
     use zbus::export::futures_core::Stream;
     let f = start(&[]).await;
     let conn = client(&f.bus).await;
-    let proxy = zbus::fdo::PropertiesProxy::builder(&conn)
-        .destination(BUS_NAME)
-        .unwrap()
-        .path(OBJECT_PATH)
-        .unwrap()
-        .build()
+    let proxy = zbus::fdo::PropertiesProxy::new(&conn, BUS_NAME, OBJECT_PATH)
         .await
         .unwrap();
     let mut changes = proxy.receive_properties_changed().await.unwrap();
