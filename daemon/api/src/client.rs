@@ -1,7 +1,8 @@
 //! The client side of the contract: typed proxies for each interface, so
 //! that skytimectl and the management gateway read records, not untyped
-//! dictionaries. A failed call is a `zbus::Error`; [`ApiError::from_call`]
-//! (crate::ApiError::from_call) tells which API error it carries.
+//! dictionaries. A failed call is a `zbus::Error`;
+//! [`ApiError::from_call`](crate::ApiError::from_call) tells which API
+//! error it carries.
 
 use crate::records::{
     CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,
