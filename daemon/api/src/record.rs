@@ -104,7 +104,21 @@ impl<T: Field> Field for Option<T> {
         }
     }
     fn take<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::take(d).map(Some)
+        if d.is_human_readable() {
+            // JSON may say `null` for an absent value.
+            Option::<Via<T>>::deserialize(d).map(|v| v.map(|v| v.0))
+        } else {
+            T::take(d).map(Some)
+        }
+    }
+}
+
+/// A field read through [`Field::take`] where serde wants `Deserialize`.
+struct Via<T>(T);
+
+impl<'de, T: Field> Deserialize<'de> for Via<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::take(d).map(Via)
     }
 }
 

@@ -357,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_from_a_later_version_are_ignored() {
+    fn unknown_keys_from_a_later_version_and_json_nulls_are_taken() {
         let mut dict: HashMap<String, zbus::zvariant::Value<'_>> = HashMap::new();
         dict.insert("Address".into(), "192.0.2.9".into());
         dict.insert("NtpReplies".into(), 3u64.into());
@@ -365,9 +365,11 @@ mod tests {
         let bytes = to_bytes(Context::new_dbus(LE, 0), &dict).unwrap();
         let c: ClientReport = bytes.deserialize().unwrap().0;
         assert_eq!((c.address.as_str(), c.ntp_replies), ("192.0.2.9", 3));
-        let c: ClientReport =
-            serde_json::from_str(r#"{"Address": "192.0.2.9", "FutureField": [1]}"#).unwrap();
-        assert_eq!(c.address, "192.0.2.9");
+        let c: ClientReport = serde_json::from_str(
+            r#"{"Address": "192.0.2.9", "FutureField": [1], "IntervalLog2": null}"#,
+        )
+        .unwrap();
+        assert_eq!((c.address.as_str(), c.interval_log2), ("192.0.2.9", None));
     }
 
     #[test]
