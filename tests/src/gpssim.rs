@@ -15,27 +15,40 @@ impl GpsSim {
     /// Starts the simulator with NMEA sentences `nmea_delay` seconds after
     /// each pulse; it stops by itself after `duration_s`.
     pub fn start(dir: &Path, nmea_delay: f64, duration_s: u64) -> Self {
+        Self::with_args(dir, &Self::timing(nmea_delay, duration_s))
+    }
+
+    /// NMEA and PPS as [`GpsSim::start`], with the simulator's own options
+    /// (`--nmea-delay`, `--fail-after`, `--leap-at`, ...: see
+    /// `skytime-gpssim --help`).
+    pub fn with_args(dir: &Path, args: &[String]) -> Self {
         let sock = Self::sock(dir);
-        Self::spawn(&Self::device(dir), Some(&sock), nmea_delay, duration_s)
+        Self::spawn(&Self::device(dir), Some(&sock), args)
     }
 
     /// NMEA only, on a pty linked at `link`: for a receiver the SOCK
     /// socket cannot reach (a VM).
     pub fn nmea_only(link: &Path, nmea_delay: f64, duration_s: u64) -> Self {
-        Self::spawn(link, None, nmea_delay, duration_s)
+        Self::spawn(link, None, &Self::timing(nmea_delay, duration_s))
     }
 
-    fn spawn(link: &Path, sock: Option<&Path>, nmea_delay: f64, duration_s: u64) -> Self {
+    fn timing(nmea_delay: f64, duration_s: u64) -> Vec<String> {
+        vec![
+            "--nmea-delay".into(),
+            nmea_delay.to_string(),
+            "--duration".into(),
+            duration_s.to_string(),
+        ]
+    }
+
+    fn spawn(link: &Path, sock: Option<&Path>, args: &[String]) -> Self {
         let mut cmd = Command::new(bin("skytime-gpssim"));
         cmd.arg("--pty-link").arg(link);
         if let Some(sock) = sock {
             cmd.arg("--sock").arg(sock);
         }
         let child = cmd
-            .arg("--nmea-delay")
-            .arg(nmea_delay.to_string())
-            .arg("--duration")
-            .arg(duration_s.to_string())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

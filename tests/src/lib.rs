@@ -1,11 +1,18 @@
-//! # skytime-tests: harness for system tests
+//! # skytime-tests: the one support crate of every test
 //!
 //! System tests run the real binaries (`skytimed`, `skytime-gpssim`) and
 //! real third-party clients (Debian's chrony 4.3, ntpsec's ntpdig) on
-//! loopback or in a private network namespace. This crate holds what they
-//! share: locating the built binaries, starting and stopping the daemon
-//! with a config, and driving chronyd in a mode that never touches the
-//! host clock (`-x`).
+//! loopback or in a private network namespace; skytimed's and
+//! skytimectl's own integration tests use the same pieces. This crate
+//! holds what they share: locating the built binaries, starting and
+//! stopping the daemon with a config (and learning the addresses it
+//! bound), driving chronyd in a mode that never touches the host clock
+//! (`-x`), bounded commands and polls ([`run_bounded`], [`wait_until`]),
+//! the private D-Bus and its users ([`dbus`]), and a stand-in for the
+//! daemon behind the management interfaces ([`standin`]).
+//!
+//! It depends on no crate of the daemon but the API vocabulary
+//! (`skytime-api`), so that skytimed's own tests may use it.
 //!
 //! The binaries must be built first (`make test` does it):
 //! `cargo build --workspace --bins`.
@@ -20,9 +27,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod dbus;
 pub mod gpssim;
 pub mod ntp;
 pub mod nts_client;
+pub mod standin;
 pub mod vm;
 
 /// Path of a binary built in this workspace, next to the test executable's
@@ -55,7 +64,9 @@ pub fn require_program(name: &str) -> PathBuf {
     panic!("{name} is not installed: run `make test-deps` (make test does)");
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
+/// A UDP port on 127.0.0.1 that was free a moment ago. Another process
+/// may take it before the caller binds it: prefer port 0 and
+/// [`Daemon::ntp_addr`] where the port need not be known beforehand.
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -64,7 +75,8 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago (see
+/// [`free_udp_port`]).
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -74,7 +86,17 @@ pub fn free_tcp_port() -> u16 {
 }
 
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
-pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_until<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_until_every(timeout, Duration::from_millis(50), f)
+}
+
+/// Polls `f` every `every` (for polls that start a process) until it
+/// returns `Some` or `timeout` passes; `f` runs at least once.
+pub fn wait_until_every<T>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -83,7 +105,22 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         if Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every.min(deadline - Instant::now()));
+    }
+}
+
+/// [`wait_until`] for async tests: polls `f` every 50 ms without blocking
+/// the runtime, until it returns `Some` or `timeout` passes.
+pub async fn wait_until_async<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -187,6 +224,34 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The addresses the daemon says it serves `what` on ("NTP",
+    /// "NTS-KE"), in its log at start-up: the bound ones, so that tests
+    /// can configure port 0 and leave the choice to the kernel.
+    pub fn serving(&self, what: &str) -> Vec<SocketAddr> {
+        let needle = format!("serving {what} address=");
+        self.log()
+            .lines()
+            .filter_map(|l| l.split(&needle).nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
+    /// The (first) NTP address the daemon bound.
+    pub fn ntp_addr(&self) -> SocketAddr {
+        self.serving("NTP")
+            .first()
+            .copied()
+            .unwrap_or_else(|| panic!("skytimed logged no NTP address:\n{}", self.log()))
+    }
+
+    /// The (first) NTS-KE address the daemon bound.
+    pub fn ke_addr(&self) -> SocketAddr {
+        self.serving("NTS-KE")
+            .first()
+            .copied()
+            .unwrap_or_else(|| panic!("skytimed logged no NTS-KE address:\n{}", self.log()))
     }
 
     pub fn pid(&self) -> i32 {

@@ -4,18 +4,18 @@
 //! daemon measures only (`[clock] steer = false`) and is never restarted:
 //! the bus name's owner keeps its PID throughout.
 
-mod dbus_support;
-
-use dbus_support::*;
+use skytime_tests::dbus::*;
 use skytime_tests::ntp::{exchange, now, request};
-use skytime_tests::{free_udp_port, lo, wait_until, Daemon};
-use std::net::UdpSocket;
+use skytime_tests::{wait_until, Daemon};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 /// Loopback may query; local stratum 10 so that replies come without GPS.
-fn config(port: u16, extra_ntp: &str) -> String {
+/// The port is the kernel's choice (the daemon logs it), and the same text
+/// applied again changes no address.
+fn config(extra_ntp: &str) -> String {
     format!(
-        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\n{extra_ntp}\
+        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\n{extra_ntp}\
          local_stratum = 10\n[clock]\nsteer = false\n[dbus]\nbus = \"system\"\n"
     )
 }
@@ -73,19 +73,19 @@ fn bus_owner_pid(bus: &PrivateBus) -> i32 {
 }
 
 /// Whether any of three requests (fresh sockets, 300 ms each) is answered.
-fn answered(port: u16) -> bool {
-    (0..3).any(|_| exchange(lo(port), &request(4, now()), Duration::from_millis(300)).is_some())
+fn answered(server: SocketAddr) -> bool {
+    (0..3).any(|_| exchange(server, &request(4, now()), Duration::from_millis(300)).is_some())
 }
 
 /// Sends `n` requests one after another from one socket (one client,
 /// 127.0.0.1) and counts the replies.
-fn burst(port: u16, n: usize) -> usize {
+fn burst(server: SocketAddr, n: usize) -> usize {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     (0..n)
         .filter(|_| {
-            sock.send_to(&request(4, now()), lo(port)).unwrap();
+            sock.send_to(&request(4, now()), server).unwrap();
             let mut buf = [0u8; 64];
             sock.recv_from(&mut buf).is_ok()
         })
@@ -101,10 +101,10 @@ fn dropped(bus: &PrivateBus, reason: &str) -> u64 {
 
 #[test]
 fn access_rules_change_live_through_apply_and_reload() {
-    let port = free_udp_port();
-    let open = config(port, "allow = [\"127.0.0.0/8\"]\n");
-    let closed = config(port, "allow = [\"192.0.2.0/24\"]\n");
+    let open = config("allow = [\"127.0.0.0/8\"]\n");
+    let closed = config("allow = [\"192.0.2.0/24\"]\n");
     let (bus, daemon) = start(&open);
+    let port = daemon.ntp_addr();
     let pid = daemon.pid();
     assert_eq!(bus_owner_pid(&bus), pid);
     assert!(answered(port), "loopback allowed:\n{}", daemon.log());
@@ -149,9 +149,9 @@ fn access_rules_change_live_through_apply_and_reload() {
 
 #[test]
 fn rate_limit_changes_live_and_start_only_settings_are_still_reported() {
-    let port = free_udp_port();
-    let unlimited = config(port, "allow = [\"127.0.0.0/8\"]\n");
+    let unlimited = config("allow = [\"127.0.0.0/8\"]\n");
     let (bus, daemon) = start(&unlimited);
+    let port = daemon.ntp_addr();
     let pid = daemon.pid();
     assert_eq!(burst(port, 10), 10, "no limit:\n{}", daemon.log());
 
@@ -183,7 +183,7 @@ fn rate_limit_changes_live_and_start_only_settings_are_still_reported() {
         serde_json::json!(["ntp.local_stratum"])
     );
     let reply = wait_until(Duration::from_secs(2), || {
-        exchange(lo(port), &request(4, now()), Duration::from_millis(500))
+        exchange(port, &request(4, now()), Duration::from_millis(500))
     })
     .expect("served");
     assert_eq!(reply.reply.stratum, 10);

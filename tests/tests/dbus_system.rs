@@ -5,58 +5,46 @@
 //! user. Every daemon measures only (`[clock] steer = false`) and listens
 //! on loopback; every wait is bounded.
 
-mod dbus_support;
-
-use dbus_support::*;
 use skytime_proto::ReferenceId;
+use skytime_tests::dbus::*;
 use skytime_tests::gpssim::GpsSim;
 use skytime_tests::ntp::query;
 use skytime_tests::nts_client::{key_exchange, tls_config};
-use skytime_tests::{free_tcp_port, free_udp_port, lo, wait_until, Daemon};
+use skytime_tests::{wait_until, wait_until_every, Daemon};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// Polls `f` once a second (each poll starts a process) until it returns
-/// `Some` or `limit` passes.
-fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+/// Polls `f` (each poll starts a process) until it returns `Some` or
+/// `limit` passes.
+fn poll<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_until_every(limit, Duration::from_millis(250), f)
 }
 
-fn nts_config(ntp: u16, ke: u16, extra: &str) -> String {
-    format!(
-        "data_dir = \"@DATA@\"\n{extra}\n[ntp]\nlisten = [\"127.0.0.1:{ntp}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n\
-         [nts]\nenabled = true\nke_listen = [\"127.0.0.1:{ke}\"]\nntp_port = {ntp}\n\
-         [clock]\nsteer = false\n[dbus]\nbus = \"system\"\n"
-    )
-}
+/// NTS and local stratum 10 (no GPS), on ports the kernel picks (the
+/// daemon logs them).
+const NTS_CONFIG: &str = "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\n\
+     allow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n\
+     [nts]\nenabled = true\nke_listen = [\"127.0.0.1:0\"]\n\
+     [clock]\nsteer = false\n[dbus]\nbus = \"system\"\n";
 
-/// A bus and a daemon with NTS and local stratum 10 (no GPS).
+/// A bus and a daemon with [`NTS_CONFIG`].
 struct Appliance {
     bus: PrivateBus,
     daemon: Daemon,
-    ntp: u16,
-    ke: u16,
+    ntp: SocketAddr,
+    ke: SocketAddr,
 }
 
 impl Appliance {
     fn start(extra_policy: &[&str]) -> Self {
         let bus = PrivateBus::start(extra_policy);
-        let (ntp, ke) = (free_udp_port(), free_tcp_port());
-        let daemon = start_daemon(&bus, initialized_dir(), &nts_config(ntp, ke, ""));
+        let daemon = start_daemon(&bus, initialized_dir(), NTS_CONFIG);
         Self {
             bus,
+            ntp: daemon.ntp_addr(),
+            ke: daemon.ke_addr(),
             daemon,
-            ntp,
-            ke,
         }
     }
 
@@ -72,7 +60,7 @@ impl Appliance {
 
     /// Whether NTS-KE completes for a client trusting only `cert`.
     fn ke_trusting(&self, cert: &Path) -> bool {
-        key_exchange(lo(self.ke), "localhost", &tls_config(cert)).is_ok()
+        key_exchange(self.ke, "localhost", &tls_config(cert)).is_ok()
     }
 }
 
@@ -98,10 +86,9 @@ fn arg(dir: &tempfile::TempDir, name: &str) -> String {
 fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
     let bus = PrivateBus::start(&[]);
     let gps = tempfile::tempdir().unwrap();
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
     let config = format!(
-        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{ntp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-         [nts]\nenabled = true\nke_listen = [\"127.0.0.1:{ke}\"]\nntp_port = {ntp}\n\
+        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n\
+         [nts]\nenabled = true\nke_listen = [\"127.0.0.1:0\"]\n\
          [gps]\ndevice = \"{dev}\"\nsock = \"{sock}\"\nreopen_max_backoff = 0.5\n\
          [clock]\nsteer = false\n[dbus]\nbus = \"system\"\n",
         dev = gps.path().join("gps").display(),
@@ -109,6 +96,7 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
     );
     // The daemon first: it creates the SOCK socket the simulator sends to.
     let daemon = start_daemon(&bus, initialized_dir(), &config);
+    let (ntp, ke) = (daemon.ntp_addr(), daemon.ke_addr());
     // Any local user may follow tracking changes as signals.
     let mut monitor = std::process::Command::new("setpriv")
         .args([
@@ -125,7 +113,25 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let signals = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (out, signals) = (monitor.stdout.take().unwrap(), signals.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let mut all = signals.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        })
+    };
+    let seen = |what: &str| signals.lock().unwrap().contains(what);
+    // gdbus says it watches the name once it does.
+    assert!(
+        wait_until(Duration::from_secs(10), || seen(BUS_NAME).then_some(())).is_some(),
+        "gdbus monitor did not start: {}",
+        signals.lock().unwrap()
+    );
     let _sim = GpsSim::start(gps.path(), 0.45, 300);
 
     let tracking = poll(Duration::from_secs(60), || {
@@ -134,25 +140,17 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
         (t["Stratum"] == 1 && t["ReferenceId"] == "PPS").then_some(t)
     })
     .unwrap_or_else(|| panic!("never stratum 1 / PPS over D-Bus:\n{}", daemon.log()));
-    // Give the poller a second to signal the last change, then read.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The poller signals the change within a second or so.
+    let signalled = wait_until(Duration::from_secs(10), || {
+        (seen("org.skytime.Appliance1.Tracking") && seen("'Stratum': <byte 0x01>")).then_some(())
+    });
     let _ = monitor.kill();
-    let signals = {
-        use std::io::Read;
-        let mut text = String::new();
-        monitor
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        let _ = monitor.wait();
-        text
-    };
+    let _ = monitor.wait();
+    let _ = reader.join();
     assert!(
-        signals.contains("org.skytime.Appliance1.Tracking")
-            && signals.contains("'Stratum': <byte 0x01>"),
-        "no PropertiesChanged for the stratum:\n{signals}"
+        signalled.is_some(),
+        "no PropertiesChanged for the stratum:\n{}",
+        signals.lock().unwrap()
     );
     assert_eq!(tracking["Synchronized"], true, "{tracking}");
     assert_eq!(tracking["ReferenceName"], "PPS", "{tracking}");
@@ -167,7 +165,7 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
     );
     // NTP clients are told the same.
     for _ in 0..5 {
-        let x = query(lo(ntp)).expect("NTP reply");
+        let x = query(ntp).expect("NTP reply");
         assert_eq!(x.reply.stratum, 1);
         assert_eq!(x.reply.reference_id, ReferenceId::PPS);
     }
@@ -224,10 +222,10 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
 
     // One NTS client: a key exchange and an authenticated request.
     let cert = daemon.dir.path().join("data/cert.pem");
-    let ke_out = key_exchange(lo(ke), "localhost", &tls_config(&cert)).expect("NTS-KE");
+    let ke_out = key_exchange(ke, "localhost", &tls_config(&cert)).expect("NTS-KE");
     let uid = [7u8; 32];
     let reply = skytime_tests::ntp::exchange(
-        lo(ntp),
+        ntp,
         &skytime_tests::nts_client::ntp_request(&ke_out, &uid),
         Duration::from_secs(2),
     )
@@ -273,10 +271,7 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
         nts["NextRotation"].as_i64().unwrap() > 1_600_000_000,
         "{nts}"
     );
-    assert_eq!(
-        nts["KeAddresses"],
-        serde_json::json!([format!("127.0.0.1:{ke}")])
-    );
+    assert_eq!(nts["KeAddresses"], serde_json::json!([ke.to_string()]));
     let status = ctl(&bus, None, &["status"]);
     assert!(
         status.ok() && status.stdout.contains("stratum 1"),
@@ -314,23 +309,7 @@ fn a_gps_fed_daemon_reads_like_chronyc_through_skytimectl_busctl_and_gdbus() {
         "{}",
         r.all()
     );
-    let r = run(
-        Some(UNPRIVILEGED),
-        &skytime_tests::require_program("gdbus"),
-        &[
-            "call",
-            "--address",
-            &bus.address,
-            "--dest",
-            BUS_NAME,
-            "--object-path",
-            OBJECT_PATH,
-            "--method",
-            "org.freedesktop.DBus.Properties.GetAll",
-            "org.skytime.Appliance1.Tracking",
-        ],
-        &[],
-    );
+    let r = gdbus_get_all(&bus, Some(UNPRIVILEGED), "org.skytime.Appliance1.Tracking");
     assert!(
         r.ok()
             && r.stdout.contains("'ReferenceId': <'PPS'>")
@@ -403,7 +382,7 @@ fn writes_need_root_or_the_admin_group() {
     };
     let debug_conf = format!(
         "{}[log]\nlevel = \"debug\"\n",
-        nts_config(a.ntp, a.ke, "").replace("@DATA@", &data.display().to_string())
+        NTS_CONFIG.replace("@DATA@", &data.display().to_string())
     );
     let files = shared_files(&[
         ("cert.pem", &new_cert),
@@ -536,7 +515,7 @@ fn writes_need_root_or_the_admin_group() {
         r.json()["RestartRequired"],
         serde_json::json!(["ntp.local_stratum"])
     );
-    assert_eq!(query(lo(a.ntp)).expect("NTP").reply.stratum, 10);
+    assert_eq!(query(a.ntp).expect("NTP").reply.stratum, 10);
 
     // Root installs a certificate; NTS-KE serves it at once.
     let old_cert = data.join("cert.pem");
@@ -581,27 +560,23 @@ fn writes_need_root_or_the_admin_group() {
     );
 
     // A restart runs the managed configuration that was applied.
-    let Appliance {
-        bus,
-        daemon,
-        ntp,
-        ke,
-    } = a;
+    let Appliance { bus, daemon, .. } = a;
     let (ok, log, dir) = daemon.stop();
     assert!(ok, "{log}");
     let daemon = Daemon::start_in_env(
         dir,
-        &nts_config(ntp, ke, ""),
+        NTS_CONFIG,
         &[],
         &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str())],
     );
+    let ntp = daemon.ntp_addr();
     assert!(
         daemon.log().contains("(managed; replaces"),
         "{}",
         daemon.log()
     );
     let served = wait_until(Duration::from_secs(5), || {
-        query(lo(ntp)).filter(|x| x.reply.stratum == 9)
+        query(ntp).filter(|x| x.reply.stratum == 9)
     });
     assert!(
         served.is_some(),
@@ -619,21 +594,7 @@ fn the_daemon_refuses_writes_even_when_the_bus_policy_allows_them() {
     ]);
     let data = a.data();
     let before = snapshot_dir(&data);
-    let (cert, key) = make_cert("localhost", 2100);
-    let conf = gvariant_str("[log]\nlevel = \"debug\"\n");
-    let calls: Vec<(&str, Vec<String>)> = vec![
-        (
-            "Nts.InstallCertificate",
-            vec![gvariant_str(&cert), gvariant_str(&key)],
-        ),
-        ("Nts.RotateKeys", vec![]),
-        ("Config.Reload", vec![]),
-        ("Config.Apply", vec![conf.clone(), "false".into()]),
-        ("Config.Apply", vec![conf, "true".into()]),
-        ("Power.Reboot", vec![]),
-        ("Power.PowerOff", vec![]),
-    ];
-    for (method, args) in calls {
+    for (method, args) in write_calls() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = gdbus_call(&a.bus, Some(UNPRIVILEGED), method, &args);
         assert!(!r.ok(), "{method} succeeded for an unprivileged user");
@@ -797,7 +758,7 @@ fn bad_input_on_every_write_method_is_refused_by_name_and_changes_nothing() {
         a.ke_trusting(served_copy.path()),
         "the served certificate changed"
     );
-    assert_eq!(query(lo(a.ntp)).expect("NTP").reply.stratum, 10);
+    assert_eq!(query(a.ntp).expect("NTP").reply.stratum, 10);
     let (ok, log, _) = a.daemon.stop();
     assert!(ok, "{log}");
 }
@@ -871,13 +832,11 @@ fn the_daemon_owns_its_name_as_its_own_user_and_nobody_else_may() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
-    let config = nts_config(ntp, ke, "");
 
     // Another local user may not own the name (the bus policy says so),
     // so its skytimed stops with a clear error instead of serving.
     chown_r(UNPRIVILEGED, &dir.path().join("data"));
-    let mut other = AsUser::start(UNPRIVILEGED, &bus, dir.path(), &config);
+    let mut other = AsUser::start(UNPRIVILEGED, &bus, dir.path(), NTS_CONFIG);
     let status = wait_until(Duration::from_secs(20), || other.child.try_wait().unwrap());
     assert_eq!(
         status.and_then(|s| s.code()),
@@ -895,7 +854,7 @@ fn the_daemon_owns_its_name_as_its_own_user_and_nobody_else_may() {
     // The daemon's own user, without any capability (unprivileged ports
     // here), owns it and serves the API.
     chown_r("skytime", &dir.path().join("data"));
-    let daemon = AsUser::start("skytime", &bus, dir.path(), &config);
+    let daemon = AsUser::start("skytime", &bus, dir.path(), NTS_CONFIG);
     let ready = wait_until(Duration::from_secs(20), || {
         daemon.log().contains("skytimed ready").then_some(())
     });
@@ -928,7 +887,7 @@ fn sighup_reloads_like_config_reload() {
     // A managed file put in place by other means, with a start-only change.
     std::fs::write(
         data.join("skytime.toml"),
-        nts_config(a.ntp, a.ke, "")
+        NTS_CONFIG
             .replace("@DATA@", &data.display().to_string())
             .replace("local_stratum = 10", "local_stratum = 9"),
     )
@@ -971,5 +930,5 @@ fn sighup_reloads_like_config_reload() {
             .contains("differs from the certificate in use"),
         "{nts}"
     );
-    assert_eq!(query(lo(a.ntp)).expect("NTP").reply.stratum, 10);
+    assert_eq!(query(a.ntp).expect("NTP").reply.stratum, 10);
 }

@@ -6,9 +6,7 @@
 //! unit's User= and capability settings, in a network namespace of the
 //! test's own).
 
-mod dbus_support;
-
-use dbus_support::{PrivateBus, BUS_NAME};
+use skytime_tests::dbus::{PrivateBus, BUS_NAME};
 use skytime_tests::{bin, require_program, run_bounded};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,7 +8,8 @@
 use skytime_proto::{LeapIndicator, ReferenceId};
 use skytime_tests::gpssim::GpsSim;
 use skytime_tests::ntp::{query, Exchange};
-use skytime_tests::{free_udp_port, lo, wait_until, Daemon};
+use skytime_tests::{wait_until, Daemon};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,9 +19,10 @@ const HOLDOVER_LIMIT: f64 = 10.0;
 /// Dispersion growth in holdover: large, so two seconds show it plainly.
 const DRIFT_PPM: f64 = 100.0;
 
-fn config(port: u16, gps: &Path) -> String {
+/// NTP on a port the kernel picks (the daemon logs it).
+fn config(gps: &Path) -> String {
     format!(
-        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n\
+        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n\
          [clock]\nsteer = false\nsource_timeout = {SOURCE_TIMEOUT}\nholdover_limit = {HOLDOVER_LIMIT}\nholdover_drift_ppm = {DRIFT_PPM}\n\
          [gps]\ndevice = \"{dev}\"\nsock = \"{sock}\"\nreopen_max_backoff = 0.5\n",
         dev = GpsSim::device(gps).display(),
@@ -28,8 +30,12 @@ fn config(port: u16, gps: &Path) -> String {
     )
 }
 
-fn wait_reply(port: u16, timeout: Duration, want: impl Fn(&Exchange) -> bool) -> Option<Exchange> {
-    wait_until(timeout, || query(lo(port)).filter(|x| want(x)))
+fn wait_reply(
+    server: SocketAddr,
+    timeout: Duration,
+    want: impl Fn(&Exchange) -> bool,
+) -> Option<Exchange> {
+    wait_until(timeout, || query(server).filter(|x| want(x)))
 }
 
 fn is_pps(x: &Exchange) -> bool {
@@ -39,10 +45,10 @@ fn is_pps(x: &Exchange) -> bool {
 #[test]
 fn holdover_then_local_stratum_then_gps_again() {
     let gps = tempfile::tempdir().unwrap();
-    let port = free_udp_port();
-    let daemon = Daemon::start(&config(port, gps.path()), &[]);
+    let daemon = Daemon::start(&config(gps.path()), &[]);
+    let port = daemon.ntp_addr();
     // Before any source: the local fallback.
-    let first = query(lo(port)).expect("answers at start");
+    let first = query(port).expect("answers at start");
     assert_eq!(first.reply.stratum, 10, "local stratum before GPS");
     let sim = GpsSim::start(gps.path(), 0.3, 120);
     let locked = wait_reply(port, Duration::from_secs(60), is_pps);
@@ -53,9 +59,9 @@ fn holdover_then_local_stratum_then_gps_again() {
     drop(sim);
     let lost_at = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(SOURCE_TIMEOUT + 1.0));
-    let a = query(lo(port)).expect("answers in holdover");
+    let a = query(port).expect("answers in holdover");
     std::thread::sleep(Duration::from_secs(2));
-    let b = query(lo(port)).expect("answers in holdover");
+    let b = query(port).expect("answers in holdover");
     assert!(
         lost_at.elapsed().as_secs_f64() < HOLDOVER_LIMIT,
         "the machine was too slow to observe holdover; rerun"

@@ -6,11 +6,9 @@
 //! trigger SKYTIME_TEST_HANG=ntp:SECONDS wedges the NTP loop's thread) and
 //! STOPPING.
 
-mod dbus_support;
-
-use dbus_support::*;
+use skytime_tests::dbus::*;
 use skytime_tests::ntp::query;
-use skytime_tests::{bin, free_tcp_port, free_udp_port, lo, run_bounded, Daemon};
+use skytime_tests::{bin, run_bounded, Daemon};
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -54,13 +52,12 @@ impl Systemd {
     }
 }
 
-fn config(ntp: u16, ke: u16) -> String {
-    format!(
-        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{ntp}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n\
-         [nts]\nenabled = true\nke_listen = [\"127.0.0.1:{ke}\"]\n\
-         [clock]\nsteer = false\n[dbus]\nbus = \"system\"\n"
-    )
-}
+/// NTS and local stratum 10 on ports the kernel picks (the daemon logs
+/// them).
+const CONFIG: &str = "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\n\
+     allow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n\
+     [nts]\nenabled = true\nke_listen = [\"127.0.0.1:0\"]\n\
+     [clock]\nsteer = false\n[dbus]\nbus = \"system\"\n";
 
 fn texts(msgs: &[(Instant, String)]) -> Vec<&str> {
     msgs.iter().map(|(_, m)| m.as_str()).collect()
@@ -70,10 +67,9 @@ fn texts(msgs: &[(Instant, String)]) -> Vec<&str> {
 fn ready_status_watchdog_and_stopping() {
     let bus = PrivateBus::start(&[]);
     let systemd = Systemd::new();
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
     let daemon = Daemon::start_in_env(
         initialized_dir(),
-        &config(ntp, ke),
+        CONFIG,
         &[],
         &[
             ("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str()),
@@ -84,7 +80,7 @@ fn ready_status_watchdog_and_stopping() {
     // Requests from one client after READY.
     let msgs = systemd.collect(Duration::from_millis(500));
     for _ in 0..3 {
-        assert!(query(lo(ntp)).is_some());
+        assert!(query(daemon.ntp_addr()).is_some());
     }
     let msgs = [msgs, systemd.collect(Duration::from_secs(3))].concat();
     let t = texts(&msgs);
@@ -128,10 +124,9 @@ fn ready_status_watchdog_and_stopping() {
 #[test]
 fn no_ready_when_the_bus_name_cannot_be_owned() {
     let bus = PrivateBus::start(&[]);
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
     let _first = Daemon::start_in_env(
         initialized_dir(),
-        &config(ntp, ke),
+        CONFIG,
         &[],
         &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str())],
     );
@@ -142,8 +137,7 @@ fn no_ready_when_the_bus_name_cannot_be_owned() {
     let conf = dir.path().join("second.toml");
     std::fs::write(
         &conf,
-        config(free_udp_port(), free_tcp_port())
-            .replace("@DATA@", &dir.path().join("data").display().to_string()),
+        CONFIG.replace("@DATA@", &dir.path().join("data").display().to_string()),
     )
     .unwrap();
     let out = run_bounded(
@@ -168,10 +162,9 @@ fn no_ready_when_the_bus_name_cannot_be_owned() {
 fn watchdog_stops_when_the_ntp_loop_hangs() {
     let bus = PrivateBus::start(&[]);
     let systemd = Systemd::new();
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
     let daemon = Daemon::start_in_env(
         initialized_dir(),
-        &config(ntp, ke),
+        CONFIG,
         &[],
         &[
             ("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str()),
@@ -221,7 +214,10 @@ fn watchdog_stops_when_the_ntp_loop_hangs() {
     // tell systemd. (A loop that blocks a runtime thread may also delay
     // other tasks, D-Bus among them; that is why the watchdog runs on a
     // thread of its own and still names the loop.)
-    assert!(query(lo(ntp)).is_none(), "the hung NTP loop still answered");
+    assert!(
+        query(daemon.ntp_addr()).is_none(),
+        "the hung NTP loop still answered"
+    );
     assert!(
         log.contains("loops=[\"ntp\""),
         "the watchdog names the NTP loop: {log}"
@@ -232,10 +228,9 @@ fn watchdog_stops_when_the_ntp_loop_hangs() {
 fn time_is_served_while_the_bus_is_missing_and_ready_waits_for_it() {
     let (bus_dir, address) = PrivateBus::prepare();
     let systemd = Systemd::new();
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
     let daemon = Daemon::start_in_env(
         initialized_dir(),
-        &config(ntp, ke),
+        CONFIG,
         &[],
         &[
             ("DBUS_SYSTEM_BUS_ADDRESS", address.as_str()),
@@ -247,7 +242,7 @@ fn time_is_served_while_the_bus_is_missing_and_ready_waits_for_it() {
         !texts(&before).contains(&"READY=1"),
         "READY=1 without the bus: {before:?}"
     );
-    let x = query(lo(ntp)).expect("NTP is served while the bus is missing");
+    let x = query(daemon.ntp_addr()).expect("NTP is served while the bus is missing");
     assert_eq!(x.reply.stratum, 10);
     assert!(daemon.log().contains("retrying"), "{}", daemon.log());
 

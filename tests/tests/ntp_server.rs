@@ -3,10 +3,12 @@
 
 use skytime_proto::{LeapIndicator, Mode, ReferenceId};
 use skytime_tests::ntp::{exchange, now, query, request};
-use skytime_tests::{bin, field, free_udp_port, lo, require_program, run_bounded, Chronyd, Daemon};
+use skytime_tests::{bin, field, require_program, run_bounded, Chronyd, Daemon};
 use std::process::Command;
 use std::time::Duration;
 
+/// NTP on 127.0.0.1, port `port` (0: the kernel picks one, and the daemon
+/// logs it).
 fn local_config(port: u16, stratum: Option<u8>) -> String {
     let mut c = format!("data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\n");
     if let Some(s) = stratum {
@@ -17,10 +19,11 @@ fn local_config(port: u16, stratum: Option<u8>) -> String {
 
 #[test]
 fn chrony_synchronizes_to_a_local_stratum_server() {
-    let port = free_udp_port();
-    let daemon = Daemon::start(&local_config(port, Some(10)), &[]);
+    let daemon = Daemon::start(&local_config(0, Some(10)), &[]);
+    let port = daemon.ntp_addr();
     let chrony = Chronyd::start(&[format!(
-        "server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2"
+        "server 127.0.0.1 port {} iburst minpoll -2 maxpoll -2",
+        port.port()
     )]);
     let tracking = chrony
         .wait_synchronized(Duration::from_secs(30))
@@ -53,11 +56,12 @@ fn chrony_synchronizes_to_a_local_stratum_server() {
 
 #[test]
 fn chrony_one_shot_measures_near_zero_offset() {
-    let port = free_udp_port();
-    let _daemon = Daemon::start(&local_config(port, Some(3)), &[]);
+    let daemon = Daemon::start(&local_config(0, Some(3)), &[]);
+    let port = daemon.ntp_addr();
     let (offset, text) = skytime_tests::chronyd_query(
         &[format!(
-            "server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2"
+            "server 127.0.0.1 port {} iburst minpoll -2 maxpoll -2",
+            port.port()
         )],
         10,
     );
@@ -67,11 +71,12 @@ fn chrony_one_shot_measures_near_zero_offset() {
 
 #[test]
 fn chrony_refuses_an_unsynchronized_server() {
-    let port = free_udp_port();
-    let daemon = Daemon::start(&local_config(port, None), &[]);
+    let daemon = Daemon::start(&local_config(0, None), &[]);
+    let port = daemon.ntp_addr();
     let (offset, text) = skytime_tests::chronyd_query(
         &[format!(
-            "server 127.0.0.1 port {port} iburst minpoll -2 maxpoll -2"
+            "server 127.0.0.1 port {} iburst minpoll -2 maxpoll -2",
+            port.port()
         )],
         4,
     );
@@ -87,11 +92,11 @@ fn chrony_refuses_an_unsynchronized_server() {
 
 #[test]
 fn replies_carry_every_field_for_v4_and_v3_clients() {
-    let port = free_udp_port();
-    let _daemon = Daemon::start(&local_config(port, Some(7)), &[]);
+    let daemon = Daemon::start(&local_config(0, Some(7)), &[]);
+    let port = daemon.ntp_addr();
     for version in [4u8, 3] {
         let t1 = now();
-        let ex = exchange(lo(port), &request(version, t1), Duration::from_secs(2)).expect("reply");
+        let ex = exchange(port, &request(version, t1), Duration::from_secs(2)).expect("reply");
         let r = ex.reply;
         assert_eq!(ex.raw.len(), 48);
         assert_eq!(r.version, version, "version echoed");
@@ -124,9 +129,9 @@ fn replies_carry_every_field_for_v4_and_v3_clients() {
 
 #[test]
 fn unsynchronized_replies_say_li3_stratum16() {
-    let port = free_udp_port();
-    let _daemon = Daemon::start(&local_config(port, None), &[]);
-    let ex = query(lo(port)).expect("reply");
+    let daemon = Daemon::start(&local_config(0, None), &[]);
+    let port = daemon.ntp_addr();
+    let ex = query(port).expect("reply");
     assert_eq!(ex.reply.leap, LeapIndicator::Unsynchronized);
     assert_eq!(ex.reply.stratum, 16);
 }
@@ -143,17 +148,17 @@ fn stat(log: &str, key: &str) -> u64 {
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .and_then(|v| v.trim_end_matches(';').parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {key} in the final statistics: {line}"))
 }
 
 #[test]
 fn garbage_is_dropped_counted_and_service_goes_on() {
-    let port = free_udp_port();
-    let daemon = Daemon::start(&local_config(port, Some(10)), &[]);
+    let daemon = Daemon::start(&local_config(0, Some(10)), &[]);
+    let port = daemon.ntp_addr();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut sent = 0;
     let mut send = |b: &[u8]| {
-        sock.send_to(b, lo(port)).unwrap();
+        sock.send_to(b, port).unwrap();
         sent += 1;
     };
     send(&[]);
@@ -177,7 +182,7 @@ fn garbage_is_dropped_counted_and_service_goes_on() {
         send(&bytes);
     }
     // The server still answers a good request, from a different socket.
-    let ex = query(lo(port)).expect("server still answers after garbage");
+    let ex = query(port).expect("server still answers after garbage");
     assert_eq!(ex.reply.stratum, 10);
     // Nothing was sent back to the garbage socket.
     sock.set_read_timeout(Some(Duration::from_millis(300)))
@@ -203,10 +208,10 @@ fn garbage_is_dropped_counted_and_service_goes_on() {
 
 #[test]
 fn access_rules_refuse_before_replying() {
-    let port = free_udp_port();
-    let config = format!("data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1/32\"]\nlocal_stratum = 10\n");
-    let daemon = Daemon::start(&config, &[]);
-    assert!(query(lo(port)).is_none(), "127.0.0.1 is denied");
+    let config = "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.1/32\"]\nlocal_stratum = 10\n";
+    let daemon = Daemon::start(config, &[]);
+    let port = daemon.ntp_addr();
+    assert!(query(port).is_none(), "127.0.0.1 is denied");
     let (_, log, _) = daemon.stop();
     assert_eq!(stat(&log, "dropped_access_denied"), 1, "{log}");
 }
@@ -293,20 +298,18 @@ fn check_config_reports_file_and_line() {
 
 #[test]
 fn command_line_listen_overrides_the_config() {
-    let configured = free_udp_port();
-    let flagged = free_udp_port();
-    let _daemon = Daemon::start(
-        &local_config(configured, Some(10)),
-        &["--ntp-listen", &format!("127.0.0.1:{flagged}")],
+    // The configured address is on 127.0.0.2, the flag's on 127.0.0.1,
+    // both on ports the kernel picks: the daemon says which it serves.
+    let config = "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.2:0\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n";
+    let daemon = Daemon::start(config, &["--ntp-listen", "127.0.0.1:0"]);
+    let served = daemon.serving("NTP");
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert_eq!(
+        served[0].ip().to_string(),
+        "127.0.0.1",
+        "serves the --ntp-listen address and not the configured one"
     );
-    assert!(
-        query(lo(flagged)).is_some(),
-        "serves the --ntp-listen address"
-    );
-    assert!(
-        query(lo(configured)).is_none(),
-        "and not the configured one"
-    );
+    assert!(query(served[0]).is_some(), "and answers there");
 }
 
 #[test]
@@ -335,9 +338,9 @@ fn a_port_in_use_is_a_clear_start_up_error() {
 
 #[test]
 fn sigint_stops_as_cleanly_as_sigterm_and_kernel_timestamps_are_used() {
-    let port = free_udp_port();
-    let daemon = Daemon::start(&local_config(port, Some(10)), &[]);
-    assert!(query(lo(port)).is_some());
+    let daemon = Daemon::start(&local_config(0, Some(10)), &[]);
+    let port = daemon.ntp_addr();
+    assert!(query(port).is_some());
     daemon.signal("INT");
     let stopped = skytime_tests::wait_until(Duration::from_secs(10), || {
         daemon.log().contains("skytimed stopped").then_some(())
@@ -362,15 +365,15 @@ fn sigint_stops_as_cleanly_as_sigterm_and_kernel_timestamps_are_used() {
 
 #[test]
 fn rate_limit_refuses_a_flooding_client() {
-    let port = free_udp_port();
-    let config = format!("data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n[ntp.ratelimit]\ninterval = 10\nburst = 2\nleak = 0\n");
-    let daemon = Daemon::start(&config, &[]);
+    let config = "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n[ntp.ratelimit]\ninterval = 10\nburst = 2\nleak = 0\n";
+    let daemon = Daemon::start(config, &[]);
+    let port = daemon.ntp_addr();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let mut answered = 0;
     for _ in 0..10 {
-        sock.send_to(&request(4, now()), lo(port)).unwrap();
+        sock.send_to(&request(4, now()), port).unwrap();
         let mut buf = [0u8; 64];
         if sock.recv_from(&mut buf).is_ok() {
             answered += 1;

@@ -2,10 +2,15 @@
 //! the real skytimed binary: a one-shot `chronyd -Q` measurement, and a
 //! long-running chronyd (`-x`, never touching the clock) that keeps polling
 //! with its first cookies across master-key rotations and a skytimed
-//! restart. A `server ... nts` source never falls back to plain NTP, so
-//! every sample chrony takes proves NTS worked.
+//! restart. A `server ... nts` source never falls back to plain NTP; the
+//! assertions are what chrony reports (`-Q`'s measured offset, `chronyc
+//! ntpdata`'s authenticated good replies, `chronyc authdata`'s key
+//! exchanges and NAKs), and the daemon's own counters must agree.
 
-use skytime_tests::{chronyd_query, free_tcp_port, free_udp_port, wait_until, Chronyd, Daemon};
+use skytime_tests::{
+    chronyd_query, field, parse_colon_fields, wait_until, wait_until_every, Chronyd, Daemon,
+};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -49,12 +54,16 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-fn nts_config(ntp: u16, ke: u16, cert: &Path, key: &Path, extra: &str) -> String {
-    nts_config_on("127.0.0.1", ntp, ke, cert, key, extra)
-}
-
-/// `host` is an address as it appears in a socket address (`[::1]`).
-fn nts_config_on(host: &str, ntp: u16, ke: u16, cert: &Path, key: &Path, extra: &str) -> String {
+/// `[ntp]` and `[nts]` on `host` (as in a socket address: `[::1]`), port
+/// 0 unless the ports are given: the daemon reports what it bound.
+fn nts_config(
+    host: &str,
+    ports: Option<(u16, u16)>,
+    cert: &Path,
+    key: &Path,
+    extra: &str,
+) -> String {
+    let (ntp, ke) = ports.unwrap_or((0, 0));
     format!(
         r#"data_dir = "@DATA@"
 [ntp]
@@ -75,44 +84,53 @@ private_key = "{}"
     )
 }
 
-fn client_directives(ntp: u16, ke: u16, cert: &Path) -> Vec<String> {
-    client_directives_to("127.0.0.1", ntp, ke, cert)
-}
-
-fn client_directives_to(host: &str, ntp: u16, ke: u16, cert: &Path) -> Vec<String> {
+/// A chrony NTS source for the daemon's addresses, trusting `cert`.
+fn client_directives(daemon: &Daemon, cert: &Path) -> Vec<String> {
+    let (ntp, ke) = (daemon.ntp_addr(), daemon.ke_addr());
     vec![
-        format!("server {host} port {ntp} nts ntsport {ke} iburst minpoll -2 maxpoll -2"),
+        format!(
+            "server {} port {} nts ntsport {} iburst minpoll -2 maxpoll -2",
+            ntp.ip(),
+            ntp.port(),
+            ke.port()
+        ),
         format!("ntstrustedcerts {}", cert.display()),
         "nosystemcert".to_owned(),
     ]
 }
 
-/// A `key=value` counter from the daemon's latest statistics line.
-fn last_stat(log: &str, key: &str) -> Option<u64> {
+/// A `key=value` counter from the daemon's latest statistics line, which
+/// SIGUSR1 asks for; `None` (a failure for the caller) until one appears.
+fn stat(daemon: &Daemon, key: &str) -> Option<u64> {
     let needle = format!(" {key}=");
-    log.lines()
-        .rev()
-        .find_map(|l| l.split(&needle).nth(1))
-        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|v| v.parse().ok())
+    let before = daemon.log().matches(&needle).count();
+    daemon.signal("USR1");
+    wait_until(Duration::from_secs(5), || {
+        let log = daemon.log();
+        (log.matches(&needle).count() > before).then_some(log)
+    })?
+    .lines()
+    .rev()
+    .find_map(|l| l.split(&needle).nth(1))
+    .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+    .and_then(|v| v.parse().ok())
 }
 
-/// Asks the daemon for statistics (SIGUSR1) until `key` is non-zero.
-fn wait_stat(daemon: &Daemon, key: &str) -> Option<u64> {
-    wait_until(Duration::from_secs(20), || {
-        daemon.signal("USR1");
-        std::thread::sleep(Duration::from_millis(200));
-        last_stat(&daemon.log(), key).filter(|v| *v > 0)
+/// The daemon's counter `key`, asked for until it is non-zero.
+fn nonzero_stat(daemon: &Daemon, key: &str) -> u64 {
+    wait_until_every(Duration::from_secs(20), Duration::from_millis(200), || {
+        stat(daemon, key).filter(|v| *v > 0)
     })
+    .unwrap_or_else(|| panic!("{key} stayed 0 or was never logged:\n{}", daemon.log()))
 }
 
 #[test]
 fn chrony_one_shot_measures_over_nts() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(certs.path());
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
-    let daemon = Daemon::start(&nts_config(ntp, ke, &cert, &key, "require = true"), &[]);
-    let (offset, text) = chronyd_query(&client_directives(ntp, ke, &cert), 15);
+    let config = nts_config("127.0.0.1", None, &cert, &key, "require = true");
+    let daemon = Daemon::start(&config, &[]);
+    let (offset, text) = chronyd_query(&client_directives(&daemon, &cert), 15);
     let offset = offset.unwrap_or_else(|| {
         panic!(
             "chronyd -Q over NTS got no offset:\n{text}\nskytimed:\n{}",
@@ -120,14 +138,12 @@ fn chrony_one_shot_measures_over_nts() {
         )
     });
     assert!(offset.abs() < 0.1, "offset {offset} from the same host");
-    let replied = wait_stat(&daemon, "nts_replied")
-        .unwrap_or_else(|| panic!("no NTS replies counted:\n{}", daemon.log()));
-    assert!(replied >= 1);
+    assert!(nonzero_stat(&daemon, "nts_replied") >= 1);
 
     // A client that does not trust the certificate gets nothing.
     let other = tempfile::tempdir().unwrap();
     let (other_cert, _) = certificate(other.path());
-    let (offset, text) = chronyd_query(&client_directives(ntp, ke, &other_cert), 4);
+    let (offset, text) = chronyd_query(&client_directives(&daemon, &other_cert), 4);
     assert!(
         offset.is_none(),
         "chrony must refuse an untrusted certificate:\n{text}"
@@ -138,63 +154,58 @@ fn chrony_one_shot_measures_over_nts() {
 fn chrony_one_shot_over_ipv6() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(certs.path());
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
-    let config = nts_config_on("[::1]", ntp, ke, &cert, &key, "require = true");
+    let config = nts_config("[::1]", None, &cert, &key, "require = true");
     let daemon = Daemon::start(&config, &[]);
-    let (offset, text) = chronyd_query(&client_directives_to("::1", ntp, ke, &cert), 15);
+    assert!(daemon.ntp_addr().is_ipv6() && daemon.ke_addr().is_ipv6());
+    let (offset, text) = chronyd_query(&client_directives(&daemon, &cert), 15);
     assert!(
         offset.is_some_and(|o| o.abs() < 0.1),
         "chronyd -Q over NTS on ::1:\n{text}\nskytimed:\n{}",
         daemon.log()
     );
-    assert!(
-        wait_stat(&daemon, "nts_replied").is_some(),
-        "{}",
-        daemon.log()
-    );
+    assert!(nonzero_stat(&daemon, "nts_replied") >= 1);
 }
 
 /// `chronyc -c authdata` for the one source: (mode, last KE age s, KE
 /// attempts, NAKs, cookies).
-fn authdata(chronyd: &Chronyd) -> Option<(String, u64, u64, u64, u64)> {
+fn authdata(chronyd: &Chronyd) -> (String, u64, u64, u64, u64) {
     let out = chronyd.chronyc(&["-c", "authdata"]);
-    let f: Vec<&str> = out.lines().next()?.split(',').collect();
-    if f.len() < 10 {
-        return None;
-    }
-    Some((
-        f[1].to_owned(),
-        f[5].parse().ok()?,
-        f[6].parse().ok()?,
-        f[7].parse().ok()?,
-        f[8].parse().ok()?,
-    ))
+    let parse = || {
+        let f: Vec<&str> = out.lines().next()?.split(',').collect();
+        if f.len() < 10 {
+            return None;
+        }
+        Some((
+            f[1].to_owned(),
+            f[5].parse().ok()?,
+            f[6].parse().ok()?,
+            f[7].parse().ok()?,
+            f[8].parse().ok()?,
+        ))
+    };
+    parse().unwrap_or_else(|| panic!("unexpected chronyc authdata: {out}"))
 }
 
-/// Number of samples chrony holds for its source (`sourcestats` NP).
-fn samples(chronyd: &Chronyd) -> u64 {
-    let out = chronyd.chronyc(&["-c", "sourcestats"]);
-    out.lines()
-        .next()
-        .and_then(|l| l.split(',').nth(1))
+/// What `chronyc ntpdata` says of the server: authenticated, and how many
+/// of its replies passed every test.
+fn ntpdata(chronyd: &Chronyd, server: SocketAddr) -> (bool, u64) {
+    let out = chronyd.chronyc(&["ntpdata", &server.ip().to_string()]);
+    let f = parse_colon_fields(&out);
+    let good = field(&f, "Total good RX")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("unexpected chronyc ntpdata: {out}"));
+    (field(&f, "Authenticated") == Some("Yes"), good)
 }
 
 #[test]
 fn chrony_keeps_its_cookies_across_key_rotation_and_restart() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(certs.path());
-    let (ntp, ke) = (free_udp_port(), free_tcp_port());
-    let config = nts_config(
-        ntp,
-        ke,
-        &cert,
-        &key,
-        "rotation_interval = 2\nprevious_keys = 3",
-    );
-    let daemon = Daemon::start(&config, &[]);
-    let chronyd = Chronyd::start(&client_directives(ntp, ke, &cert));
+    let extra = "rotation_interval = 2\nprevious_keys = 3";
+    let daemon = Daemon::start(&nts_config("127.0.0.1", None, &cert, &key, extra), &[]);
+    let server = daemon.ntp_addr();
+    let ports = (server.port(), daemon.ke_addr().port());
+    let chronyd = Chronyd::start(&client_directives(&daemon, &cert));
     let started = Instant::now();
     assert!(
         chronyd.wait_synchronized(Duration::from_secs(30)).is_some(),
@@ -202,47 +213,53 @@ fn chrony_keeps_its_cookies_across_key_rotation_and_restart() {
         chronyd.log(),
         daemon.log()
     );
-    let (mode, ..) = authdata(&chronyd).expect("authdata");
-    assert_eq!(mode, "NTS");
+    assert_eq!(authdata(&chronyd).0, "NTS");
 
-    // Several rotations (every 2 s) while chrony polls every 0.25-1 s.
-    std::thread::sleep(Duration::from_secs(7));
-    let before_restart = samples(&chronyd);
+    // Several rotations (every 2 s) while chrony polls every 0.25-1 s,
+    // and chrony keeps taking authenticated replies through them.
+    let (_, good_before) = ntpdata(&chronyd, server);
+    let rotated = wait_until(Duration::from_secs(20), || {
+        (daemon.log().matches("rotated NTS master key").count() >= 3).then_some(())
+    });
+    assert!(rotated.is_some(), "no rotations:\n{}", daemon.log());
+    let (authenticated, good) = ntpdata(&chronyd, server);
+    assert!(authenticated, "chrony's source is not authenticated");
+    assert!(
+        good > good_before,
+        "chrony took no reply across the rotations"
+    );
     let (daemon_ok, log, dir) = daemon.stop();
     assert!(daemon_ok, "skytimed stopped cleanly:\n{log}");
-    let rotations = log.matches("rotated NTS master key").count();
-    assert!(rotations >= 2, "expected rotations during the run:\n{log}");
 
-    // Restart on the same data directory: the keys, and so chrony's
-    // cookies, are still good.
-    let daemon = Daemon::start_in(dir, &config, &[]);
-    let more = wait_until(Duration::from_secs(30), || {
-        let n = samples(&chronyd);
-        (n > before_restart || wait_stat(&daemon, "nts_replied").is_some()).then_some(n)
+    // Restart on the same data directory and ports (chrony keeps its
+    // source): the keys, and so chrony's cookies, are still good.
+    let daemon = Daemon::start_in(
+        dir,
+        &nts_config("127.0.0.1", Some(ports), &cert, &key, extra),
+        &[],
+    );
+    let (_, good_before) = ntpdata(&chronyd, server);
+    let more = wait_until_every(Duration::from_secs(30), Duration::from_millis(250), || {
+        let (authenticated, good) = ntpdata(&chronyd, server);
+        (authenticated && good > good_before).then_some(good)
     });
     assert!(
         more.is_some(),
-        "chrony took no sample after the restart:\n{}\n{}",
+        "chrony took no authenticated reply after the restart:\n{}\n{}",
         chronyd.log(),
         daemon.log()
     );
-    let replied = wait_stat(&daemon, "nts_replied").unwrap_or_else(|| {
-        panic!(
-            "restarted daemon answered no NTS request:\n{}",
-            daemon.log()
-        )
-    });
-    assert!(replied >= 1);
+    assert!(nonzero_stat(&daemon, "nts_replied") >= 1);
     assert_eq!(
-        last_stat(&daemon.log(), "nts_naks").unwrap_or(0),
-        0,
+        stat(&daemon, "nts_naks"),
+        Some(0),
         "no cookie was refused after the restart:\n{}",
         daemon.log()
     );
 
     // One NTS-KE session for the whole run: the last one is as old as the
     // client, no attempt since, no NAK.
-    let (mode, last_ke, attempts, naks, cookies) = authdata(&chronyd).expect("authdata");
+    let (mode, last_ke, attempts, naks, cookies) = authdata(&chronyd);
     assert_eq!(mode, "NTS");
     assert_eq!(naks, 0, "chrony was NAKed");
     assert_eq!(attempts, 0);

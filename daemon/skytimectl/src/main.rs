@@ -2,16 +2,21 @@
 //! (`org.skytime.Appliance1` on the system bus; `DBUS_SYSTEM_BUS_ADDRESS`
 //! selects another bus, as for every D-Bus client).
 //!
-//! Human output mimics chronyc; `--json` prints the D-Bus records as JSON
-//! objects (keys are the D-Bus names) for scripts.
+//! The records come typed (`skytime-api`). Human output mimics chronyc
+//! ([`text`]); `--json` prints the records as JSON objects (keys are the
+//! D-Bus names) for scripts.
 
 mod bus;
 mod render;
+mod text;
 
-use bus::{call, connect, exit, properties, reply_dict, reply_dicts, CtlError};
+use bus::{
+    classify, config_proxy, connect, exit, nts_proxy, power_proxy, server_proxy, sources_proxy,
+    CtlError,
+};
 use clap::{Parser, Subcommand};
-use render::{ago, fields, offset, s, table, u, utc};
 use serde_json::{json, Value as Json};
+use skytime_api::client;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -178,6 +183,17 @@ struct Output {
     text: String,
 }
 
+impl Output {
+    /// A record (or list of records) and its text.
+    fn new<T: serde::Serialize>(record: &T, text: String) -> Self {
+        Self {
+            // Records serialize to JSON objects; their maps are sorted.
+            json: serde_json::to_value(record).unwrap_or(Json::Null),
+            text,
+        }
+    }
+}
+
 fn read_file(path: &PathBuf) -> Result<String, CtlError> {
     std::fs::read_to_string(path).map_err(|e| {
         CtlError::new(
@@ -192,167 +208,121 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
     let c = &conn;
     Ok(match &cli.command {
         Command::Status => {
-            let t = properties(c, "Tracking").await?;
-            let sources = reply_dicts(&call(c, "Sources", "GetSources", &()).await?)?;
-            let stats = reply_dict(&call(c, "Server", "GetStatistics", &()).await?)?;
-            let clients = reply_dicts(&call(c, "Server", "GetClients", &()).await?)?;
-            let nts = reply_dict(&call(c, "Nts", "GetStatus", &()).await?)?;
-            let text = status_text(&t, &sources, &stats, clients.len(), &nts);
+            let t = client::tracking(c).await.map_err(classify)?;
+            let sources = sources_proxy(c)
+                .await?
+                .get_sources()
+                .await
+                .map_err(classify)?;
+            let server = server_proxy(c).await?;
+            let stats = server.get_statistics().await.map_err(classify)?;
+            let clients = server.get_clients().await.map_err(classify)?;
+            let nts = nts_proxy(c).await?.get_status().await.map_err(classify)?;
+            let text = text::status(&t, &sources, &stats, clients.len(), &nts);
             Output {
                 json: json!({"tracking": t, "sources": sources, "server": stats, "clients": clients.len(), "nts": nts}),
                 text,
             }
         }
         Command::Tracking => {
-            let t = properties(c, "Tracking").await?;
-            let text = tracking_text(&t);
-            Output { json: t, text }
+            let t = client::tracking(c).await.map_err(classify)?;
+            Output::new(&t, text::tracking(&t))
         }
         Command::Sources => {
-            let list = reply_dicts(&call(c, "Sources", "GetSources", &()).await?)?;
-            let text = sources_text(&list);
-            Output {
-                json: Json::Array(list),
-                text,
-            }
+            let list = sources_proxy(c)
+                .await?
+                .get_sources()
+                .await
+                .map_err(classify)?;
+            Output::new(&list, text::sources(&list))
         }
         Command::Sourcestats => {
-            let list = reply_dicts(&call(c, "Sources", "GetSources", &()).await?)?;
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|x| {
-                    vec![
-                        s(x, "Name"),
-                        u(x, "Samples").to_string(),
-                        u(x, "Runs").to_string(),
-                        ago(render::f(x, "Span")),
-                        format!("{:.3}", render::f(x, "FrequencyPpm")),
-                        format!("{:.3}", render::f(x, "SkewPpm")),
-                        offset(render::f(x, "Offset")),
-                        offset(render::f(x, "StdDev"))
-                            .trim_start_matches('+')
-                            .to_owned(),
-                    ]
-                })
-                .collect();
-            let text = table(
-                &[
-                    "Name",
-                    "NP",
-                    "NR",
-                    "Span",
-                    "Frequency",
-                    "Freq Skew",
-                    "Offset",
-                    "Std Dev",
-                ],
-                &rows,
-                &[false, true, true, true, true, true, true, true],
-            );
-            Output {
-                json: Json::Array(list),
-                text,
-            }
+            let list = sources_proxy(c)
+                .await?
+                .get_sources()
+                .await
+                .map_err(classify)?;
+            Output::new(&list, text::sourcestats(&list))
         }
         Command::Serverstats => {
-            let st = reply_dict(&call(c, "Server", "GetStatistics", &()).await?)?;
-            let text = serverstats_text(&st);
-            Output { json: st, text }
+            let st = server_proxy(c)
+                .await?
+                .get_statistics()
+                .await
+                .map_err(classify)?;
+            Output::new(&st, text::serverstats(&st))
         }
         Command::Clients => {
-            let list = reply_dicts(&call(c, "Server", "GetClients", &()).await?)?;
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|x| {
-                    let int = x
-                        .get("IntervalLog2")
-                        .and_then(Json::as_f64)
-                        .map(|v| format!("{:.0}", v.round()))
-                        .unwrap_or_else(|| "-".into());
-                    vec![
-                        s(x, "Address"),
-                        u(x, "NtpReplies").to_string(),
-                        u(x, "NtsReplies").to_string(),
-                        u(x, "Dropped").to_string(),
-                        int,
-                        ago(render::f(x, "LastSeenAgo")),
-                    ]
-                })
-                .collect();
-            let text = table(
-                &["Address", "NTP", "NTS", "Drop", "Int", "Last"],
-                &rows,
-                &[false, true, true, true, true, true],
-            );
-            Output {
-                json: Json::Array(list),
-                text,
-            }
+            let list = server_proxy(c)
+                .await?
+                .get_clients()
+                .await
+                .map_err(classify)?;
+            Output::new(&list, text::clients(&list))
         }
         Command::Nts => {
-            let n = reply_dict(&call(c, "Nts", "GetStatus", &()).await?)?;
-            let text = nts_text(&n);
-            Output { json: n, text }
+            let n = nts_proxy(c).await?.get_status().await.map_err(classify)?;
+            Output::new(&n, text::nts(&n))
         }
         Command::Certificate(CertificateCmd::Install { cert, key }) => {
             let (cert_pem, key_pem) = (read_file(cert)?, read_file(key)?);
-            let r = reply_dict(&call(c, "Nts", "InstallCertificate", &(cert_pem, key_pem)).await?)?;
+            let r = nts_proxy(c)
+                .await?
+                .install_certificate(&cert_pem, &key_pem)
+                .await
+                .map_err(classify)?;
             let text = format!(
                 "Certificate installed and in use.\n{}",
-                certificate_text(&r)
+                text::certificate(&r)
             );
-            Output { json: r, text }
+            Output::new(&r, text)
         }
         Command::Keys(KeysCmd::Rotate) => {
-            let n = reply_dict(&call(c, "Nts", "RotateKeys", &()).await?)?;
-            let text = format!(
-                "Master keys rotated; current key {}.",
-                s(&n, "CurrentKeyId")
-            );
-            Output { json: n, text }
+            let n = nts_proxy(c).await?.rotate_keys().await.map_err(classify)?;
+            let current = n
+                .current_key_id
+                .map_or_else(|| "-".to_owned(), |k| k.to_string());
+            Output::new(&n, format!("Master keys rotated; current key {current}."))
         }
         Command::Config(cmd) => {
-            let (text_in, dry_run, reload) = match cmd {
-                ConfigCmd::Check { file } => (read_file(file)?, true, false),
-                ConfigCmd::Apply { file, dry_run } => (read_file(file)?, *dry_run, false),
-                ConfigCmd::Reload => (String::new(), false, true),
+            let proxy = config_proxy(c).await?;
+            let (r, mut text) = match cmd {
+                ConfigCmd::Reload => {
+                    let r = proxy.reload().await.map_err(classify)?;
+                    let text = format!("Configuration reloaded from {}.", r.path);
+                    (r, text)
+                }
+                ConfigCmd::Check { file } | ConfigCmd::Apply { file, .. } => {
+                    let dry_run = !matches!(cmd, ConfigCmd::Apply { dry_run: false, .. });
+                    let r = proxy
+                        .apply(&read_file(file)?, dry_run)
+                        .await
+                        .map_err(classify)?;
+                    let text = if dry_run {
+                        "Configuration is valid (nothing was changed).".to_owned()
+                    } else {
+                        format!("Configuration saved to {} and applied.", r.path)
+                    };
+                    (r, text)
+                }
             };
-            let r = if reload {
-                reply_dict(&call(c, "Config", "Reload", &()).await?)?
-            } else {
-                reply_dict(&call(c, "Config", "Apply", &(text_in, dry_run)).await?)?
-            };
-            let restart: Vec<String> = r
-                .get("RestartRequired")
-                .and_then(Json::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut text = match (reload, dry_run) {
-                (true, _) => format!("Configuration reloaded from {}.", s(&r, "Path")),
-                (false, true) => "Configuration is valid (nothing was changed).".to_owned(),
-                (false, false) => format!("Configuration saved to {} and applied.", s(&r, "Path")),
-            };
-            if !restart.is_empty() {
+            if !r.restart_required.is_empty() {
                 text.push_str(&format!(
                     "\nTakes effect after a restart: {}",
-                    restart.join(", ")
+                    r.restart_required.join(", ")
                 ));
             }
-            Output { json: r, text }
+            Output::new(&r, text)
         }
         Command::Reboot => {
-            call(c, "Power", "Reboot", &()).await?;
+            power_proxy(c).await?.reboot().await.map_err(classify)?;
             Output {
                 json: json!({"ok": true}),
                 text: "Rebooting.".into(),
             }
         }
         Command::Shutdown => {
-            call(c, "Power", "PowerOff", &()).await?;
+            power_proxy(c).await?.power_off().await.map_err(classify)?;
             Output {
                 json: json!({"ok": true}),
                 text: "Shutting down.".into(),
@@ -364,378 +334,4 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
             text: String::new(),
         },
     })
-}
-
-fn tracking_text(t: &Json) -> String {
-    let f = |k| render::f(t, k);
-    let reference = reference_text(&s(t, "ReferenceId"), &s(t, "ReferenceName"));
-    let sign = |v: f64, pos: &str, neg: &str| {
-        format!("{:.9} seconds {}", v.abs(), if v < 0.0 { neg } else { pos })
-    };
-    let reftime = f("ReferenceTime");
-    fields(&[
-        ("Reference ID", reference),
-        ("Stratum", s(t, "Stratum")),
-        (
-            "Ref time (UTC)",
-            if reftime > 0.0 {
-                utc(reftime as i64)
-            } else {
-                "never".into()
-            },
-        ),
-        (
-            "System time",
-            sign(
-                f("SystemTimeOffset"),
-                "fast of NTP time",
-                "slow of NTP time",
-            ),
-        ),
-        ("Last offset", format!("{:+.9} seconds", f("LastOffset"))),
-        ("RMS offset", format!("{:.9} seconds", f("RmsOffset"))),
-        (
-            "Frequency",
-            format!(
-                "{:.3} ppm {}",
-                f("Frequency").abs(),
-                if f("Frequency") < 0.0 { "slow" } else { "fast" }
-            ),
-        ),
-        (
-            "Residual freq",
-            format!("{:+.3} ppm", f("ResidualFrequency")),
-        ),
-        ("Skew", format!("{:.3} ppm", f("Skew"))),
-        ("Root delay", format!("{:.9} seconds", f("RootDelay"))),
-        (
-            "Root dispersion",
-            format!("{:.9} seconds", f("RootDispersion")),
-        ),
-        (
-            "Update interval",
-            format!("{:.1} seconds", f("UpdateInterval")),
-        ),
-        ("Leap status", capitalized(&s(t, "LeapStatus"))),
-        (
-            "Synchronized",
-            if t.get("Synchronized")
-                .and_then(Json::as_bool)
-                .unwrap_or(false)
-            {
-                "yes".into()
-            } else {
-                "no".into()
-            },
-        ),
-    ])
-}
-
-/// chronyc's form: the reference ID in hex, then a name ("50505300
-/// (PPS)"). An ASCII ID such as "PPS" is its own name.
-fn reference_text(id: &str, name: &str) -> String {
-    // Non-ASCII IDs (IPv4 addresses, local) already come as 8 hex digits.
-    let ascii = !id.is_empty() && id.len() <= 4 && id.bytes().all(|b| b.is_ascii_graphic());
-    let (hex, own_name) = if ascii {
-        let mut bytes = [0u8; 4];
-        bytes[..id.len()].copy_from_slice(id.as_bytes());
-        (
-            bytes.iter().map(|b| format!("{b:02X}")).collect::<String>(),
-            id.to_owned(),
-        )
-    } else {
-        (id.to_owned(), String::new())
-    };
-    let name = if name.is_empty() || name == "-" {
-        own_name
-    } else {
-        name.to_owned()
-    };
-    if name.is_empty() {
-        hex
-    } else {
-        format!("{hex} ({name})")
-    }
-}
-
-/// "normal" -> "Normal", as chronyc prints the leap status.
-fn capitalized(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-fn state_mark(state: &str) -> &'static str {
-    match state {
-        "selected" => "*",
-        "combined" => "+",
-        "candidate" => "-",
-        "falseticker" => "x",
-        "jittery" => "~",
-        _ => "?",
-    }
-}
-
-fn sources_text(list: &[Json]) -> String {
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|x| {
-            let gps = match x.get("GpsFix").and_then(Json::as_str) {
-                Some(fix) => {
-                    let sats = x
-                        .get("GpsSatellitesUsed")
-                        .and_then(Json::as_u64)
-                        .map(|n| format!(" {n} sats"))
-                        .unwrap_or_default();
-                    let delay = x
-                        .get("NmeaPpsDelay")
-                        .and_then(Json::as_f64)
-                        .map(|d| format!(" nmea-pps {}", offset(d)))
-                        .unwrap_or_default();
-                    format!("fix {fix}{sats}{delay}")
-                }
-                None => String::new(),
-            };
-            vec![
-                format!("{} {}", s(x, "Kind"), state_mark(&s(x, "State"))),
-                s(x, "Name"),
-                s(x, "Stratum"),
-                s(x, "Poll"),
-                format!("{:o}", u(x, "Reach")),
-                ago(render::f(x, "LastSampleAgo")),
-                format!(
-                    "{}[{}] +/- {}",
-                    offset(render::f(x, "LastOffsetAdjusted")),
-                    offset(render::f(x, "LastOffset")),
-                    offset(render::f(x, "LastError")).trim_start_matches('+')
-                ),
-                gps,
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "MS",
-            "Name",
-            "Stratum",
-            "Poll",
-            "Reach",
-            "LastRx",
-            "Last sample",
-            "GPS",
-        ],
-        &rows,
-        &[false, false, true, true, true, true, true, false],
-    )
-}
-
-fn serverstats_text(st: &Json) -> String {
-    let mut pairs = vec![
-        ("NTP packets received", u(st, "NtpReceived").to_string()),
-        ("NTP packets replied", u(st, "NtpReplied").to_string()),
-        ("NTP packets dropped", u(st, "NtpDropped").to_string()),
-        (
-            "Kernel RX timestamps",
-            u(st, "NtpKernelTimestamps").to_string(),
-        ),
-        (
-            "Authenticated NTP packets",
-            u(st, "NtsAuthenticated").to_string(),
-        ),
-        ("NTS NAKs sent", u(st, "NtsNaks").to_string()),
-        (
-            "NTS-KE connections accepted",
-            u(st, "NtsKeAccepted").to_string(),
-        ),
-        (
-            "NTS-KE connections dropped",
-            u(st, "NtsKeDropped").to_string(),
-        ),
-        (
-            "NTS-KE connections active",
-            u(st, "NtsKeActive").to_string(),
-        ),
-    ];
-    let mut reasons: Vec<(String, u64)> = st
-        .get("NtpDroppedByReason")
-        .and_then(Json::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                .filter(|(_, n)| *n > 0)
-                .collect()
-        })
-        .unwrap_or_default();
-    reasons.sort();
-    let labels: Vec<String> = reasons
-        .iter()
-        .map(|(k, _)| format!("  dropped: {k}"))
-        .collect();
-    for ((_, n), label) in reasons.iter().zip(&labels) {
-        pairs.push((label.as_str(), n.to_string()));
-    }
-    fields(&pairs)
-}
-
-fn certificate_text(c: &Json) -> String {
-    let sans: Vec<String> = c
-        .get("SubjectAltNames")
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    fields(&[
-        ("Subject", s(c, "Subject")),
-        ("Issuer", s(c, "Issuer")),
-        ("Alt names", sans.join(", ")),
-        (
-            "Valid from",
-            c.get("NotBefore")
-                .and_then(Json::as_i64)
-                .map(utc)
-                .unwrap_or_default(),
-        ),
-        (
-            "Expires",
-            c.get("NotAfter")
-                .and_then(Json::as_i64)
-                .map(utc)
-                .unwrap_or_default(),
-        ),
-        ("SHA-256", s(c, "FingerprintSha256")),
-        ("Chain length", s(c, "ChainLength")),
-        ("File", s(c, "Path")),
-    ])
-}
-
-fn nts_text(n: &Json) -> String {
-    if !n.get("Enabled").and_then(Json::as_bool).unwrap_or(false) {
-        return "NTS is disabled ([nts] enabled = false).".into();
-    }
-    let ids: Vec<String> = n
-        .get("KeyIds")
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|v| format!("{:08x}", v.as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out = fields(&[
-        ("NTS required", s(n, "Required")),
-        ("Key role", s(n, "KeyRole")),
-        (
-            "Current key",
-            n.get("CurrentKeyId")
-                .and_then(Json::as_u64)
-                .map(|k| format!("{k:08x}"))
-                .unwrap_or_else(|| "-".into()),
-        ),
-        ("Keys held", ids.join(" ")),
-        (
-            "Next rotation",
-            n.get("NextRotation")
-                .and_then(Json::as_i64)
-                .map(utc)
-                .unwrap_or_else(|| "-".into()),
-        ),
-        (
-            "NTS-KE addresses",
-            n.get("KeAddresses")
-                .and_then(Json::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Json::as_str)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default(),
-        ),
-    ]);
-    match n.get("Certificate") {
-        Some(c) if c.is_object() => {
-            out.push_str("\n\nCertificate\n");
-            out.push_str(&certificate_text(c));
-        }
-        _ => out.push_str(&format!(
-            "\n\nCertificate: unreadable: {}",
-            s(n, "CertificateError")
-        )),
-    }
-    out
-}
-
-fn status_text(t: &Json, sources: &[Json], st: &Json, clients: usize, nts: &Json) -> String {
-    let sync = t
-        .get("Synchronized")
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
-    let selected = sources
-        .iter()
-        .find(|x| s(x, "State") == "selected")
-        .map(|x| s(x, "Name"))
-        .unwrap_or_else(|| "none".into());
-    let cert = match nts.get("Certificate") {
-        Some(c) if c.is_object() => format!(
-            "{} (expires {})",
-            s(c, "Subject"),
-            c.get("NotAfter")
-                .and_then(Json::as_i64)
-                .map(utc)
-                .unwrap_or_default()
-        ),
-        _ if nts.get("Enabled").and_then(Json::as_bool) == Some(false) => "NTS disabled".into(),
-        _ => format!("unreadable: {}", s(nts, "CertificateError")),
-    };
-    fields(&[
-        (
-            "Clock",
-            format!(
-                "stratum {}, {}, reference {}",
-                s(t, "Stratum"),
-                if sync {
-                    "synchronised"
-                } else {
-                    "NOT synchronised"
-                },
-                s(t, "ReferenceId")
-            ),
-        ),
-        ("Offset", offset(render::f(t, "SystemTimeOffset"))),
-        (
-            "Sources",
-            format!("{} (selected: {selected})", sources.len()),
-        ),
-        (
-            "Server",
-            format!(
-                "{} received, {} replied, {} dropped, {} NTS",
-                u(st, "NtpReceived"),
-                u(st, "NtpReplied"),
-                u(st, "NtpDropped"),
-                u(st, "NtsAuthenticated")
-            ),
-        ),
-        ("Clients", clients.to_string()),
-        ("Certificate", cert),
-    ])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reference_reads_like_chronyc() {
-        assert_eq!(reference_text("PPS", "PPS"), "50505300 (PPS)");
-        assert_eq!(reference_text("GPS", ""), "47505300 (GPS)");
-        assert_eq!(reference_text("7F7F0101", ""), "7F7F0101");
-        assert_eq!(reference_text("C0000201", "gps0"), "C0000201 (gps0)");
-        assert_eq!(capitalized("not synchronised"), "Not synchronised");
-    }
 }

@@ -1,25 +1,7 @@
 //! Human output: aligned tables and `Name : value` blocks, as chronyc
 //! prints them.
 
-use serde_json::Value as Json;
-use skytime_refclock::gpstime::civil_from_days;
-
-/// A field of a JSON object as text ("-" when absent).
-pub fn s(v: &Json, key: &str) -> String {
-    match v.get(key) {
-        None | Some(Json::Null) => "-".to_owned(),
-        Some(Json::String(x)) => x.clone(),
-        Some(x) => x.to_string(),
-    }
-}
-
-pub fn f(v: &Json, key: &str) -> f64 {
-    v.get(key).and_then(Json::as_f64).unwrap_or(0.0)
-}
-
-pub fn u(v: &Json, key: &str) -> u64 {
-    v.get(key).and_then(Json::as_u64).unwrap_or(0)
-}
+use time::OffsetDateTime;
 
 /// Seconds as chronyc prints offsets: a number and a unit (ns, us, ms, s).
 pub fn offset(seconds: f64) -> String {
@@ -93,16 +75,21 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
         .join("\n")
 }
 
-/// Unix seconds as UTC `YYYY-MM-DD hh:mm:ss`.
+/// Unix seconds as UTC `YYYY-MM-DD hh:mm:ss UTC` (the number itself when
+/// it is outside the years -9999 to 9999).
 pub fn utc(unix: i64) -> String {
-    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
-    let secs = unix.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    match OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{unix} (Unix time)"),
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +101,8 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(1_800_000_000), "2027-01-15 08:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(253_402_300_799), "9999-12-31 23:59:59 UTC");
+        assert_eq!(utc(i64::MAX), format!("{} (Unix time)", i64::MAX));
         assert_eq!(offset(12e-9), "+12ns");
         assert_eq!(offset(-0.0026), "-3ms");
         assert_eq!(ago(4000.0), "67m");

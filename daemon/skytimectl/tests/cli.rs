@@ -1,68 +1,53 @@
-//! skytimectl against the real management API on a private dbus-daemon:
-//! tables, JSON, and exit codes scripts can rely on.
+//! skytimectl against skytimed's D-Bus interfaces on a private
+//! dbus-daemon, over a stand-in backend: what skytimectl sends, how it
+//! prints the records (tables and JSON) and which exit code scripts get
+//! for each answer. What the daemon does with the calls is proved with the
+//! real daemon in `tests/tests/dbus_system.rs`.
 
-#[path = "../../skytimed/tests/support/mod.rs"]
-mod support;
-
+use skytime_api::ApiError;
+use skytime_tests::dbus::{make_cert, run, PrivateBus, ADMIN, UNPRIVILEGED};
+use skytime_tests::run_bounded;
+use skytime_tests::standin::{Call, StandIn};
 use skytimed::dbus::{self, DbusConfig};
+use std::path::Path;
 use std::process::Command;
-use support::{make_cert, run_as, run_bounded, PrivateBus, TestBackend, ADMIN, UNPRIVILEGED};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const CTL: &str = env!("CARGO_BIN_EXE_skytimectl");
 
-fn ctl(bus: &str, args: &[&str]) -> (i32, String, String) {
-    let out = run_bounded(
-        Command::new(CTL)
-            .args(args)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", bus),
+/// skytimectl `args` on `bus` as `user` (None: root): exit code, stdout,
+/// stderr.
+fn ctl(user: Option<&str>, bus: &str, args: &[&str]) -> (i32, String, String) {
+    let r = run(
+        user,
+        Path::new(CTL),
+        args,
+        &[("DBUS_SYSTEM_BUS_ADDRESS", bus)],
     );
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (r.code.unwrap_or(-1), r.stdout, r.stderr)
 }
 
-fn ctl_as(user: &str, bus: &str, args: &[&str]) -> (i32, String, String) {
-    let out = run_as(user, CTL, args, &[("DBUS_SYSTEM_BUS_ADDRESS", bus)]);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// skytimed's interfaces over a stand-in on a private bus, until dropped.
+struct Served {
+    bus: PrivateBus,
+    backend: Arc<StandIn>,
+    _handle: dbus::DbusHandle,
+    _shutdown: tokio_util::sync::DropGuard,
+    _rt: tokio::runtime::Runtime,
 }
 
-#[test]
-fn not_running_is_exit_3_with_a_clear_message() {
-    let bus = PrivateBus::start(&[]);
-    let (code, _, err) = ctl(&bus.address, &["tracking"]);
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("skytimed is not running"), "{err}");
-    let (code, _, err) = ctl("unix:path=/nonexistent/socket", &["status"]);
-    assert_eq!(code, 3, "{err}");
-}
-
-#[test]
-fn reads_writes_and_exit_codes() {
+fn serve() -> Served {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let bus = PrivateBus::start(&[]);
-    let data = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        data.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let backend = TestBackend::new(&data.path().join("data"));
-    backend.stats.received(true);
-    backend.stats.replied();
+    let backend = StandIn::example();
     let shutdown = CancellationToken::new();
-    let _guard = shutdown.clone().drop_guard();
-    let _handle = rt
+    let handle = rt
         .block_on(dbus::serve(
             &DbusConfig {
                 bus: bus.address.clone(),
@@ -70,12 +55,42 @@ fn reads_writes_and_exit_codes() {
             },
             backend.clone(),
             None,
-            shutdown,
+            shutdown.clone(),
         ))
         .unwrap();
-    let a = bus.address.as_str();
+    Served {
+        bus,
+        backend,
+        _handle: handle,
+        _shutdown: shutdown.drop_guard(),
+        _rt: rt,
+    }
+}
 
-    let (code, out, err) = ctl_as(UNPRIVILEGED, a, &["tracking"]);
+/// A file the test users can read.
+fn file(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn not_running_is_exit_3_with_a_clear_message() {
+    let bus = PrivateBus::start(&[]);
+    let (code, _, err) = ctl(None, &bus.address, &["tracking"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("skytimed is not running"), "{err}");
+    let (code, _, err) = ctl(None, "unix:path=/nonexistent/socket", &["status"]);
+    assert_eq!(code, 3, "{err}");
+}
+
+#[test]
+fn records_print_like_chronyc_and_as_json() {
+    let s = serve();
+    let a = s.bus.address.as_str();
+
+    let (code, out, err) = ctl(Some(UNPRIVILEGED), a, &["tracking"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("Reference ID    : 50505300 (PPS)")
@@ -83,14 +98,21 @@ fn reads_writes_and_exit_codes() {
             && out.contains("Leap status     : Normal"),
         "{out}"
     );
+    // JSON keys are the D-Bus names, and the record comes back whole.
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["--json", "tracking"]);
+    assert_eq!(code, 0);
+    let t: skytime_api::TrackingReport = serde_json::from_str(&out).unwrap();
+    assert_eq!(t, *s.backend.tracking.lock().unwrap());
 
-    let (code, out, _) = ctl_as(UNPRIVILEGED, a, &["--json", "serverstats"]);
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["--json", "serverstats"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["NtpReceived"], 1);
-    assert_eq!(v["NtpReplied"], 1);
+    assert_eq!(
+        (v["NtpReceived"].as_u64(), v["NtpReplied"].as_u64()),
+        (Some(2), Some(1))
+    );
 
-    let (code, out, _) = ctl_as(UNPRIVILEGED, a, &["sources"]);
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["sources"]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
@@ -101,85 +123,118 @@ fn reads_writes_and_exit_codes() {
         lines[2].contains("gps0") && lines[2].contains("fix 3d 9 sats") && lines[2].contains("377"),
         "{out}"
     );
-
-    let (code, out, _) = ctl_as(UNPRIVILEGED, a, &["nts"]);
-    assert_eq!(code, 0);
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["sourcestats"]);
     assert!(
-        out.contains("first.example.test") && out.contains("SHA-256"),
+        code == 0 && out.contains("Freq Skew") && out.contains("gps0"),
         "{out}"
     );
-    let (code, out, _) = ctl_as(UNPRIVILEGED, a, &["status"]);
+
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["nts"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("first.example.test") && out.contains("SHA-256") && out.contains("00000007"),
+        "{out}"
+    );
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["status"]);
     assert_eq!(code, 0);
     assert!(out.contains("stratum 1, synchronised"), "{out}");
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["--json", "status"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["sources"][0]["GpsSatellitesUsed"], 9, "{v}");
+    assert!(s.backend.calls().is_empty(), "reading wrote something");
+}
 
-    // Writes: refused for a plain user (4), allowed for the admin group.
-    let (code, _, err) = ctl_as(UNPRIVILEGED, a, &["keys", "rotate"]);
-    assert_eq!(code, 4, "{err}");
-    assert!(err.contains("access denied"), "{err}");
-    let (code, out, err) = ctl_as(ADMIN, a, &["keys", "rotate"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("current key 2"), "{out}");
-
-    // Invalid input: 5, and a file that cannot be read is 5 too.
-    let bad = data.path().join("bad.toml");
-    std::fs::write(&bad, "[ntp]\nlocal_stratum = 99\n").unwrap();
-    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let (code, _, err) = ctl(a, &["config", "check", bad.to_str().unwrap()]);
-    assert_eq!(code, 5, "{err}");
-    assert!(
-        err.contains("out of range") && err.contains("InvalidConfig"),
-        "{err}"
-    );
-    let (code, _, err) = ctl(a, &["config", "apply", "/nonexistent.toml"]);
-    assert_eq!(code, 5, "{err}");
-
-    let good = data.path().join("good.toml");
-    std::fs::write(
-        &good,
-        format!(
-            "data_dir = \"{}\"\n[nts]\nenabled = true\n[ntp]\nlisten = [\"127.0.0.1:11123\"]\n",
-            data.path().join("data").display()
-        ),
+#[test]
+fn writes_send_what_they_say_and_exit_codes_follow_the_answer() {
+    let s = serve();
+    let a = s.bus.address.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let (code, out, err) = ctl(a, &["config", "apply", good.to_str().unwrap(), "--dry-run"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("valid") && out.contains("ntp.listen"), "{out}");
-    let (code, out, err) = ctl(a, &["config", "apply", good.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("saved"), "{out}");
 
-    let (cert, key) = make_cert("installed.example.test", 2100);
-    let (c, k) = (data.path().join("c.pem"), data.path().join("k.pem"));
-    std::fs::write(&c, &cert).unwrap();
-    std::fs::write(&k, &key).unwrap();
-    let (code, out, err) = ctl(
-        a,
-        &[
-            "certificate",
-            "install",
-            c.to_str().unwrap(),
-            k.to_str().unwrap(),
-        ],
-    );
+    // Refused for a plain user (4): the bus policy stops it.
+    let (code, _, err) = ctl(Some(UNPRIVILEGED), a, &["keys", "rotate"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("access denied"), "{err}");
+    assert!(s.backend.calls().is_empty());
+    let (code, out, err) = ctl(Some(ADMIN), a, &["keys", "rotate"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("installed.example.test"), "{out}");
-    let (_, other) = make_cert("x", 2100);
-    std::fs::write(&k, other).unwrap();
-    let (code, _, err) = ctl(
-        a,
-        &[
-            "--json",
-            "certificate",
-            "install",
-            c.to_str().unwrap(),
-            k.to_str().unwrap(),
-        ],
+    assert!(out.contains("current key 7"), "{out}");
+
+    // The file's text goes to the daemon as it is.
+    let text = "[ntp]\nlocal_stratum = 9\n";
+    let good = file(dir.path(), "good.toml", text);
+    let (code, out, err) = ctl(Some(ADMIN), a, &["config", "check", &good]);
+    assert!(code == 0 && out.contains("valid"), "{out}{err}");
+    let (code, out, err) = ctl(Some(ADMIN), a, &["config", "apply", &good]);
+    assert!(
+        code == 0 && out.contains("saved to /var/lib/skytime/skytime.toml"),
+        "{out}{err}"
     );
-    assert_eq!(code, 5, "{err}");
+    let (code, out, err) = ctl(None, a, &["config", "reload"]);
+    assert!(code == 0 && out.contains("reloaded"), "{out}{err}");
+    let (cert, key) = make_cert("installed.example.test", 2100);
+    let (c, k) = (
+        file(dir.path(), "c.pem", &cert),
+        file(dir.path(), "k.pem", &key),
+    );
+    let (code, out, err) = ctl(None, a, &["certificate", "install", &c, &k]);
+    assert!(
+        code == 0 && out.contains("installed and in use"),
+        "{out}{err}"
+    );
+    assert_eq!(
+        s.backend.calls(),
+        vec![
+            Call::RotateKeys,
+            Call::ApplyConfig {
+                toml: text.into(),
+                dry_run: true
+            },
+            Call::ApplyConfig {
+                toml: text.into(),
+                dry_run: false
+            },
+            Call::ReloadConfig,
+            Call::InstallCertificate {
+                certificate_pem: cert,
+                private_key_pem: key
+            },
+        ]
+    );
+
+    // Each answer's exit code, with the daemon's message and error name.
+    for (error, code_wanted) in [
+        (ApiError::InvalidConfig("line 2: out of range".into()), 5),
+        (ApiError::InvalidCertificate("does not belong".into()), 5),
+        (ApiError::CertificateExpired("expired".into()), 5),
+        (ApiError::InvalidArgs("not PEM".into()), 5),
+        (ApiError::NotAvailable("NTS is disabled".into()), 6),
+        (ApiError::Refused("refused".into()), 1),
+        (ApiError::PersistFailed("cannot write".into()), 1),
+    ] {
+        s.backend.fail_next(error.clone());
+        let (code, out, err) = ctl(None, a, &["--json", "config", "apply", &good]);
+        assert_eq!(code, code_wanted, "{error:?}: {err}");
+        assert!(
+            err.contains(error.message()) && err.contains(error.name()),
+            "{err}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["exit_code"], code_wanted, "{out}");
+    }
+    // A file that cannot be read is invalid input too, and sends nothing.
+    let calls = s.backend.calls().len();
+    let (code, _, err) = ctl(None, a, &["config", "apply", "/nonexistent.toml"]);
+    assert!(code == 5 && err.contains("cannot read"), "{err}");
+    assert_eq!(s.backend.calls().len(), calls);
 
     // No logind on this bus: the power action fails with 1 and says why.
-    let (code, _, err) = ctl(a, &["reboot"]);
+    let (code, _, err) = ctl(None, a, &["reboot"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("logind"), "{err}");
 }
@@ -188,7 +243,7 @@ fn reads_writes_and_exit_codes() {
 fn completions_and_man_page_are_generated_without_a_daemon() {
     // No bus at all: generating must not try to connect.
     let none = "unix:path=/nonexistent/socket";
-    let (code, man, err) = ctl(none, &["generate", "man"]);
+    let (code, man, err) = ctl(None, none, &["generate", "man"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         man.starts_with(".ie") || man.contains(".TH skytimectl"),
@@ -206,15 +261,18 @@ fn completions_and_man_page_are_generated_without_a_daemon() {
     }
     assert!(man.contains("Exit codes"), "the exit codes are documented");
     // bash loads the completion and registers it for skytimectl.
-    let (code, script, err) = ctl(none, &["generate", "bash"]);
+    let (code, script, err) = ctl(None, none, &["generate", "bash"]);
     assert_eq!(code, 0, "{err}");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("skytimectl.bash");
     std::fs::write(&path, script).unwrap();
-    let out = run_bounded(Command::new("bash").arg("-c").arg(format!(
-        "source {} && complete -p skytimectl",
-        path.display()
-    )));
+    let out = run_bounded(
+        Command::new("bash").arg("-c").arg(format!(
+            "source {} && complete -p skytimectl",
+            path.display()
+        )),
+        Duration::from_secs(30),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("skytimectl"),
@@ -222,10 +280,10 @@ fn completions_and_man_page_are_generated_without_a_daemon() {
         String::from_utf8_lossy(&out.stderr)
     );
     for shell in ["zsh", "fish"] {
-        let (code, script, err) = ctl(none, &["generate", shell]);
+        let (code, script, err) = ctl(None, none, &["generate", shell]);
         assert_eq!(code, 0, "{err}");
         assert!(script.contains("rotate"), "{shell}: {script}");
     }
-    let (code, _, err) = ctl(none, &["generate", "tcsh"]);
+    let (code, _, err) = ctl(None, none, &["generate", "tcsh"]);
     assert_eq!(code, 2, "bad command line: {err}");
 }

@@ -1,17 +1,16 @@
 //! Start-up, signal handling and orderly shutdown of the whole daemon.
 
 use crate::appliance::{Appliance, Parts};
-use crate::clients::Clients;
-use crate::clock::ClockStatus;
-use crate::config::Config;
-use crate::dbus::{self, ApplianceBackend, DbusConfig};
+use crate::clock::{self, ClockStatus};
+use crate::config::{managed, Config};
+use crate::dbus::{self, DbusConfig};
 use crate::notify::{self, Health, Notifier};
-use crate::ntp_io::{self, NtpSocket};
-use crate::ntp_policy::{PolicyPublisher, ServePolicy};
-use crate::ntp_server::{self, ServerContext};
+use crate::ntp::{
+    self, Clients, NtpSocket, PolicyPublisher, ServePolicy, ServerContext, ServerStats,
+};
 use crate::nts::NtsService;
 use crate::refclock::Refclocks;
-use crate::stats::ServerStats;
+use skytime_api::ApplianceBackend;
 use skytime_proto::SyncState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,10 +67,10 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         source,
     })?;
 
-    let precision = ntp_io::measure_precision();
+    let precision = clock::measure_precision();
     let local_stratum = config.ntp.local_stratum.map(|s| s.get());
     let initial = match local_stratum {
-        Some(stratum) => SyncState::local(stratum, precision, ntp_io::now()),
+        Some(stratum) => SyncState::local(stratum, precision, clock::now()),
         None => SyncState::unsynchronized(precision),
     };
     let (sync_tx, sync_rx) = watch::channel(initial);
@@ -121,7 +120,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     // ever falls short, shard with SO_REUSEPORT sockets, not shared ones.
     let mut tasks = JoinSet::new();
     for socket in sockets {
-        tasks.spawn(ntp_server::serve(
+        tasks.spawn(ntp::serve(
             Arc::new(socket),
             ctx.clone(),
             Some(health.register("ntp", MAX_SILENCE)),
@@ -375,7 +374,7 @@ async fn wait_for_signals(
             // (its live settings) and the certificate.
             _ = hup.recv() => {
                 let appliance = appliance.clone();
-                let result = tokio::task::spawn_blocking(move || dbus::manage::reload(&*appliance)).await;
+                let result = tokio::task::spawn_blocking(move || managed::reload(&*appliance)).await;
                 match result {
                     Ok(Ok(outcome)) if outcome.restart_required.is_empty() => tracing::info!("SIGHUP: reloaded"),
                     Ok(Ok(outcome)) => tracing::warn!(restart_required = ?outcome.restart_required, "SIGHUP: reloaded; some settings take effect only after a restart"),

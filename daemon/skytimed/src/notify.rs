@@ -23,8 +23,7 @@
 //! `refclock`, that is the watcher). It exists so that system tests can
 //! prove the watchdog stops; never set it in production.
 
-use crate::dbus::report::TrackingReport;
-use crate::dbus::ApplianceBackend;
+use skytime_api::{ApplianceBackend, TrackingReport};
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicU64, Ordering};

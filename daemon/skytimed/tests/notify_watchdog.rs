@@ -3,6 +3,7 @@
 //! test-only SKYTIME_TEST_HANG trigger, which blocks the loop's thread for
 //! good, like a wedged driver call).
 
+use skytime_tests::standin::StandIn;
 use skytimed::notify::{self, Health, Notifier};
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
@@ -54,8 +55,7 @@ fn ready_status_and_watchdog_that_stops_when_a_loop_hangs() {
     });
 
     notifier.ready();
-    let data = tempfile::tempdir().unwrap();
-    let backend = support_backend(data.path());
+    let backend = StandIn::example();
     rt.spawn(notify::run_status(
         notifier.clone(),
         backend,
@@ -101,11 +101,4 @@ fn ready_status_and_watchdog_that_stops_when_a_loop_hangs() {
         late.is_empty(),
         "WATCHDOG=1 kept coming after the loop hung: {late:?}"
     );
-}
-
-#[path = "support/mod.rs"]
-mod support;
-
-fn support_backend(data: &std::path::Path) -> Arc<dyn skytimed::dbus::ApplianceBackend> {
-    support::TestBackend::new(&data.join("d"))
 }

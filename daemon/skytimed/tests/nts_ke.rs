@@ -8,6 +8,7 @@ use skytime_nts::ke::{exporter_context, EXPORTER_LABEL};
 use skytime_nts::record::{kind, records, write_record, write_u16_record};
 use skytime_nts::server::client::{check_reply, request, ReplyCheck};
 use skytime_proto::server::DropReason;
+use skytime_tests::wait_until_async;
 use skytimed::nts::{generate_identity, NtsConfig, NtsService, NtsVerdict};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -413,17 +414,14 @@ async fn slow_clients_time_out() {
         .expect("server closes a silent client")
         .unwrap_or(0);
     assert_eq!(n, 0);
-    assert!(skytime_wait(|| s.service.stats().ke_timeouts == 1).await);
+    assert!(eventually(|| s.service.stats().ke_timeouts == 1).await);
 }
 
-async fn skytime_wait(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..200 {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+/// Whether `f` holds within 10 s.
+async fn eventually(f: impl Fn() -> bool) -> bool {
+    wait_until_async(Duration::from_secs(10), || f().then_some(()))
+        .await
+        .is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,7 +536,7 @@ async fn cookies_survive_restart_and_rotation_window() {
     let dir = s.stop();
     let s = start_in(dir, &cfg).await;
     // Wait for at least one rotation; the cookie is still good.
-    assert!(skytime_wait(|| s.service.stats().key_rotations >= 1).await);
+    assert!(eventually(|| s.service.stats().key_rotations >= 1).await);
     assert!(
         answer(&s.service, &nts_request(&keys, &cookies[0], 0))
             .unwrap()
@@ -546,7 +544,7 @@ async fn cookies_survive_restart_and_rotation_window() {
         "cookie valid after restart and one rotation"
     );
     // After more rotations than previous_keys, it is NAKed as unknown.
-    assert!(skytime_wait(|| s.service.stats().key_rotations >= 4).await);
+    assert!(eventually(|| s.service.stats().key_rotations >= 4).await);
     let (authentic, nak) = answer(&s.service, &nts_request(&keys, &cookies[1], 0)).unwrap();
     assert!(!authentic);
     assert_eq!(check_reply(&nak, &UID, &keys.s2c), Some(ReplyCheck::Nak));

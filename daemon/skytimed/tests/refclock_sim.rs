@@ -6,60 +6,26 @@
 
 use skytime_discipline::{Sample, SourceKind};
 use skytime_proto::{NtpDuration, SyncState};
-use skytimed::refclock::{RefclockConfig, Refclocks, NMEA_INDEX, PPS_INDEX};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use skytime_tests::gpssim::GpsSim;
+use skytime_tests::wait_until_async;
+use skytimed::refclock::{RefclockConfig, Refclocks, SourceId};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-fn gpssim() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let mut dir = exe.parent().unwrap();
-    if dir.ends_with("deps") {
-        dir = dir.parent().unwrap();
-    }
-    let path = dir.join("skytime-gpssim");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p skytime-gpssim` first",
-        path.display()
-    );
-    path
-}
-
-/// The simulator process; killed and reaped on drop.
-struct Sim(Child);
-
-impl Sim {
-    fn start(dir: &Path, extra: &[&str]) -> Self {
-        let child = Command::new(gpssim())
-            .arg("--pty-link")
-            .arg(dir.join("gps"))
-            .arg("--sock")
-            .arg(dir.join("pps.sock"))
-            .args(extra)
-            .spawn()
-            .expect("start skytime-gpssim");
-        Self(child)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
+/// The simulator on `dir` (pty `dir/gps`, SOCK `dir/pps.sock`) with its
+/// own options.
+fn sim(dir: &Path, args: &[&str]) -> GpsSim {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    GpsSim::with_args(dir, &args)
 }
 
 fn config(dir: &Path, extra: &str) -> RefclockConfig {
     let text = format!(
         "device = \"{}\"\nsock = \"{}\"\nreopen_max_backoff = 0.5\n{extra}",
-        dir.join("gps").display(),
-        dir.join("pps.sock").display()
+        GpsSim::device(dir).display(),
+        GpsSim::sock(dir).display()
     );
     toml::from_str(&text).unwrap()
 }
@@ -93,7 +59,7 @@ async fn simulator_feeds_paired_pps_and_nmea_and_survives_an_unplug() {
     let clocks = Refclocks::start(&config(dir.path(), ""), tx, stop.clone())
         .await
         .unwrap();
-    let _sim = Sim::start(
+    let _sim = sim(
         dir.path(),
         &[
             "--nmea-delay",
@@ -130,7 +96,7 @@ async fn simulator_feeds_paired_pps_and_nmea_and_survives_an_unplug() {
     assert!(pps.len() >= 5, "PPS samples: {}", pps.len());
     // True time is the host clock: PPS offsets are the simulated jitter.
     for s in &pps {
-        assert_eq!(s.source, PPS_INDEX);
+        assert_eq!(s.source, SourceId::Pps.index());
         assert!(secs(s.offset).abs() < 1e-4, "PPS offset {}", secs(s.offset));
     }
     assert!(!nmea.is_empty());
@@ -151,7 +117,7 @@ async fn simulator_feeds_paired_pps_and_nmea_and_survives_an_unplug() {
     .collect();
     assert!(!late_nmea.is_empty());
     for s in &late_nmea {
-        assert_eq!(s.source, NMEA_INDEX);
+        assert_eq!(s.source, SourceId::Nmea.index());
         assert!(
             secs(s.offset).abs() < 0.03,
             "NMEA offset {}",
@@ -159,31 +125,21 @@ async fn simulator_feeds_paired_pps_and_nmea_and_survives_an_unplug() {
         );
     }
     let status = clocks.status();
-    assert!(status.source(PPS_INDEX).unwrap().reachable());
-    assert!(status.source(NMEA_INDEX).unwrap().connected);
+    assert!(status.source(SourceId::Pps).unwrap().reachable());
+    assert!(status.source(SourceId::Nmea).unwrap().connected);
     assert_eq!(status.fix.satellites, Some(8));
     assert!(status.bad_checksums >= 1, "{status:?}");
     assert!(status.lines.garbage_bytes > 0);
 
     // Unplug: the NMEA source goes unreachable, the module keeps running.
-    let t0 = Instant::now();
-    let mut went_down = false;
-    while t0.elapsed() < Duration::from_secs(8) {
-        let s = clocks.status();
-        let n = s.source(NMEA_INDEX).unwrap();
-        if !n.connected && !n.reachable() {
-            went_down = true;
-            assert!(n.last_error.is_some());
-            break;
-        }
+    let down = wait_until_async(Duration::from_secs(8), || {
         while rx.try_recv().is_ok() {}
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        went_down,
-        "NMEA never went unreachable: {:?}",
-        clocks.status()
-    );
+        let n = clocks.status().source(SourceId::Nmea).cloned()?;
+        (!n.connected && !n.reachable()).then_some(n)
+    })
+    .await
+    .unwrap_or_else(|| panic!("NMEA never went unreachable: {:?}", clocks.status()));
+    assert!(down.last_error.is_some());
 
     // ... and comes back when the simulator does.
     while rx.try_recv().is_ok() {}
@@ -196,7 +152,8 @@ async fn simulator_feeds_paired_pps_and_nmea_and_survives_an_unplug() {
         "no PPS after the simulator returned"
     );
     let s = clocks.status();
-    assert!(s.source(NMEA_INDEX).unwrap().connected && s.source(NMEA_INDEX).unwrap().reachable());
+    let nmea = s.source(SourceId::Nmea).unwrap();
+    assert!(nmea.connected && nmea.reachable());
     stop.cancel();
 }
 
@@ -217,7 +174,7 @@ async fn pps_carries_on_through_an_nmea_gap_only_when_synchronized() {
     )
     .await
     .unwrap();
-    let _sim = Sim::start(
+    let _sim = sim(
         dir.path(),
         &[
             "--nmea-delay",
@@ -232,7 +189,12 @@ async fn pps_carries_on_through_an_nmea_gap_only_when_synchronized() {
             "3",
         ],
     );
-    let samples = collect(&mut rx, Duration::from_secs(14), |_| false).await;
+    // The leap second comes at 3 s, the NMEA gap from 5 s to 9 s.
+    let samples = collect(&mut rx, Duration::from_secs(20), |_| {
+        let p = clocks.status().pairing;
+        p.holdover >= 2 && p.rejected_leap >= 1
+    })
+    .await;
     let st = clocks.status();
     eprintln!("pairing {:?}", st.pairing);
     assert!(st.pairing.holdover >= 2, "{:?}", st.pairing);
@@ -264,23 +226,16 @@ async fn a_wrong_pps_device_is_reported_and_nothing_stops() {
     ))
     .unwrap();
     let clocks2 = Refclocks::start(&cfg2, tx, stop.clone()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let s = clocks.status();
-    let pps = s.source(PPS_INDEX).unwrap();
-    assert!(!pps.connected);
-    assert!(
-        pps.last_error.as_deref().unwrap().contains("PPS_GETCAP"),
-        "{:?}",
-        pps.last_error
-    );
-    let s2 = clocks2.status();
-    assert!(s2
-        .source(PPS_INDEX)
-        .unwrap()
-        .last_error
-        .as_deref()
-        .unwrap()
-        .contains("cannot open"));
+    let error = |c: &Refclocks| c.status().source(SourceId::Pps)?.last_error.clone();
+    let pps = wait_until_async(Duration::from_secs(5), || error(&clocks))
+        .await
+        .unwrap_or_else(|| panic!("no PPS error reported: {:?}", clocks.status()));
+    assert!(pps.contains("PPS_GETCAP"), "{pps}");
+    assert!(!clocks.status().source(SourceId::Pps).unwrap().connected);
+    let gpio = wait_until_async(Duration::from_secs(5), || error(&clocks2))
+        .await
+        .unwrap_or_else(|| panic!("no GPIO error reported: {:?}", clocks2.status()));
+    assert!(gpio.contains("cannot open"), "{gpio}");
     let both: Result<RefclockConfig, _> =
         toml::from_str("pps = \"/dev/pps0\"\npps_gpio = { line = 4 }\n");
     let (tx, _rx) = mpsc::channel(1);

@@ -95,13 +95,10 @@ impl Clock for KernelClock {
     type Error = KernelClockError;
 
     fn now(&self) -> Result<NtpTimestamp, KernelClockError> {
-        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).map_err(|e| {
-            KernelClockError::Sys {
-                call: "clock_gettime",
-                source: std::io::Error::from(e),
-            }
-        })?;
-        Ok(NtpTimestamp::from_unix(t.tv_sec(), t.tv_nsec() as u32))
+        super::realtime::read().map_err(|e| KernelClockError::Sys {
+            call: "clock_gettime",
+            source: std::io::Error::from(e),
+        })
     }
 
     fn frequency_ppm(&self) -> Result<f64, KernelClockError> {

@@ -1,5 +1,6 @@
-//! The system clock in the daemon: the discipline task, adjtimex
-//! ([`kernel`]), the drift file and the leap-second table.
+//! The system clock in the daemon: reading it ([`realtime`]), the
+//! discipline task, adjtimex ([`kernel`]), the drift file and the
+//! leap-second table.
 //!
 //! The sans-IO `skytime_discipline::Discipline` makes every decision; this
 //! module feeds it samples and the time, applies its actions to the kernel
@@ -8,6 +9,7 @@
 //! replies and a [`ClockStatus`] snapshot for reports.
 
 pub mod kernel;
+pub mod realtime;
 
 use crate::persist::atomic_write;
 use serde::Deserialize;
@@ -23,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use kernel::{KernelClock, KernelClockError};
+pub use realtime::{measure_precision, now};
 
 /// Name of the drift file in the data directory.
 pub const DRIFT_FILE: &str = "drift";

@@ -6,7 +6,7 @@
 //! groups come from the bus (GetConnectionCredentials), never from the
 //! message.
 
-use super::error::ApiError;
+use skytime_api::ApiError;
 use zbus::fdo::DBusProxy;
 use zbus::message::Header;
 use zbus::names::BusName;

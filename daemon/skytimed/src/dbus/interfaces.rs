@@ -1,15 +1,15 @@
 //! The D-Bus interfaces, one small versioned interface per concern, all
-//! at [`OBJECT_PATH`](super::OBJECT_PATH). Reads are open to local users;
-//! every write checks the caller ([`auth`](super::auth)) before it looks at
-//! its arguments, and is logged with the caller's bus name.
+//! at [`OBJECT_PATH`](skytime_api::OBJECT_PATH). Reads are open to local
+//! users; every write checks the caller ([`auth`](super::auth)) before it
+//! looks at its arguments, refuses documents larger than
+//! [`MAX_DOCUMENT`] with `InvalidArgs`, is logged with the caller's bus
+//! name, and only then goes to the backend (from a blocking thread: it
+//! may write files).
 
 use super::auth::require_admin;
-use super::backend::ApplianceBackend;
-use super::error::ApiError;
-use super::manage;
-use super::report::{
-    CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,
-    TrackingReport,
+use skytime_api::{
+    ApiError, ApplianceBackend, CertificateReport, ClientReport, ConfigOutcome, NtsReport,
+    ServerReport, SourceReport, TrackingReport, MAX_DOCUMENT,
 };
 use std::sync::Arc;
 use zbus::message::Header;
@@ -39,11 +39,14 @@ impl Shared {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// Refuses a document argument larger than [`MAX_DOCUMENT`].
+fn check_size(what: &str, len: usize) -> Result<(), ApiError> {
+    if len > MAX_DOCUMENT {
+        return Err(ApiError::InvalidArgs(format!(
+            "{what} is {len} bytes; at most {MAX_DOCUMENT} are accepted"
+        )));
+    }
+    Ok(())
 }
 
 /// `org.skytime.Appliance1.Tracking`: the system clock, as properties
@@ -99,15 +102,15 @@ impl Tracking {
     /// ppm; positive: the clock runs fast.
     #[zbus(property)]
     fn frequency(&self) -> f64 {
-        self.t().frequency_ppm
+        self.t().frequency
     }
     #[zbus(property)]
     fn residual_frequency(&self) -> f64 {
-        self.t().residual_frequency_ppm
+        self.t().residual_frequency
     }
     #[zbus(property)]
     fn skew(&self) -> f64 {
-        self.t().skew_ppm
+        self.t().skew
     }
     #[zbus(property)]
     fn root_delay(&self) -> f64 {
@@ -184,11 +187,10 @@ impl Nts {
         self.shared
             .authorize(conn, &header, "installing a certificate")
             .await?;
+        check_size("the certificate", certificate_pem.len())?;
+        check_size("the private key", private_key_pem.len())?;
         let backend = self.shared.backend.clone();
-        blocking(move || {
-            manage::install_certificate(&*backend, &certificate_pem, &private_key_pem, unix_now())
-        })
-        .await
+        blocking(move || backend.install_certificate(&certificate_pem, &private_key_pem)).await
     }
 
     /// Makes a new master key current now (the old ones are kept so
@@ -202,7 +204,7 @@ impl Nts {
             .authorize(conn, &header, "rotating the NTS master keys")
             .await?;
         let backend = self.shared.backend.clone();
-        let report = blocking(move || backend.rotate_keys().map_err(ApiError::from)).await?;
+        let report = blocking(move || backend.rotate_keys()).await?;
         tracing::info!(key = ?report.current_key_id, "NTS master keys rotated");
         Ok(report)
     }
@@ -226,7 +228,7 @@ impl ConfigIface {
             .authorize(conn, &header, "reloading the configuration")
             .await?;
         let backend = self.shared.backend.clone();
-        blocking(move || manage::reload(&*backend)).await
+        blocking(move || backend.reload_config()).await
     }
 
     /// Validates `toml` as a whole configuration file; unless `dry_run`,
@@ -245,14 +247,15 @@ impl ConfigIface {
             "applying a configuration"
         };
         self.shared.authorize(conn, &header, action).await?;
+        check_size("the configuration", toml.len())?;
         let backend = self.shared.backend.clone();
-        blocking(move || manage::apply_config(&*backend, &toml, dry_run)).await
+        blocking(move || backend.apply_config(&toml, dry_run)).await
     }
 
     /// The file Apply writes and Reload reads.
     #[zbus(property)]
     fn path(&self) -> String {
-        self.shared.backend.config_path().display().to_string()
+        self.shared.backend.config_path()
     }
 }
 

@@ -1,37 +1,28 @@
 //! The management API on D-Bus: `org.skytime.Appliance1` at
-//! `/org/skytime/Appliance1`.
+//! `/org/skytime/Appliance1`, the interface layer over an
+//! [`ApplianceBackend`]. The records, error names and the backend contract
+//! are `skytime-api`'s; this module puts them on the bus.
 //!
-//! - [`report`]: the records the API returns (dictionaries on the wire).
-//! - [`backend`]: [`ApplianceBackend`], what the daemon provides.
 //! - [`interfaces`]: one small versioned interface per concern (Tracking,
-//!   Sources, Server, Nts, Config, Power).
-//! - [`manage`]: the write side without D-Bus (validate, persist, apply,
-//!   undo on failure).
-//! - [`certificate`]: PEM/X.509 checks and descriptions.
+//!   Sources, Server, Nts, Config, Power); writes check the caller and the
+//!   arguments' size before the backend sees them.
 //! - [`auth`]: root or the admin group may write; everyone may read.
-//! - [`error`]: one D-Bus error name per failure.
+//! - [`config`]: the `[dbus]` section.
 //!
 //! The contract is the introspection XML in
-//! `daemon/skytimed/dist/org.skytime.Appliance1.xml`; a test compares it
+//! `daemon/skytimed/dist/org.skytime.Appliance1.xml`; tests compare it
 //! with what the running service says. Start with [`serve`] once the
 //! sockets are bound; it returns when the bus name is owned.
 
 pub mod auth;
-pub mod backend;
-pub mod certificate;
-pub mod error;
+pub mod config;
 pub mod interfaces;
-pub mod manage;
-pub mod report;
 
-pub use backend::{ApplianceBackend, BackendError};
-pub use error::ApiError;
+pub use config::DbusConfig;
 
 use crate::notify::{Beat, Health};
 use interfaces::{ConfigIface, Nts, Power, Server, Shared, Sources, Tracking};
-use report::TrackingReport;
-use serde::Deserialize;
-use std::path::PathBuf;
+use skytime_api::{ApplianceBackend, TrackingReport, BUS_NAME, OBJECT_PATH};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -40,42 +31,11 @@ use zbus::fdo::{RequestNameFlags, RequestNameReply};
 use zbus::object_server::InterfaceRef;
 use zbus::Connection;
 
-/// The well-known bus name (the `1` is the API version).
-pub const BUS_NAME: &str = "org.skytime.Appliance1";
-/// The object every interface lives on.
-pub const OBJECT_PATH: &str = "/org/skytime/Appliance1";
-/// The checked-in contract.
-pub const INTROSPECTION_XML: &str = include_str!("../../dist/org.skytime.Appliance1.xml");
-
 /// How often tracking properties are compared for change signals (and the
 /// poller beats).
 const POLL: Duration = Duration::from_secs(1);
 /// How long the poller may stay silent before the watchdog gives up on it.
 const HEALTH_SILENCE: Duration = Duration::from_secs(5);
-
-/// The `[dbus]` section of skytime.toml.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DbusConfig {
-    /// Offer the management API.
-    pub enabled: bool,
-    /// `"system"` (the system bus; `DBUS_SYSTEM_BUS_ADDRESS` overrides its
-    /// address, as everywhere) or a D-Bus address such as
-    /// `"unix:path=/run/skytime/bus"`.
-    pub bus: String,
-    /// Group whose members may change the appliance (root always may).
-    pub admin_group: String,
-}
-
-impl Default for DbusConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            bus: "system".to_owned(),
-            admin_group: "skytime-admin".to_owned(),
-        }
-    }
-}
 
 /// Why the management API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +66,6 @@ impl DbusHandle {
         self.poller.abort();
         let _ = self.connection.release_name(BUS_NAME).await;
     }
-}
-
-/// Where `Apply` saves the configuration: `skytime.toml` in the data
-/// directory (the root file system is read-only on the appliance).
-pub fn managed_config_path(config: &crate::config::Config) -> PathBuf {
-    config.managed_path()
 }
 
 /// Connects to the bus in `config`, exports the interfaces over
@@ -262,38 +216,13 @@ async fn emit_changes(
         system_time_offset => system_time_offset_changed,
         last_offset => last_offset_changed,
         rms_offset => rms_offset_changed,
-        frequency_ppm => frequency_changed,
-        residual_frequency_ppm => residual_frequency_changed,
-        skew_ppm => skew_changed,
+        frequency => frequency_changed,
+        residual_frequency => residual_frequency_changed,
+        skew => skew_changed,
         root_delay => root_delay_changed,
         root_dispersion => root_dispersion_changed,
         update_interval => update_interval_changed,
         leap_status => leap_status_changed,
     );
     Ok(())
-}
-
-/// The `org.skytime.*` interface elements of an introspection document,
-/// one trimmed line per tag, comments dropped: the form in which the live
-/// introspection and the checked-in contract are compared.
-pub fn skytime_interfaces(xml: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    let mut comment = false;
-    for line in xml.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if comment || line.starts_with("<!--") {
-            comment = !line.ends_with("-->");
-            continue;
-        }
-        if line.starts_with("<interface name=\"org.skytime.") {
-            inside = true;
-        }
-        if inside {
-            out.push(line.to_owned());
-        }
-        if line == "</interface>" {
-            inside = false;
-        }
-    }
-    out
 }

@@ -5,6 +5,7 @@
 //! The protocol decisions are `skytime-nts`'s; this module does the I/O:
 //! - [`config`]: the `[nts]` section.
 //! - [`tls`]: certificate and key from PEM, TLS 1.3 + ALPN, reload.
+//! - [`certificate`]: X.509 checks of a new pair, descriptions, install.
 //! - [`ke_server`]: NTS-KE listeners and connections.
 //! - [`keystore`]: master key file, rotation task, followers.
 //! - [`identity`]: first-boot key, certificate and master keys.
@@ -15,6 +16,7 @@
 //! [`NtsReply::finish`]; `Nak` -> kiss header NTSN, then `finish`;
 //! `Plain` -> a normal reply without NTS fields; `Drop` -> no reply.
 
+pub mod certificate;
 pub mod config;
 pub mod counters;
 pub mod identity;

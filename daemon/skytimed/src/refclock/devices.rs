@@ -1,14 +1,15 @@
-//! Device readers: the NMEA serial port, kernel PPS (/dev/ppsN) and a GPIO
-//! line (GPIO character device, v2 events). Each runs on its own blocking
-//! thread, timestamps what it reads with CLOCK_REALTIME and sends events
-//! to the source manager. A device that disappears or fails is reported
+//! Device readers: the NMEA serial port, kernel PPS (/dev/ppsN, through
+//! [`pps_uapi`]) and a GPIO line (GPIO character device, v2 events,
+//! through [`gpio_uapi`]). Each runs on its own blocking thread,
+//! timestamps what it reads with CLOCK_REALTIME (the kernel's own
+//! timestamps for pulses) and sends events to the source manager. A device that disappears or fails is reported
 //! down and reopened with exponential backoff until shutdown.
 
 use super::config::Edge;
-use crate::ntp_io;
+use super::gpio_uapi::{self, GpioV2LineEvent, GpioV2LineRequest};
+use super::pps_uapi::{self, PpsEdge, PpsFdata, PpsKparams, PpsKtime};
+use crate::clock::now;
 use skytime_proto::NtpTimestamp;
-use skytime_refclock::gpio_uapi::{self, GpioV2LineEvent, GpioV2LineRequest};
-use skytime_refclock::pps_uapi::{self, PpsEdge, PpsFdata, PpsKparams, PpsKtime};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -152,7 +153,7 @@ fn serial_session(path: &Path, baud: u32, tx: &Tx, stop: &CancellationToken) -> 
         match port.read(&mut buf) {
             Ok(0) => return Err(lost("device closed (end of file)".into())),
             Ok(n) => {
-                let at = ntp_io::now();
+                let at = now();
                 if tx
                     .blocking_send(DeviceEvent::Serial(buf[..n].to_vec(), at))
                     .is_err()

@@ -1,26 +1,31 @@
 //! Reference clocks in the daemon: NMEA serial, kernel PPS, GPIO PPS and
 //! chrony's SOCK protocol, paired into one Stratum-1 source.
 //!
-//! The logic lives in the sans-IO crate `skytime-refclock`; this module
-//! opens devices ([`devices`]), listens on the SOCK socket and runs the
-//! source manager ([`manager`]) that emits `Sample`s:
-//! - source [`PPS_INDEX`] (`SourceKind::Pps`, refid "PPS"): pulses paired
-//!   with NMEA, or carried on alone while the clock is synchronized;
-//! - source [`NMEA_INDEX`] (`SourceKind::Nmea`, refid "GPS"): NMEA alone;
-//! - source [`SOCK_INDEX`] (`SourceKind::Sock`): whole SOCK samples. SOCK
-//!   *pulse* samples are PPS edges and go through the pairing.
+//! The logic lives in the sans-IO crate `skytime-refclock` (its
+//! `Pipeline`); this module opens devices ([`devices`], through the kernel
+//! bindings [`pps_uapi`] and [`gpio_uapi`]), listens on the SOCK socket
+//! and runs the source manager ([`manager`]) that feeds the pipeline and
+//! turns its samples into the discipline's `Sample`s:
+//! - `SourceId::Pps` (refid "PPS"): pulses paired with NMEA, or carried on
+//!   alone while the clock is synchronized;
+//! - `SourceId::Nmea` (refid "GPS"): NMEA alone;
+//! - `SourceId::Sock`: whole SOCK samples. SOCK *pulse* samples are PPS
+//!   edges and go through the pairing.
 
 pub mod config;
 pub mod devices;
+pub mod gpio_uapi;
 pub mod manager;
-pub mod status;
+pub mod pps_uapi;
 
 pub use config::RefclockConfig;
-pub use status::{RefclockStatus, SourceStatus, NMEA_INDEX, PPS_INDEX, SOCK_INDEX};
+pub use manager::source_kind;
+pub use skytime_refclock::{RefclockStatus, SourceId, SourceStatus};
 
-use skytime_discipline::{Sample, SourceKind};
+use skytime_discipline::Sample;
 use skytime_proto::SyncState;
-use skytime_refclock::PairingConfig;
+use skytime_refclock::gpstime::BUILD_UNIX;
+use skytime_refclock::{PairingConfig, Pipeline, PipelineConfig};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -79,23 +84,21 @@ impl Refclocks {
             _ => None,
         };
         if let Some(name) = pps_name {
-            sources.push(SourceStatus::new(PPS_INDEX, name, SourceKind::Pps));
+            sources.push(SourceStatus::new(SourceId::Pps, name));
         }
         if let Some(d) = &config.device {
             sources.push(SourceStatus::new(
-                NMEA_INDEX,
+                SourceId::Nmea,
                 format!("NMEA {}", d.display()),
-                SourceKind::Nmea,
             ));
         }
         if let Some(s) = &config.sock {
             sources.push(SourceStatus::new(
-                SOCK_INDEX,
+                SourceId::Sock,
                 format!("SOCK {}", s.display()),
-                SourceKind::Sock,
             ));
         }
-        let status = Arc::new(Mutex::new(RefclockStatus::new(sources)));
+        let status = Arc::new(Mutex::new(RefclockStatus::new(sources.clone())));
         if config.is_empty() {
             return Ok(Self { status });
         }
@@ -120,7 +123,6 @@ impl Refclocks {
                 socket,
                 path.clone(),
                 sock_tx,
-                status.clone(),
                 shutdown.child_token(),
             ));
         }
@@ -166,16 +168,24 @@ impl Refclocks {
         }
         drop(dev_tx);
 
-        let mut mgr = manager::Manager::new(config.baud.0, pairing, samples, sync, status.clone());
+        let pipeline = Pipeline::new(
+            PipelineConfig {
+                baud: config.baud.0,
+                pairing,
+                date_floor: BUILD_UNIX,
+            },
+            sources,
+        );
+        let mut mgr = manager::Manager::new(pipeline, samples, sync, status.clone());
         tokio::spawn(async move {
-            let mut poll = tokio::time::interval(std::time::Duration::from_millis(200));
+            let mut poll = tokio::time::interval(manager::POLL_INTERVAL);
             let mut reach = tokio::time::interval(manager::REACH_INTERVAL);
             reach.tick().await;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     Some(ev) = dev_rx.recv() => mgr.on_device(ev),
-                    Some(s) = sock_rx.recv() => mgr.on_sock(s),
+                    Some(d) = sock_rx.recv() => mgr.on_sock(&d),
                     _ = poll.tick() => mgr.poll(),
                     _ = reach.tick() => mgr.reach_tick(),
                 }

@@ -6,8 +6,8 @@
 //! that same local address as its source, so a server bound to a wildcard
 //! address on a multi-homed host answers from the address the client asked.
 
+use crate::clock::now;
 use nix::sys::socket::{self, sockopt, ControlMessage, MsgFlags, SockaddrStorage};
-use nix::sys::time::TimeSpec;
 use skytime_proto::NtpTimestamp;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, IoSlice};
@@ -40,17 +40,6 @@ pub struct Received {
     pub kernel_timestamp: bool,
     /// The local address the datagram was sent to, when known.
     pub local_ip: Option<IpAddr>,
-}
-
-/// Reads CLOCK_REALTIME as an NTP timestamp.
-pub fn now() -> NtpTimestamp {
-    let ts =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).unwrap_or(TimeSpec::new(0, 0));
-    timespec_to_ntp(&ts)
-}
-
-fn timespec_to_ntp(ts: &TimeSpec) -> NtpTimestamp {
-    NtpTimestamp::from_unix(ts.tv_sec(), ts.tv_nsec() as u32)
 }
 
 impl NtpSocket {
@@ -326,23 +315,6 @@ fn sockaddr_to_socketaddr(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> 
         }
         _ => None,
     }
-}
-
-/// log2 seconds of the system clock's reading resolution, measured like
-/// chrony does: the smallest non-zero step between consecutive reads.
-pub fn measure_precision() -> i8 {
-    let mut best = i64::MAX;
-    let mut last = now();
-    for _ in 0..200 {
-        let t = now();
-        let step = (t - last).to_nanos();
-        if step > 0 {
-            best = best.min(step);
-        }
-        last = t;
-    }
-    let seconds = (best.clamp(1, 1_000_000_000) as f64) * 1e-9;
-    seconds.log2().ceil().clamp(-30.0, 0.0) as i8
 }
 
 #[cfg(test)]

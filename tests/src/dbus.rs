@@ -1,15 +1,15 @@
-//! Shared by the D-Bus and sd-notify system tests: a private dbus-daemon
-//! with the project's policy (dist/private-bus.sh), test users, the GPS
-//! simulator, and runners for skytimectl, busctl and gdbus, each bounded.
-#![allow(dead_code)]
+//! For every test of the management API: a private dbus-daemon with the
+//! project's policy (`dist/private-bus.sh`), test users, runners for
+//! skytimectl, busctl and gdbus (each bounded), certificates, a snapshot
+//! of a directory to prove nothing changed, and the introspection
+//! contract in comparable form.
 
-use skytime_tests::{bin, require_program, run_bounded, Daemon};
+use crate::{bin, require_program, run_bounded, Daemon};
+pub use skytime_api::{BUS_NAME, OBJECT_PATH};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-pub const BUS_NAME: &str = "org.skytime.Appliance1";
-pub const OBJECT_PATH: &str = "/org/skytime/Appliance1";
 /// A local user with no rights on the appliance.
 pub const UNPRIVILEGED: &str = "skytest-user";
 /// A local user in group skytime-admin.
@@ -205,7 +205,21 @@ pub fn busctl(bus: &PrivateBus, user: Option<&str>, args: &[&str]) -> Ran {
 /// gdbus call on `bus` as `user`: `method` is `Interface.Member` under
 /// org.skytime.Appliance1, `args` in GVariant text form.
 pub fn gdbus_call(bus: &PrivateBus, user: Option<&str>, method: &str, args: &[&str]) -> Ran {
-    let method = format!("{BUS_NAME}.{method}");
+    gdbus(bus, user, &format!("{BUS_NAME}.{method}"), args)
+}
+
+/// Every property of `interface`, through gdbus as `user`.
+pub fn gdbus_get_all(bus: &PrivateBus, user: Option<&str>, interface: &str) -> Ran {
+    gdbus(
+        bus,
+        user,
+        "org.freedesktop.DBus.Properties.GetAll",
+        &[interface],
+    )
+}
+
+/// gdbus call of the fully named `method` on the appliance's object.
+fn gdbus(bus: &PrivateBus, user: Option<&str>, method: &str, args: &[&str]) -> Ran {
     let mut full = vec![
         "call",
         "--address",
@@ -215,10 +229,30 @@ pub fn gdbus_call(bus: &PrivateBus, user: Option<&str>, method: &str, args: &[&s
         "--object-path",
         OBJECT_PATH,
         "--method",
-        &method,
+        method,
     ];
     full.extend(args);
     run(user, &require_program("gdbus"), &full, &[])
+}
+
+/// Every write method of the API with arguments that would pass (a valid
+/// certificate and configuration), as (`Interface.Member`, GVariant
+/// arguments) for [`gdbus_call`].
+pub fn write_calls() -> Vec<(&'static str, Vec<String>)> {
+    let (cert, key) = make_cert("localhost", 2100);
+    let conf = gvariant_str("[log]\nlevel = \"debug\"\n");
+    vec![
+        (
+            "Nts.InstallCertificate",
+            vec![gvariant_str(&cert), gvariant_str(&key)],
+        ),
+        ("Nts.RotateKeys", vec![]),
+        ("Config.Reload", vec![]),
+        ("Config.Apply", vec![conf.clone(), "false".into()]),
+        ("Config.Apply", vec![conf, "true".into()]),
+        ("Power.Reboot", vec![]),
+        ("Power.PowerOff", vec![]),
+    ]
 }
 
 /// A GVariant string literal for gdbus.

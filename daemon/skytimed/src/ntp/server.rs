@@ -5,12 +5,12 @@
 //! file only moves bytes, reads the clock for the transmit timestamp as late
 //! as it can, and counts.
 
-use crate::clients::Clients;
+use super::clients::Clients;
+use super::io::{NtpSocket, Received, RecvBatch, RECV_BUFFER};
+use super::policy::{PolicyPublisher, ServePolicy};
+use super::stats::ServerStats;
 use crate::notify::Beat;
-use crate::ntp_io::{self, NtpSocket, Received, RecvBatch, RECV_BUFFER};
-use crate::ntp_policy::{PolicyPublisher, ServePolicy};
 use crate::nts::{NtsService, NtsVerdict};
-use crate::stats::ServerStats;
 use skytime_proto::client_log::Event;
 use skytime_proto::server::{self, DropReason};
 use skytime_proto::{ReferenceId, SyncState};
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub struct ServerContext {
     /// Access list and rate limit: changed live by `Config.Apply`, so
-    /// each task reads its own copy (see [`crate::ntp_policy`]).
+    /// each task reads its own copy (see [`super::policy`]).
     pub policy: Arc<PolicyPublisher>,
     pub sync: watch::Receiver<SyncState>,
     pub nts: Arc<NtsService>,
@@ -147,7 +147,7 @@ fn handle(
     };
     // The transmit timestamp is read as late as possible: after every
     // decision, before the (NTS) serialization that covers it.
-    let header = reply.finish(ntp_io::now());
+    let header = reply.finish(crate::clock::now());
     let event = match nts {
         Some(NtsVerdict::Authentic(r)) => {
             r.finish(&header, out);

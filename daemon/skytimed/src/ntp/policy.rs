@@ -10,7 +10,7 @@
 //! only the task's own copy, and it needs no new dependency. The lock
 //! behind the channel is taken only when a change was published.
 
-use crate::config::NtpConfig;
+use super::config::NtpConfig;
 use skytime_proto::access::AccessList;
 use skytime_proto::client_log::RateLimit;
 use std::sync::Arc;

@@ -1,0 +1,87 @@
+//! The client side of the contract: typed proxies for each interface, so
+//! that skytimectl and the management gateway read records, not untyped
+//! dictionaries. A failed call is a `zbus::Error`;
+//! [`ApiError::from_call`](crate::ApiError::from_call) tells which API
+//! error it carries.
+
+use crate::records::{
+    CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,
+    TrackingReport,
+};
+use crate::{BUS_NAME, OBJECT_PATH};
+use zbus::Connection;
+
+/// All `Tracking` properties in one `GetAll` call.
+pub async fn tracking(conn: &Connection) -> zbus::Result<TrackingReport> {
+    let reply = conn
+        .call_method(
+            Some(BUS_NAME),
+            OBJECT_PATH,
+            Some("org.freedesktop.DBus.Properties"),
+            "GetAll",
+            &(crate::interface::TRACKING,),
+        )
+        .await?;
+    reply.body().deserialize()
+}
+
+#[zbus::proxy(
+    interface = "org.skytime.Appliance1.Sources",
+    default_service = "org.skytime.Appliance1",
+    default_path = "/org/skytime/Appliance1",
+    gen_blocking = false
+)]
+pub trait Sources {
+    fn get_sources(&self) -> zbus::Result<Vec<SourceReport>>;
+}
+
+#[zbus::proxy(
+    interface = "org.skytime.Appliance1.Server",
+    default_service = "org.skytime.Appliance1",
+    default_path = "/org/skytime/Appliance1",
+    gen_blocking = false
+)]
+pub trait Server {
+    fn get_statistics(&self) -> zbus::Result<ServerReport>;
+    fn get_clients(&self) -> zbus::Result<Vec<ClientReport>>;
+}
+
+#[zbus::proxy(
+    interface = "org.skytime.Appliance1.Nts",
+    default_service = "org.skytime.Appliance1",
+    default_path = "/org/skytime/Appliance1",
+    gen_blocking = false
+)]
+pub trait Nts {
+    fn get_status(&self) -> zbus::Result<NtsReport>;
+    fn install_certificate(
+        &self,
+        certificate_pem: &str,
+        private_key_pem: &str,
+    ) -> zbus::Result<CertificateReport>;
+    fn rotate_keys(&self) -> zbus::Result<NtsReport>;
+}
+
+#[zbus::proxy(
+    interface = "org.skytime.Appliance1.Config",
+    default_service = "org.skytime.Appliance1",
+    default_path = "/org/skytime/Appliance1",
+    gen_blocking = false
+)]
+pub trait Config {
+    fn apply(&self, toml: &str, dry_run: bool) -> zbus::Result<ConfigOutcome>;
+    fn reload(&self) -> zbus::Result<ConfigOutcome>;
+    #[zbus(property)]
+    fn path(&self) -> zbus::Result<String>;
+}
+
+#[zbus::proxy(
+    interface = "org.skytime.Appliance1.Power",
+    default_service = "org.skytime.Appliance1",
+    default_path = "/org/skytime/Appliance1",
+    gen_blocking = false
+)]
+pub trait Power {
+    fn reboot(&self) -> zbus::Result<()>;
+    fn power_off(&self) -> zbus::Result<()>;
+}
