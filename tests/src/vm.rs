@@ -26,7 +26,7 @@ use skytime_refclock::gpstime::civil_from_days;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The cargo target directory the tests run from (`target/`).
 pub fn target_dir() -> PathBuf {
@@ -209,6 +209,8 @@ pub struct Qemu {
     child: Option<Child>,
     pub console: PathBuf,
     pub kvm: bool,
+    /// When this QEMU was started.
+    pub started: Instant,
 }
 
 /// How to start the VM.
@@ -291,6 +293,7 @@ impl Qemu {
             child: Some(child),
             console: c.console.to_path_buf(),
             kvm,
+            started: Instant::now(),
         }
     }
 

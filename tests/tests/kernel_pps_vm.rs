@@ -251,7 +251,6 @@ fn run(path: PulsePath) {
         "console=ttyS0,115200 panic=-1 loglevel=4 skytime_pps={}",
         path.name()
     );
-    let boot = Instant::now();
     let mut vm = start_guest("skytime-vm: init", |kvm, name| {
         // The guest's clock starts at the host's whole second: skytimed
         // steps it by the fraction, and steers from there.
@@ -280,7 +279,7 @@ fn run(path: PulsePath) {
     .unwrap_or_else(|| panic!("{tag}: the guest never answered NTP:\n{}", vm.console()));
     eprintln!(
         "{tag}: first reply {:.1} s after QEMU started ({accel}): {first:?}",
-        boot.elapsed().as_secs_f64()
+        vm.started.elapsed().as_secs_f64()
     );
 
     // NMEA alone: stratum 1 / GPS, never PPS.
