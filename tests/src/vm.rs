@@ -13,9 +13,11 @@
 //! starts its RTC wherever the test says), and only the guest steers it.
 //! The VM is killed on drop; every wait is bounded.
 
+mod guest;
 mod initramfs;
 mod serial;
 
+pub use guest::{add_skytimed_config, skytimed_guest_config, skytimed_init, skytimed_initramfs};
 pub use initramfs::{shared_libraries, stripped, Cpio, Initramfs};
 pub use serial::{SecondTicker, SerialGate};
 

@@ -35,10 +35,11 @@
 use skytime_proto::ReferenceId;
 use skytime_tests::gpssim::GpsSim;
 use skytime_tests::vm::{
-    host_unix_secs, rtc_base, start_guest, GuestReading, Initramfs, Kernel, Qemu, QemuConfig,
-    SecondTicker, SerialGate,
+    add_skytimed_config, host_unix_secs, rtc_base, skytimed_guest_config, skytimed_init,
+    skytimed_initramfs, start_guest, GuestReading, Kernel, Qemu, QemuConfig, SecondTicker,
+    SerialGate,
 };
-use skytime_tests::{bin, free_udp_port, wait_until};
+use skytime_tests::{free_udp_port, wait_until};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -85,37 +86,22 @@ impl PulsePath {
     }
 }
 
-/// skytimed's configuration for `path`: steering on (this runs only inside
-/// the VM), NTP on the guest's port 123, NMEA from ttyS1.
+/// skytimed's configuration for `path` (see `skytimed_guest_config`).
 fn guest_config(path: PulsePath) -> String {
     let pulse = match path {
-        PulsePath::KernelPps => "pps = \"/dev/pps0\"".to_owned(),
-        PulsePath::GpioLine => "pps_gpio = { chip = \"/dev/gpiochip-sim\", line = 1 }".to_owned(),
+        PulsePath::KernelPps => "pps = \"/dev/pps0\"\n",
+        PulsePath::GpioLine => "pps_gpio = { chip = \"/dev/gpiochip-sim\", line = 1 }\n",
     };
-    format!(
-        "data_dir = \"/var/lib/skytime\"\n\
-         [log]\nlevel = \"info\"\n\
-         [ntp]\nlisten = [\"0.0.0.0:123\"]\n\
-         [clock]\nsteer = true\n\
-         [gps]\ndevice = \"/dev/ttyS1\"\nbaud = 9600\nnmea_delay = {NMEA_DELAY_S}\n{pulse}\n\
-         reopen_max_backoff = 1\n\
-         [dbus]\nenabled = false\n"
-    )
+    skytimed_guest_config(NMEA_DELAY_S, pulse)
 }
 
-/// /init: modules, a gpio-sim chip with three lines (through configfs),
-/// pps-gpio on line 0 for the kernel path, the pulse loop on ttyS2, the
-/// network, then skytimed with the path's configuration.
-const INIT: &str = r#"#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
+/// What /init does between loading /lib/modules and starting skytimed
+/// with /etc/skytime-$path.toml: a gpio-sim chip with three lines (through
+/// configfs), pps-gpio on line 0 for the kernel path, the pulse loop on
+/// ttyS2.
+const SETUP: &str = r#"
 path=$(sed -n 's/.*skytime_pps=\([a-z]*\).*/\1/p' /proc/cmdline)
-echo "skytime-vm: init, pulse path '$path', guest clock $(date -u '+%Y-%m-%dT%H:%M:%S')"
-fail() { echo "skytime-vm: FAILED: $*"; poweroff -f; }
-for m in $(cat /lib/modules/order); do insmod /lib/modules/$m || fail "insmod $m"; done
+echo "skytime-vm: pulse path '$path'"
 
 # A simulated GPIO chip: one bank of three lines (0: pps-gpio's pulse,
 # 1: skytimed's line request, 2: pps-gpio's echo output).
@@ -151,22 +137,7 @@ pulse() {
     echo "skytime-vm: pulse line closed"
 }
 pulse &
-
-ip link set lo up
-ip addr add 10.0.2.15/24 dev eth0
-ip link set eth0 up
-ip route add default via 10.0.2.2
-echo "skytime-vm: network up, starting skytimed"
-# Through a pipe: skytimed colours its log only on a terminal.
-skytimed --config /etc/skytime-$path.toml 2>&1 | cat
-echo "skytime-vm: skytimed exited"
-poweroff -f
 "#;
-
-const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "mount", "cat", "date", "insmod", "ip", "poweroff", "sleep", "echo", "sed", "mkdir",
-    "ln", "stty", "dmesg", "grep",
-];
 
 /// One initramfs for both paths: the VM kernel's modules and gpio-sim in
 /// /lib/modules, pps-gpio and its board module in /lib/modules/pps.
@@ -178,20 +149,15 @@ fn build_initramfs(kernel: &Kernel, scratch: &Path) -> Vec<u8> {
                 .is_some_and(|n| n.starts_with("pps-"))
         });
     assert_eq!(pps.len(), 2, "pps-gpio and pps-sim-board: {pps:?}");
-    let mut fs = Initramfs::new(INIT, BUSYBOX_APPLETS, scratch);
-    fs.program("/bin/skytimed", &bin("skytimed"));
+    let init = skytimed_init(SETUP, "/etc/skytime-$path.toml");
+    let applets = ["sed", "mkdir", "ln", "stty", "dmesg", "grep"];
+    let mut fs = skytimed_initramfs(&init, &applets, scratch);
     fs.modules("/lib/modules", &[kernel.modules.clone(), base].concat());
     fs.modules("/lib/modules/pps", &pps);
     for path in [PulsePath::KernelPps, PulsePath::GpioLine] {
-        fs.file(
-            &format!("/etc/skytime-{}.toml", path.name()),
-            guest_config(path).as_bytes(),
-            0o644,
-        );
+        let name = format!("/etc/skytime-{}.toml", path.name());
+        add_skytimed_config(&mut fs, &name, &guest_config(path), scratch);
     }
-    fs.file("/var/lib/skytime/.keep", b"", 0o644);
-    // The host's leap-second table (tzdata), where skytimed looks for it.
-    fs.host_file("/usr/share/zoneinfo/leap-seconds.list");
     fs.finish()
 }
 
