@@ -35,9 +35,9 @@
 use skytime_proto::ReferenceId;
 use skytime_tests::gpssim::GpsSim;
 use skytime_tests::vm::{
-    add_skytimed_config, host_unix_secs, rtc_base, skytimed_guest_config, skytimed_init,
-    skytimed_initramfs, start_guest, GuestReading, Kernel, Qemu, QemuConfig, SecondTicker,
-    SerialGate,
+    add_skytimed_config, assert_guest_healthy, host_unix_secs, rtc_base, skytimed_guest_config,
+    skytimed_init, skytimed_initramfs, start_guest, GuestReading, Kernel, Qemu, QemuConfig,
+    SecondTicker, SerialGate,
 };
 use skytime_tests::{free_udp_port, wait_until};
 use std::path::{Path, PathBuf};
@@ -280,18 +280,7 @@ fn run(path: PulsePath) {
         "{tag}: skytimed did not log {:?}:\n{log}",
         path.opened()
     );
-    assert!(
-        !log.contains("skytime-vm: FAILED"),
-        "{tag}: guest setup failed:\n{log}"
-    );
-    assert!(
-        !log.contains("panicked") && !log.contains("Kernel panic"),
-        "{tag}: panic in the guest:\n{log}"
-    );
-    assert!(
-        !log.contains("skytime-vm: skytimed exited"),
-        "{tag}: skytimed stopped in the guest:\n{log}"
-    );
+    assert_guest_healthy(&tag, &log);
     eprintln!(
         "{tag}: done in {:.1} s ({accel})",
         t0.elapsed().as_secs_f64()

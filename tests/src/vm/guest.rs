@@ -93,6 +93,23 @@ pub fn add_skytimed_config(fs: &mut Initramfs, path: &str, text: &str, scratch: 
     fs.file(path, text.as_bytes(), 0o644);
 }
 
+/// Panics with the console `log` of a guest from [`skytimed_init`] if a
+/// setup step failed, skytimed or the kernel panicked, or skytimed exited.
+pub fn assert_guest_healthy(tag: &str, log: &str) {
+    assert!(
+        !log.contains("skytime-vm: FAILED"),
+        "{tag}: guest setup failed:\n{log}"
+    );
+    assert!(
+        !log.contains("panicked") && !log.contains("Kernel panic"),
+        "{tag}: panic in the guest:\n{log}"
+    );
+    assert!(
+        !log.contains("skytime-vm: skytimed exited"),
+        "{tag}: skytimed stopped in the guest:\n{log}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
