@@ -18,8 +18,8 @@ mod initramfs;
 mod serial;
 
 pub use guest::{
-    add_skytimed_config, assert_guest_healthy, skytimed_guest_config, skytimed_init,
-    skytimed_initramfs,
+    add_skytimed_config, assert_guest_healthy, show_guest_log, skytimed_guest_config,
+    skytimed_init, skytimed_initramfs,
 };
 pub use initramfs::{shared_libraries, stripped, Cpio, Initramfs};
 pub use serial::{SecondTicker, SerialGate};

@@ -35,9 +35,9 @@
 use skytime_proto::ReferenceId;
 use skytime_tests::gpssim::GpsSim;
 use skytime_tests::vm::{
-    add_skytimed_config, assert_guest_healthy, host_unix_secs, rtc_base, skytimed_guest_config,
-    skytimed_init, skytimed_initramfs, start_guest, GuestReading, Kernel, Qemu, QemuConfig,
-    SecondTicker, SerialGate,
+    add_skytimed_config, assert_guest_healthy, host_unix_secs, rtc_base, show_guest_log,
+    skytimed_guest_config, skytimed_init, skytimed_initramfs, start_guest, GuestReading, Kernel,
+    Qemu, QemuConfig, SecondTicker, SerialGate,
 };
 use skytime_tests::{free_udp_port, wait_until};
 use std::path::{Path, PathBuf};
@@ -161,20 +161,6 @@ fn build_initramfs(kernel: &Kernel, scratch: &Path) -> Vec<u8> {
     fs.finish()
 }
 
-/// The skytime-vm and skytimed lines worth showing from the console.
-fn show_console(log: &str) {
-    for line in log.lines().filter(|l| {
-        l.contains("skytime-vm:")
-            || l.contains("PPS")
-            || l.contains("NMEA")
-            || l.contains("stepping")
-            || l.contains("WARN")
-            || l.contains("ERROR")
-    }) {
-        eprintln!("kernel_pps_vm: guest: {line}");
-    }
-}
-
 /// Waits until `n` readings in a row show stratum 1 / `refid` within
 /// tolerance; the last of them, or the last reading seen as the error.
 fn hold(vm: &mut Qemu, port: u16, refid: ReferenceId, n: u32) -> Result<GuestReading, String> {
@@ -262,7 +248,7 @@ fn run(path: PulsePath) {
     let pps_start = Instant::now();
     let locked = hold(&mut vm, port, ReferenceId::PPS, PPS_READINGS);
     let log = vm.console();
-    show_console(&log);
+    show_guest_log("kernel_pps_vm", &log, &["PPS", "NMEA", "stepping"]);
     let locked = locked.unwrap_or_else(|e| {
         panic!(
             "{tag}: the guest never held stratum 1 / PPS within {} ms ({e}, {} pulses sent):\n{log}",

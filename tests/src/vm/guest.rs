@@ -93,6 +93,21 @@ pub fn add_skytimed_config(fs: &mut Initramfs, path: &str, text: &str, scratch: 
     fs.file(path, text.as_bytes(), 0o644);
 }
 
+/// Prints the lines of a guest's console `log` worth reading: the
+/// `skytime-vm:` ones, skytimed's warnings and errors, and those with any
+/// of `words`.
+pub fn show_guest_log(tag: &str, log: &str, words: &[&str]) {
+    let worth = |l: &str| {
+        ["skytime-vm:", "WARN", "ERROR"]
+            .iter()
+            .chain(words)
+            .any(|w| l.contains(w))
+    };
+    for line in log.lines().filter(|l| worth(l)) {
+        eprintln!("{tag}: guest: {line}");
+    }
+}
+
 /// Panics with the console `log` of a guest from [`skytimed_init`] if a
 /// setup step failed, skytimed or the kernel panicked, or skytimed exited.
 pub fn assert_guest_healthy(tag: &str, log: &str) {
