@@ -371,14 +371,7 @@ impl State {
                 vec![],
             ),
             (S::Staged { bundle, .. }, E::InstallNotStarted { reason }) => {
-                let reason = format!("RAUC did not start the install: {reason}");
-                next(
-                    S::Failed {
-                        bundle: Some(bundle.clone()),
-                        reason: reason.clone(),
-                    },
-                    vec![Action::Report(Report::InstallFailed { reason })],
-                )
+                failed(bundle, format!("RAUC did not start the install: {reason}"))
             }
             (
                 S::Staged {
@@ -429,25 +422,13 @@ impl State {
                         slot: primary,
                     })],
                 ),
-                Ok(primary) => {
-                    let reason = format!(
+                Ok(primary) => failed(
+                    bundle,
+                    format!(
                         "RAUC reported success but the primary slot is still the running one ({primary})"
-                    );
-                    next(
-                        S::Failed {
-                            bundle: Some(bundle.clone()),
-                            reason: reason.clone(),
-                        },
-                        vec![Action::Report(Report::InstallFailed { reason })],
-                    )
-                }
-                Err(reason) => next(
-                    S::Failed {
-                        bundle: Some(bundle.clone()),
-                        reason: reason.clone(),
-                    },
-                    vec![Action::Report(Report::InstallFailed { reason })],
+                    ),
                 ),
+                Err(reason) => failed(bundle, reason),
             },
 
             // Boots.
@@ -463,14 +444,7 @@ impl State {
                 if *boot_id == now {
                     Step::Ignored("daemon restart during the install; RAUC may still be writing")
                 } else {
-                    let reason = "the device restarted before the install finished".to_owned();
-                    next(
-                        S::Failed {
-                            bundle: Some(bundle.clone()),
-                            reason: reason.clone(),
-                        },
-                        vec![Action::Report(Report::InstallFailed { reason })],
-                    )
+                    failed(bundle, "the device restarted before the install finished".into())
                 }
             }
             (
@@ -484,21 +458,8 @@ impl State {
             ) => {
                 if *boot_id == now {
                     Step::Ignored("daemon restart; the reboot into the new slot is still pending")
-                } else if slot == *target_slot {
-                    next(
-                        S::BootedUnconfirmed {
-                            bundle: bundle.clone(),
-                            slot,
-                            previous_slot: from_slot.clone(),
-                            boot_id: now,
-                        },
-                        vec![Action::WatchHealth],
-                    )
                 } else {
-                    let reason = format!(
-                        "slot {target_slot} did not boot; the bootloader went back to slot {slot}"
-                    );
-                    rolled_back(bundle, target_slot, reason, vec![])
+                    on_trial(bundle, target_slot, from_slot, slot, now, "did not boot")
                 }
             }
             (
@@ -512,23 +473,17 @@ impl State {
             ) => {
                 if *boot_id == now {
                     Step::Ignored("daemon restart; the health check starts again")
-                } else if slot == *new_slot {
-                    // Rebooted during the health check (a crash, the
-                    // watchdog); the bootloader counts the attempts.
-                    next(
-                        S::BootedUnconfirmed {
-                            bundle: bundle.clone(),
-                            slot,
-                            previous_slot: previous_slot.clone(),
-                            boot_id: now,
-                        },
-                        vec![Action::WatchHealth],
-                    )
                 } else {
-                    let reason = format!(
-                        "slot {new_slot} restarted before it confirmed; the bootloader went back to slot {slot}"
-                    );
-                    rolled_back(bundle, new_slot, reason, vec![])
+                    // Rebooted during the health check (a crash, the
+                    // watchdog): the bootloader counts the attempts.
+                    on_trial(
+                        bundle,
+                        new_slot,
+                        previous_slot,
+                        slot,
+                        now,
+                        "restarted before it confirmed",
+                    )
                 }
             }
             (
@@ -619,6 +574,44 @@ impl State {
             (_, E::Progress { .. } | E::Completed(_)) => Step::Ignored("no install is running"),
             (S::Idle | S::Failed { .. }, E::Booted { .. }) => Step::Ignored("no update to follow"),
         }
+    }
+}
+
+/// The install failed before anything changed what boots.
+fn failed(bundle: &Bundle, reason: String) -> Step {
+    next(
+        State::Failed {
+            bundle: Some(bundle.clone()),
+            reason: reason.clone(),
+        },
+        vec![Action::Report(Report::InstallFailed { reason })],
+    )
+}
+
+/// A new boot while `new_slot` is on trial: running it means a health
+/// check (again); running another slot means the bootloader gave up on it.
+fn on_trial(
+    bundle: &Bundle,
+    new_slot: &str,
+    previous_slot: &str,
+    booted: String,
+    boot_id: String,
+    what_happened: &str,
+) -> Step {
+    if booted == new_slot {
+        next(
+            State::BootedUnconfirmed {
+                bundle: bundle.clone(),
+                slot: booted,
+                previous_slot: previous_slot.to_owned(),
+                boot_id,
+            },
+            vec![Action::WatchHealth],
+        )
+    } else {
+        let reason =
+            format!("slot {new_slot} {what_happened}; the bootloader went back to slot {booted}");
+        rolled_back(bundle, new_slot, reason, vec![])
     }
 }
 

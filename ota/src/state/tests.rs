@@ -164,132 +164,20 @@ fn every_state_against_every_event() {
     // error, booted A/b1, B/b1, A/b2, B/b2, A/b3, B/b3, health ok,
     // health failed, deadline.
     const I: &str = "-";
+    const F: &str = "failed r";
+    const U: &str = "booted-unconfirmed W";
+    const B: &str = "rolled-back Xr";
+    #[rustfmt::skip]
     let expected: &[(&str, [&str; 16])] = &[
-        (
-            "idle",
-            ["staged S", I, I, I, I, I, I, I, I, I, I, I, I, I, I, I],
-        ),
-        (
-            "staged",
-            [
-                "refused",
-                "installing",
-                "failed r",
-                "installing",
-                "installed r",
-                "failed r",
-                "failed r",
-                I,
-                I,
-                "failed r",
-                "failed r",
-                "failed r",
-                "failed r",
-                I,
-                I,
-                I,
-            ],
-        ),
-        (
-            "installing",
-            [
-                "refused",
-                I,
-                I,
-                "installing",
-                "installed r",
-                "failed r",
-                "failed r",
-                I,
-                I,
-                "failed r",
-                "failed r",
-                "failed r",
-                "failed r",
-                I,
-                I,
-                I,
-            ],
-        ),
-        (
-            "installed",
-            [
-                "staged S",
-                I,
-                I,
-                I,
-                I,
-                I,
-                I,
-                I,
-                I,
-                "rolled-back Xr",
-                "booted-unconfirmed W",
-                "rolled-back Xr",
-                "booted-unconfirmed W",
-                I,
-                I,
-                I,
-            ],
-        ),
-        (
-            "unconfirmed",
-            [
-                "refused",
-                I,
-                I,
-                I,
-                I,
-                I,
-                I,
-                "rolled-back Xr",
-                "booted-unconfirmed W",
-                I,
-                I,
-                "rolled-back Xr",
-                "booted-unconfirmed W",
-                "confirmed Gr",
-                "rolled-back XrR",
-                "rolled-back XrR",
-            ],
-        ),
-        (
-            "confirmed",
-            [
-                "staged S", I, I, I, I, I, I, "idle", I, "idle", I, "idle", I, I, I, I,
-            ],
-        ),
-        (
-            "rolled-back",
-            [
-                "staged S",
-                I,
-                I,
-                I,
-                I,
-                I,
-                I,
-                I,
-                "rolled-back XR",
-                I,
-                "rolled-back XR",
-                I,
-                "rolled-back XR",
-                I,
-                I,
-                I,
-            ],
-        ),
-        (
-            "rolled-back-max",
-            [
-                "staged S", I, I, I, I, I, I, I, "failed", I, "failed", I, "failed", I, I, I,
-            ],
-        ),
-        (
-            "failed",
-            ["staged S", I, I, I, I, I, I, I, I, I, I, I, I, I, I, I],
-        ),
+        ("idle",            ["staged S", I, I, I, I, I, I, I, I, I, I, I, I, I, I, I]),
+        ("staged",          ["refused", "installing", F, "installing", "installed r", F, F, I, I, F, F, F, F, I, I, I]),
+        ("installing",      ["refused", I, I, "installing", "installed r", F, F, I, I, F, F, F, F, I, I, I]),
+        ("installed",       ["staged S", I, I, I, I, I, I, I, I, B, U, B, U, I, I, I]),
+        ("unconfirmed",     ["refused", I, I, I, I, I, I, B, U, I, I, B, U, "confirmed Gr", "rolled-back XrR", "rolled-back XrR"]),
+        ("confirmed",       ["staged S", I, I, I, I, I, I, "idle", I, "idle", I, "idle", I, I, I, I]),
+        ("rolled-back",     ["staged S", I, I, I, I, I, I, I, "rolled-back XR", I, "rolled-back XR", I, "rolled-back XR", I, I, I]),
+        ("rolled-back-max", ["staged S", I, I, I, I, I, I, I, "failed", I, "failed", I, "failed", I, I, I]),
+        ("failed",          ["staged S", I, I, I, I, I, I, I, I, I, I, I, I, I, I, I]),
     ];
     let events = events();
     let mut mismatches = Vec::new();
@@ -305,16 +193,21 @@ fn every_state_against_every_event() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
+/// The known-good slot an update in flight came from.
+fn known_good(s: &State) -> Option<String> {
+    match s {
+        State::Staged { from_slot, .. }
+        | State::Installing { from_slot, .. }
+        | State::Installed { from_slot, .. } => Some(from_slot.clone()),
+        State::BootedUnconfirmed { previous_slot, .. } => Some(previous_slot.clone()),
+        _ => None,
+    }
+}
+
 #[test]
 fn invariants_over_every_state_and_event() {
     for (name, state) in states() {
-        let from = match &state {
-            State::Staged { from_slot, .. }
-            | State::Installing { from_slot, .. }
-            | State::Installed { from_slot, .. } => Some(from_slot.clone()),
-            State::BootedUnconfirmed { previous_slot, .. } => Some(previous_slot.clone()),
-            _ => None,
-        };
+        let from = known_good(&state);
         for event in events() {
             let step = state.handle(event.clone());
             let Step::Next {
@@ -522,13 +415,7 @@ proptest! {
         let mut reboots_since_install = 0;
         for e in events {
             let was_confirmed = matches!(s, State::Confirmed { .. });
-            let protected = match &s {
-                State::Staged { from_slot, .. }
-                | State::Installing { from_slot, .. }
-                | State::Installed { from_slot, .. } => Some(from_slot.clone()),
-                State::BootedUnconfirmed { previous_slot, .. } => Some(previous_slot.clone()),
-                _ => None,
-            };
+            let protected = known_good(&s);
             if matches!(e, Event::InstallRequested { .. }) {
                 reboots_since_install = 0;
             }

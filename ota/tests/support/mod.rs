@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -33,46 +32,7 @@ pub fn scratch() -> &'static Path {
     })
 }
 
-/// Runs a command to completion within `limit`; kills it and panics on
-/// overrun.
-pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
+pub use skytime_tests::run_bounded;
 
 /// Debian 13's RAUC 1.13, unpacked once under target/trixie-tools.
 pub fn rauc() -> &'static Path {
@@ -273,24 +233,26 @@ impl Drop for Killed {
         // SIGTERM first so RAUC unmounts and dbus-daemon removes its socket.
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let gone =
+            skytime_tests::wait_until(Duration::from_secs(5), || self.0.try_wait().ok().flatten());
+        if gone.is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
-/// A private system bus that lets root own `de.pengutronix.rauc` (Debian's
-/// rauc-service policy, from the trixie root).
+/// A private system bus: the project's (daemon/skytimed/dist/private-bus.sh:
+/// the system bus's default policy plus skytime's), with Debian's
+/// rauc-service policy (from the trixie root) as the only grant for RAUC.
 #[derive(Debug)]
 pub struct Bus {
     pub address: String,
-    _daemon: Killed,
+    dir: PathBuf,
+}
+
+fn private_bus() -> PathBuf {
+    top().join("daemon/skytimed/dist/private-bus.sh")
 }
 
 impl Bus {
@@ -298,68 +260,38 @@ impl Bus {
         let policy = top()
             .join("target/trixie-tools/root/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf");
         assert!(policy.exists(), "{} is missing", policy.display());
-        let socket = dir.join("bus.socket");
-        let conf = dir.join("bus.conf");
-        fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>{}</include>
-</busconfig>
-"#,
-                socket.display(),
-                policy.display()
-            ),
-        )
-        .unwrap();
-        let log = fs::File::create(dir.join("bus.log")).unwrap();
-        let daemon = Killed(
-            Command::new("dbus-daemon")
-                .arg(format!("--config-file={}", conf.display()))
-                .arg("--nofork")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("dbus-daemon (apt-get install dbus)"),
+        let dir = dir.join("bus");
+        let out = run_bounded(
+            Command::new(private_bus())
+                .arg("start")
+                .arg(&dir)
+                .arg(&policy),
+            Duration::from_secs(30),
         );
-        wait_for(Duration::from_secs(10), "the bus socket", || {
-            socket.exists()
-        });
-        Self {
-            address: format!("unix:path={}", socket.display()),
-            _daemon: daemon,
-        }
+        assert!(
+            out.status.success(),
+            "private-bus.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let address = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(address.starts_with("unix:"), "{address}");
+        Self { address, dir }
     }
 }
 
-/// Polls `f` every 20 ms until it holds; panics after `limit`.
-pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = run_bounded(
+            Command::new(private_bus()).arg("stop").arg(&self.dir),
+            Duration::from_secs(30),
+        );
     }
+}
+
+/// Polls `f` until it holds; panics after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    skytime_tests::wait_until(limit, || f().then_some(()))
+        .unwrap_or_else(|| panic!("waited {limit:?} for {what}"));
 }
 
 /// What a fresh slot B holds before any install.
@@ -370,10 +302,11 @@ pub const EMPTY_SLOT: u8 = 0xee;
 /// `rauc service` as slot A on a private bus.
 #[derive(Debug)]
 pub struct Rig {
-    pub dir: tempfile::TempDir,
-    pub bus: Bus,
+    // Dropped in this order: RAUC, our connection, the bus, the files.
     service: Option<Killed>,
     pub conn: zbus::Connection,
+    pub bus: Bus,
+    pub dir: tempfile::TempDir,
 }
 
 impl Rig {
@@ -425,11 +358,17 @@ impl Rig {
                 .spawn()
                 .unwrap(),
         );
-        let conn = zbus::connection::Builder::address(bus.address.as_str())
-            .unwrap()
-            .build()
-            .await
-            .unwrap();
+        // Every call on this connection is bounded.
+        let conn = tokio::time::timeout(
+            Duration::from_secs(20),
+            zbus::connection::Builder::address(bus.address.as_str())
+                .unwrap()
+                .method_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .await
+        .expect("connecting to the private bus")
+        .unwrap();
         let dbus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -445,10 +384,10 @@ impl Rig {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Self {
-            dir,
-            bus,
             service: Some(service),
             conn,
+            bus,
+            dir,
         }
     }
 
@@ -490,11 +429,6 @@ impl Rig {
             }
         }
         Some(out)
-    }
-
-    /// Stops RAUC (and keeps the rig's files).
-    pub fn stop_service(&mut self) {
-        self.service.take();
     }
 }
 
