@@ -10,7 +10,8 @@
 //!
 //! The `rauc` crate 0.1 (zbus 5) is generated from RAUC 1.15.2's XML, which
 //! declares the same methods as 1.13's. Run against a real RAUC 1.13 on a
-//! private bus it reads `GetSlotStatus`, `GetPrimary`, `Mark` and the
+//! private bus it reads `GetSlotStatus` (after an install: status,
+//! bundle, installed and activated fields), `GetPrimary`, `Mark` and the
 //! properties correctly, but:
 //!
 //! - its `InspectBundle` fails on every bundle with hooks (ours always have
@@ -20,17 +21,23 @@
 //! - its slot status enums are closed (`status` ok/failed/pending, ...):
 //!   one value it does not know fails the whole `GetSlotStatus`, where a
 //!   status is better shown as RAUC wrote it;
+//! - during an install it has nothing to parse: RAUC 1.13 answers
+//!   `GetSlotStatus` (and `GetPrimary`, `Mark`, `InspectBundle`,
+//!   `InstallBundle`) with "already processing a different method", which
+//!   the crate passes on as an anonymous GLib error (here:
+//!   [`RaucError::Busy`]); 1.13 keeps the target's status `update` in
+//!   memory meanwhile and writes `pending` first, so an interrupted install
+//!   shows `pending` afterwards;
 //! - its `InstallBundle` options include `require-manifest-hash`, which
 //!   1.13 refuses as "Unsupported key";
 //! - it needs Rust 1.87 (the workspace builds with 1.85).
 //!
 //! So this module is a small proxy of its own, with values read leniently
-//! (one or two variant layers, unknown keys and values kept as text) and
-//! RAUC's errors mapped to [`RaucError`]. Note that RAUC answers
-//! `GetSlotStatus`, `GetPrimary`, `Mark` and `InspectBundle` with "already
-//! processing a different method" while it installs: that is
-//! [`RaucError::Busy`], and the install's own progress comes from the
-//! `Progress` property and the `Completed` signal.
+//! (one or two variant layers, unknown keys and values kept as text),
+//! RAUC's errors mapped to [`RaucError`], and the members it uses listed in
+//! [`CONTRACT`] (tested against RAUC 1.13's introspection). The install's
+//! own progress comes from the `Progress` property and the `Completed`
+//! signal.
 
 use futures_lite::StreamExt;
 use std::collections::HashMap;
@@ -39,6 +46,23 @@ use zbus::zvariant::{OwnedValue, Value};
 
 /// RAUC's well-known bus name.
 pub const SERVICE: &str = "de.pengutronix.rauc";
+
+/// The members of `de.pengutronix.rauc.Installer` this client uses, as
+/// (kind, name, in-signature, out-signature); a test checks them against
+/// what a running RAUC 1.13 introspects.
+pub const CONTRACT: &[(&str, &str, &str, &str)] = &[
+    ("method", "InstallBundle", "sa{sv}", ""),
+    ("method", "InspectBundle", "sa{sv}", "a{sv}"),
+    ("method", "Mark", "ss", "ss"),
+    ("method", "GetSlotStatus", "", "a(sa{sv})"),
+    ("method", "GetPrimary", "", "s"),
+    ("property", "Operation", "", "s"),
+    ("property", "LastError", "", "s"),
+    ("property", "Progress", "", "(isi)"),
+    ("property", "Compatible", "", "s"),
+    ("property", "BootSlot", "", "s"),
+    ("signal", "Completed", "", "i"),
+];
 
 #[zbus::proxy(
     interface = "de.pengutronix.rauc.Installer",

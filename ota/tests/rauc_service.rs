@@ -8,7 +8,7 @@ mod support;
 
 use futures_lite::StreamExt;
 use skytime_ota::bootfiles::sha256_copy;
-use skytime_ota::rauc::{InstallOptions, MarkState, Rauc, RaucError, SlotStatus};
+use skytime_ota::rauc::{InstallOptions, MarkState, Rauc, RaucError, SlotStatus, CONTRACT};
 use skytime_ota::state::{Bundle, State};
 use skytime_ota::store::Store;
 use std::fs;
@@ -403,4 +403,95 @@ async fn a_forced_downgrade_goes_through_the_update_state() {
         rig.tree("boot/slot-b").unwrap()["vmlinuz"],
         bootfiles(OLDER)[0].1
     );
+}
+
+/// The members of the Installer interface in introspection XML, as
+/// (kind, name, in-signature, out-signature).
+fn members(xml: &str) -> Vec<(String, String, String, String)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(tag[at..].split('"').next()?.to_owned())
+    };
+    let iface = xml
+        .split("<interface name=\"de.pengutronix.rauc.Installer\">")
+        .nth(1)
+        .expect("the Installer interface")
+        .split("</interface>")
+        .next()
+        .unwrap();
+    let mut out = Vec::new();
+    let mut current: Option<(String, String, String, String)> = None;
+    for tag in iface.split('<').skip(1) {
+        let tag = tag.split('>').next().unwrap();
+        let kind = tag.split_whitespace().next().unwrap_or("");
+        match kind {
+            "method" | "signal" => {
+                if let Some(m) = current.take() {
+                    out.push(m);
+                }
+                current = Some((
+                    kind.into(),
+                    attr(tag, "name").unwrap(),
+                    String::new(),
+                    String::new(),
+                ));
+                if tag.ends_with('/') {
+                    out.extend(current.take());
+                }
+            }
+            "property" => out.push((
+                "property".into(),
+                attr(tag, "name").unwrap(),
+                String::new(),
+                attr(tag, "type").unwrap(),
+            )),
+            "arg" => {
+                let m = current.as_mut().expect("an arg inside a method or signal");
+                let ty = attr(tag, "type").unwrap();
+                match attr(tag, "direction").as_deref() {
+                    Some("in") => m.2.push_str(&ty),
+                    // Signal arguments have no direction: they go out.
+                    _ => m.3.push_str(&ty),
+                }
+            }
+            "/method" | "/signal" => out.extend(current.take()),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_matches_what_rauc_113_introspects() {
+    let rig = Rig::start().await;
+    let introspect = zbus::fdo::IntrospectableProxy::builder(&rig.conn)
+        .destination("de.pengutronix.rauc")
+        .unwrap()
+        .path("/")
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let live = members(&introspect.introspect().await.unwrap());
+    let shipped = members(
+        &fs::read_to_string(
+            top().join("target/trixie-tools/root/usr/share/dbus-1/interfaces/de.pengutronix.rauc.Installer.xml"),
+        )
+        .unwrap(),
+    );
+    for (kind, name, sig_in, sig_out) in CONTRACT {
+        let want = (
+            kind.to_string(),
+            name.to_string(),
+            sig_in.to_string(),
+            sig_out.to_string(),
+        );
+        assert!(
+            live.contains(&want),
+            "RAUC does not offer {want:?}: {live:?}"
+        );
+        assert!(shipped.contains(&want), "the interface XML lacks {want:?}");
+    }
+    // The parser sees everything: 1.13 has 8 methods, 6 properties, 1 signal.
+    assert_eq!(shipped.len(), 15, "{shipped:?}");
 }
