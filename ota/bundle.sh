@@ -133,9 +133,11 @@ passin=()
 cms_args=(-sign -binary -noattr -md sha256 -outform DER -signer "$cert" -inkey "$key" "${passin[@]}")
 [ -z "$intermediate" ] || cms_args+=(-certfile "$intermediate")
 if [ "$format" = verity ]; then
-    "$rauc" "${rauc_args[@]}" extract-signature "$stage/rauc.raucb" "$stage/rauc.cms" 2>/dev/null
+    "$rauc" "${rauc_args[@]}" extract-signature "$stage/rauc.raucb" "$stage/rauc.cms" \
+        > "$stage/extract.log" 2>&1 || { cat "$stage/extract.log" >&2; die "rauc extract-signature failed"; }
     openssl cms -verify -noverify -binary -inform DER -in "$stage/rauc.cms" \
-        -out "$stage/signed.raucm" 2>/dev/null
+        -out "$stage/signed.raucm" 2> "$stage/cms.log" \
+        || { cat "$stage/cms.log" >&2; die "cannot read the manifest RAUC signed"; }
     "$tool" reseal --bundle "$stage/rauc.raucb" --manifest "$stage/signed.raucm" \
         --out-bundle "$stage/tree.raucb" --out-content "$stage/to-sign"
     cms_args+=(-nodetach)
