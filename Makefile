@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 DEMO_PACKAGES := chrony dbus
-TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps dbus systemd libglib2.0-bin passwd device-tree-compiler cpp qemu-system-x86 busybox xz-utils gcc-12 make binutils libelf1
+TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps dbus systemd libglib2.0-bin passwd device-tree-compiler cpp qemu-system-x86 busybox xz-utils gcc-12 make binutils libelf1 mmdebstrap squashfs-tools openssl
 IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
 .PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test help
