@@ -10,6 +10,7 @@ pub mod managed;
 
 use crate::clock::ClockConfig;
 use crate::dbus::DbusConfig;
+use crate::monitor::MonitorConfig;
 use crate::ntp::NtpConfig;
 use crate::nts::NtsConfig;
 use crate::refclock::RefclockConfig;
@@ -58,6 +59,8 @@ pub struct Config {
     pub clock: ClockConfig,
     #[serde(default)]
     pub dbus: DbusConfig,
+    #[serde(default)]
+    pub monitor: MonitorConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -74,6 +77,7 @@ impl Default for Config {
             gps: RefclockConfig::default(),
             clock: ClockConfig::default(),
             dbus: DbusConfig::default(),
+            monitor: MonitorConfig::default(),
         }
     }
 }
