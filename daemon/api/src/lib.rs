@@ -12,6 +12,7 @@
 //!   replies and the clients' handling.
 //! - [`ApplianceBackend`]: what the daemon provides behind the interfaces.
 //! - [`client`]: typed proxies for the interfaces.
+//! - [`display`]: offsets and dates as people read them.
 //! - [`http`]: the same API over HTTPS (the management gateway,
 //!   `skytime-mgmtd`): one route per D-Bus member, error names kept in
 //!   the body, HTTP statuses per error.
@@ -30,6 +31,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod display;
 pub mod error;
 pub mod http;
 pub mod record;

@@ -1,4 +1,5 @@
-//! Atomic writes of persistent state (keys, drift, configuration).
+//! Atomic writes of persistent state (keys, drift, configuration, state
+//! files, files written back to the boot partition).
 //!
 //! Every file the daemon keeps across restarts is replaced the same way:
 //! write a temporary file in the same directory, fsync it, rename it over
@@ -13,6 +14,16 @@ use std::path::{Path, PathBuf};
 /// Replaces `path` with `contents`, atomically, with permission `mode`
 /// (for example 0o600 for key material).
 pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, contents, Some(mode))
+}
+
+/// [`atomic_write`] for file systems without Unix permissions (the FAT
+/// boot partition, where chmod fails): the same sequence, no mode set.
+pub fn atomic_write_modeless(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, None)
+}
+
+fn replace(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -33,10 +44,12 @@ pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(mode)
+            .mode(mode.unwrap_or(0o644))
             .open(&tmp)?;
-        // The mode given to open() is filtered by the umask; set it exactly.
-        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        if let Some(mode) = mode {
+            // The mode given to open() is filtered by the umask; set it exactly.
+            f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        }
         f.write_all(contents)?;
         f.sync_all()?;
         drop(f);

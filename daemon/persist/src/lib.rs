@@ -21,4 +21,4 @@
 pub mod atomic;
 pub mod identity;
 
-pub use atomic::atomic_write;
+pub use atomic::{atomic_write, atomic_write_modeless};
