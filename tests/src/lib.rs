@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 pub mod dbus;
 pub mod gpssim;
+pub mod mgmt;
 pub mod ntp;
 pub mod nts_client;
 pub mod standin;
