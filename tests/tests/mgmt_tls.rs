@@ -42,7 +42,11 @@ fn certificates_that_must_not_get_in_are_refused_at_the_handshake() {
     for (what, pem, reason) in [
         ("rogue CA", &rogue, "UnknownIssuer"),
         ("expired", &expired, "certificate expired"),
-        ("server authentication only", &server_only, "extended key usage for client authentication"),
+        (
+            "server authentication only",
+            &server_only,
+            "extended key usage for client authentication",
+        ),
         ("not pinned", &unpinned, "UnknownIssuer"),
         ("the CA itself", &ca_as_client, "CaUsedAsEndEntity"),
     ] {

@@ -15,6 +15,9 @@ use tokio::sync::Mutex;
 use zbus::zvariant::{OwnedValue, Signature, StructureBuilder, Value};
 use zbus::Connection;
 
+/// How long a D-Bus call may take (D-Bus's own default reply timeout).
+const METHOD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// The bus, as configured (`"system"` or an address).
 #[derive(Debug)]
 pub struct Bus {
@@ -42,7 +45,9 @@ impl Bus {
             zbus::connection::Builder::address(self.address.as_str())
         };
         let conn = match built {
-            Ok(b) => b.build().await,
+            // A skytimed that does not answer must not hold a request
+            // (and its connection slot) for ever.
+            Ok(b) => b.method_timeout(METHOD_TIMEOUT).build().await,
             Err(e) => Err(e),
         }
         .map_err(|e| {

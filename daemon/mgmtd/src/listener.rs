@@ -3,8 +3,8 @@
 //! of `max_connections` (more are closed at once, so a flood cannot queue
 //! up behind the ones being served); the handshake must finish within
 //! `handshake_timeout`, a request's header within `request_timeout`, and
-//! a connection that carries nothing either way for `idle_timeout` is
-//! closed. A slow or silent client thus holds one slot for a bounded time
+//! a connection that carries nothing either way for `idle_timeout`, while
+//! none of its requests is being answered, is closed. A slow or silent client thus holds one slot for a bounded time
 //! and never the others.
 
 use crate::server::{Client, Gateway};
@@ -144,7 +144,18 @@ async fn connection(
         inner: tls_stream,
         activity: activity.clone(),
     });
-    let service = service_fn(move |req| gateway.clone().handle(client.clone(), req));
+    let busy = activity.clone();
+    let service = service_fn(move |req| {
+        // A request being answered (a D-Bus call under way) is not idle.
+        let guard = busy.begin();
+        let gateway = gateway.clone();
+        let client = client.clone();
+        async move {
+            let reply = gateway.handle(client, req).await;
+            drop(guard);
+            reply
+        }
+    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.request())
@@ -162,7 +173,7 @@ async fn connection(
                 return;
             }
             _ = check.tick() => {
-                if activity.idle() >= idle {
+                if activity.in_flight() == 0 && activity.idle() >= idle {
                     tracing::info!(%peer, "no traffic for {} s; closed", limits.idle_timeout);
                     return;
                 }
@@ -175,11 +186,23 @@ async fn connection(
     }
 }
 
-/// When a connection last moved bytes.
+/// When a connection last moved bytes, and how many of its requests are
+/// being answered.
 #[derive(Clone, Debug)]
 struct Activity {
     epoch: Instant,
     last_ms: Arc<AtomicU64>,
+    in_flight: Arc<AtomicU64>,
+}
+
+/// A request being answered; counts until dropped.
+struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
 }
 
 impl Activity {
@@ -187,7 +210,17 @@ impl Activity {
         Self {
             epoch: Instant::now(),
             last_ms: Arc::new(AtomicU64::new(0)),
+            in_flight: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    fn begin(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {

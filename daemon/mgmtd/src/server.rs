@@ -205,9 +205,15 @@ impl Gateway {
         req: Request<Incoming>,
     ) -> (Result<Json, Failure>, Option<String>) {
         let mut query = routes::query_args(req.uri().query());
-        let sha = query
-            .remove("sha256")
-            .and_then(|v| v.as_str().map(str::to_owned));
+        query.remove("sha256");
+        // The hash as written: hex digits may read as a number.
+        let sha = req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|p| p.strip_prefix("sha256="))
+            .map(routes::percent_decode);
         let len = content_length(&req);
         let stored = match self
             .uploads
