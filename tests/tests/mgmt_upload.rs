@@ -168,10 +168,7 @@ fn a_whole_bundle_with_its_hash_is_stored_and_handed_to_install() {
             && path.ends_with(".raucb"),
         "{path}"
     );
-    assert_eq!(
-        bool::try_from(options["force"].try_clone().unwrap()).unwrap(),
-        true
-    );
+    assert!(bool::try_from(options["force"].try_clone().unwrap()).unwrap());
     assert_eq!(
         String::try_from(options["note"].try_clone().unwrap()).unwrap(),
         "from test"
