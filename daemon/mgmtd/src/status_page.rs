@@ -229,8 +229,11 @@ fn system(h: &mut String, s: &Snapshot) {
 }
 
 fn history(h: &mut String, s: &Snapshot) {
+    // The last 24 hours, or as much of them as the history holds.
     let to = s.at;
-    let from = to - 24 * 3600;
+    let from = s.history.first().map_or(to - 24 * 3600, |p| {
+        (p.time - i64::from(p.interval)).max(to - 24 * 3600)
+    });
     let interval = s.history.first().map_or(60, |p| i64::from(p.interval));
     let series = |f: fn(&HistoryPoint) -> Option<f64>| -> Vec<(i64, Option<f64>)> {
         s.history.iter().map(|p| (p.time, f(p))).collect()
@@ -240,13 +243,14 @@ fn history(h: &mut String, s: &Snapshot) {
     let jitter = |v: f64| offset(v).trim_start_matches('+').to_owned();
     let count = |v: f64| format!("{v:.0}");
     let rate = |v: f64| format!("{v:.1}/s");
-    let plot = |id, title, points, label| Plot {
+    let plot = |id, title, points, min_span, label| Plot {
         id,
         title,
         points,
         from,
         to,
         max_gap: 2 * interval,
+        min_span,
         label,
     };
     let plots = [
@@ -254,34 +258,39 @@ fn history(h: &mut String, s: &Snapshot) {
             "plot-offset",
             "Offset",
             series(|p| Some(p.offset)),
+            2e-6,
             &seconds,
         ),
         plot(
             "plot-frequency",
             "Frequency",
             series(|p| Some(p.frequency)),
+            0.01,
             &ppm,
         ),
         plot(
             "plot-pps-jitter",
             "PPS jitter",
             series(|p| p.pps_jitter),
+            1e-7,
             &jitter,
         ),
         plot(
             "plot-satellites",
             "Satellites",
             series(|p| p.satellites.map(f64::from)),
+            2.0,
             &count,
         ),
         plot(
             "plot-request-rate",
             "Request rate",
             series(|p| Some(p.request_rate)),
+            1.0,
             &rate,
         ),
     ];
-    h.push_str("<section id=\"history\"><h2>Last 24 hours</h2>");
+    h.push_str("<section id=\"history\"><h2>Recent history (up to 24 hours)</h2>");
     for p in plots {
         let _ = write!(
             h,

@@ -24,6 +24,9 @@ pub struct Plot<'a> {
     pub to: i64,
     /// Points further apart than this are not joined (seconds).
     pub max_gap: i64,
+    /// The value axis spans at least this much (a flat line sits in the
+    /// middle of it rather than filling the plot with noise).
+    pub min_span: f64,
     /// How a value reads on the axis.
     pub label: &'a dyn Fn(f64) -> String,
 }
@@ -59,7 +62,7 @@ impl Plot<'_> {
         let mut svg = String::new();
         let _ = write!(
             svg,
-            r#"<svg id="{id}" class="plot" role="img" aria-label="{title}" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg"><title>{title}</title>"#,
+            r#"<svg id="{id}" class="plot" role="img" aria-label="{title}" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" style="max-width:{WIDTH}px" xmlns="http://www.w3.org/2000/svg"><title>{title}</title>"#,
             id = escape(self.id),
             title = escape(self.title),
         );
@@ -98,9 +101,8 @@ impl Plot<'_> {
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
                 (a.min(*v), b.max(*v))
             });
-        if hi - lo < f64::EPSILON * hi.abs().max(1e-300) || hi == lo {
-            // A flat line sits in the middle.
-            let pad = if hi == 0.0 { 1.0 } else { hi.abs() * 0.1 };
+        if hi - lo < self.min_span {
+            let pad = (self.min_span - (hi - lo)) / 2.0;
             lo -= pad;
             hi += pad;
         }
@@ -200,6 +202,7 @@ mod tests {
             from: 0,
             to: 1200,
             max_gap: 120,
+            min_span: 1.0,
             label: &label,
         };
         let svg = p.render();
