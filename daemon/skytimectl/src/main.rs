@@ -50,14 +50,34 @@ struct Cli {
     #[arg(long, global = true, value_name = "NAME[:PORT]")]
     host: Option<String>,
     /// With --host: the client certificate (PEM) enrolled on the appliance.
-    #[arg(long, global = true, value_name = "FILE", requires = "host")]
+    // Ids of their own: `certificate install CERT KEY` has arguments
+    // named so too.
+    #[arg(
+        long = "cert",
+        id = "client_cert",
+        global = true,
+        value_name = "FILE",
+        requires = "host"
+    )]
     cert: Option<PathBuf>,
     /// With --host: the client certificate's private key (PEM).
-    #[arg(long, global = true, value_name = "FILE", requires = "host")]
+    #[arg(
+        long = "key",
+        id = "client_key",
+        global = true,
+        value_name = "FILE",
+        requires = "host"
+    )]
     key: Option<PathBuf>,
     /// With --host: the CA (or the gateway's own certificate) to trust
     /// for the gateway; default: the system's CAs.
-    #[arg(long, global = true, value_name = "FILE", requires = "host")]
+    #[arg(
+        long = "ca",
+        id = "gateway_ca",
+        global = true,
+        value_name = "FILE",
+        requires = "host"
+    )]
     ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
