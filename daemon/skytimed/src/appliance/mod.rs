@@ -54,6 +54,8 @@ pub struct Appliance {
     served_certificate: Mutex<Option<Vec<u8>>>,
     /// Alarms and history, kept by the monitor task.
     monitor: Arc<Monitor>,
+    /// The end of validity of `served_certificate`.
+    served_not_after: Mutex<Option<i64>>,
 }
 
 /// Everything [`Appliance`] is built from.
@@ -83,6 +85,7 @@ impl Appliance {
             policy: p.policy,
             served_certificate: Mutex::new(None),
             monitor: p.monitor,
+            served_not_after: Mutex::new(None),
         };
         // NtsService::start has just loaded this file.
         a.remember_served_certificate();
@@ -96,10 +99,19 @@ impl Appliance {
 
     fn remember_served_certificate(&self) {
         if self.nts.enabled() {
+            let pem = std::fs::read(self.certificate_path()).ok();
+            // The alarms read its expiry every second: parse it once here.
+            *self
+                .served_not_after
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = pem
+                .as_deref()
+                .and_then(|p| certificate::describe(p, "").ok())
+                .map(|c| c.not_after);
             *self
                 .served_certificate
                 .lock()
-                .unwrap_or_else(|e| e.into_inner()) = std::fs::read(self.certificate_path()).ok();
+                .unwrap_or_else(|e| e.into_inner()) = pem;
         }
     }
 

@@ -1,6 +1,7 @@
 //! What the monitor sees of the running daemon: the alarm logic's
 //! observation (the discipline's mode and steps, the receiver's counters,
-//! the served stratum, the certificate, the leap table) and one history
+//! the served stratum, the served certificate's expiry, the leap table)
+//! and one history
 //! sample, from the same snapshots the reports are made of.
 
 use super::Appliance;
@@ -17,7 +18,7 @@ fn unix(t: NtpTimestamp) -> i64 {
 }
 
 impl Observe for Appliance {
-    fn observation(&self, certificate_not_after: Option<i64>) -> Observation {
+    fn observation(&self) -> Observation {
         let at = now();
         let clock = self.clock.snapshot();
         let sync = *self.sync.borrow();
@@ -55,7 +56,10 @@ impl Observe for Appliance {
                 served_stratum: sync.stratum,
                 steps: clock.as_ref().map_or(0, |c| c.tracking.counters.steps),
             },
-            certificate_not_after,
+            certificate_not_after: *self
+                .served_not_after
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
             leap_table_expired: clock.and_then(|c| c.leap_table_expired),
             update: None,
         }
@@ -91,9 +95,5 @@ impl Observe for Appliance {
             satellites,
             requests: self.stats.snapshot().received,
         }
-    }
-
-    fn certificate_not_after(&self) -> Option<i64> {
-        self.nts().certificate.map(|c| c.not_after)
     }
 }

@@ -22,9 +22,6 @@ pub use history::{History, Sample};
 
 /// How often the monitor looks.
 const EVERY: Duration = Duration::from_secs(1);
-/// How often the certificate's expiry is read again (it changes only
-/// when a certificate is installed or reloaded).
-const CERTIFICATE_EVERY: Duration = Duration::from_secs(60);
 
 /// The `[monitor]` section of skytime.toml.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -57,12 +54,10 @@ fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 /// Where the monitor gets its facts: the running daemon.
 pub trait Observe: Send + Sync {
-    /// The alarm logic's view now (`certificate_not_after` as last read).
-    fn observation(&self, certificate_not_after: Option<i64>) -> Observation;
+    /// The alarm logic's view now (quick: snapshots, no file read).
+    fn observation(&self) -> Observation;
     /// One history sample now.
     fn sample(&self) -> Sample;
-    /// The NTS certificate's end of validity (reads the certificate).
-    fn certificate_not_after(&self) -> Option<i64>;
 }
 
 /// The alarms and history, shared between the loop and the API.
@@ -148,22 +143,12 @@ fn report(a: &skytime_alarms::Alarm) -> AlarmReport {
 pub async fn run(monitor: Arc<Monitor>, source: Arc<dyn Observe>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut certificate = None;
-    let mut certificate_read: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if certificate_read.is_none_or(|t| t.elapsed() >= CERTIFICATE_EVERY) {
-            let source = source.clone();
-            // Reading and parsing a file: off the async threads.
-            certificate = tokio::task::spawn_blocking(move || source.certificate_not_after())
-                .await
-                .unwrap_or(None);
-            certificate_read = Some(tokio::time::Instant::now());
-        }
-        monitor.observe(source.observation(certificate), &source.sample());
+        monitor.observe(source.observation(), &source.sample());
     }
 }
 
