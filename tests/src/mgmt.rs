@@ -474,3 +474,27 @@ impl Appliance {
         }
     }
 }
+
+/// The gateway's user (as skytime-mgmt.sysusers makes it on the
+/// appliance: in skytime-admin), created when missing.
+pub fn ensure_gateway_user() {
+    crate::dbus::ensure_users();
+    let exists = Command::new("getent")
+        .args(["passwd", "skytime-mgmt"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !exists {
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "-G",
+                "skytime-admin",
+                "skytime-mgmt",
+            ])
+            .output();
+    }
+}
