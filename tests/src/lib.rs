@@ -33,6 +33,7 @@ pub mod mgmt;
 pub mod ntp;
 pub mod nts_client;
 pub mod standin;
+pub mod systemd;
 pub mod vm;
 
 /// Path of a binary built in this workspace, next to the test executable's

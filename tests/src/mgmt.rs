@@ -130,6 +130,22 @@ pub fn mgmtd(args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// `skytime-mgmtd --config CONFIG enrol --from BOOT` for host name
+/// localhost and address 127.0.0.1: (exit code, output).
+pub fn enrol(config: &Path, boot: &Path) -> (Option<i32>, String) {
+    mgmtd(&[
+        "--config",
+        config.to_str().unwrap(),
+        "enrol",
+        "--from",
+        boot.to_str().unwrap(),
+        "--hostname",
+        "localhost",
+        "--address",
+        "127.0.0.1",
+    ])
+}
+
 /// A running gateway with its own directory.
 #[derive(Debug)]
 pub struct Gateway {
@@ -162,18 +178,7 @@ impl Gateway {
         for (name, text) in files {
             std::fs::write(boot.join(name), text).unwrap();
         }
-        let config = dir.path().join("gw.toml");
-        let (code, out) = mgmtd(&[
-            "--config",
-            config.to_str().unwrap(),
-            "enrol",
-            "--from",
-            boot.to_str().unwrap(),
-            "--hostname",
-            "localhost",
-            "--address",
-            "127.0.0.1",
-        ]);
+        let (code, out) = enrol(&dir.path().join("gw.toml"), &boot);
         assert_eq!(code, Some(0), "enrol: {out}");
         dir
     }
@@ -252,6 +257,23 @@ impl Gateway {
         }
         let tmp = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, tmp)
+    }
+
+    /// curl (bounded) GET of `path` trusting the gateway's certificate,
+    /// presenting `id` (written to a temporary directory), with `extra`
+    /// options.
+    pub fn curl(&self, id: Option<&Pem>, extra: &[&str], path: &str) -> std::process::Output {
+        let files = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--cacert"])
+            .arg(self.server_cert())
+            .args(extra);
+        if let Some(id) = id {
+            let (c, k) = id.write(files.path(), "client");
+            cmd.arg("--cert").arg(c).arg("--key").arg(k);
+        }
+        cmd.arg(format!("https://127.0.0.1:{}{path}", self.addr.port()));
+        crate::run_bounded(&mut cmd, Duration::from_secs(30))
     }
 
     /// A client of this gateway presenting `id` (or no certificate).

@@ -166,22 +166,7 @@ fn the_daemon_raises_and_clears_its_alarms() {
     );
 
     // A certificate that expires in ten days, then one that does not.
-    let soon = cert_expiring_in(10);
-    let dir = tempfile::tempdir().unwrap();
-    let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    std::fs::write(&c, &soon.0).unwrap();
-    std::fs::write(&k, &soon.1).unwrap();
-    let r = ctl(
-        &bus,
-        None,
-        &[
-            "certificate",
-            "install",
-            c.to_str().unwrap(),
-            k.to_str().unwrap(),
-        ],
-    );
-    assert!(r.ok(), "{}", r.all());
+    install(&bus, cert_expiring_in(10));
     let (ok, seen) = watch(&bus, Duration::from_secs(10), |a| {
         a.contains("certificate_expiring")
     });
@@ -200,11 +185,22 @@ fn the_daemon_raises_and_clears_its_alarms() {
         reason.contains("expires in 9 days") || reason.contains("expires in 10 days"),
         "{reason}"
     );
-    let (cert, key) = skytime_tests::dbus::make_cert("localhost", 2100);
+    install(&bus, skytime_tests::dbus::make_cert("localhost", 2100));
+    let (ok, seen) = watch(&bus, Duration::from_secs(10), |a| {
+        !a.contains("certificate_expiring")
+    });
+    assert!(ok, "{seen:?}");
+    assert!(daemon.log().contains("alarm cleared"), "alarms are logged");
+}
+
+/// Installs the NTS certificate and key (PEM) with skytimectl.
+fn install(bus: &PrivateBus, (cert, key): (String, String)) {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
     std::fs::write(&c, cert).unwrap();
     std::fs::write(&k, key).unwrap();
     let r = ctl(
-        &bus,
+        bus,
         None,
         &[
             "certificate",
@@ -214,11 +210,6 @@ fn the_daemon_raises_and_clears_its_alarms() {
         ],
     );
     assert!(r.ok(), "{}", r.all());
-    let (ok, seen) = watch(&bus, Duration::from_secs(10), |a| {
-        !a.contains("certificate_expiring")
-    });
-    assert!(ok, "{seen:?}");
-    assert!(daemon.log().contains("alarm cleared"), "alarms are logged");
 }
 
 /// A certificate and key for localhost valid until `days` from now.

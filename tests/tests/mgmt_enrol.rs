@@ -5,7 +5,7 @@
 //! key pin), nothing imported twice, a reset, and a gateway with nothing
 //! enrolled that stays off.
 
-use skytime_tests::mgmt::{mgmtd, self_signed_client, Ca, Usage};
+use skytime_tests::mgmt::{enrol, mgmtd, self_signed_client, Ca, Usage};
 use skytime_tests::{free_tcp_port, run_bounded, wait_until};
 use std::path::Path;
 use std::process::Command;
@@ -18,20 +18,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn enrol(config: &Path, boot: &Path) -> (Option<i32>, String) {
-    mgmtd(&[
-        "--config",
-        config.to_str().unwrap(),
-        "enrol",
-        "--from",
-        boot.to_str().unwrap(),
-        "--hostname",
-        "localhost",
-        "--address",
-        "127.0.0.1",
-    ])
 }
 
 #[test]

@@ -10,9 +10,6 @@ use serde_json::json;
 use skytime_mgmtd::routes::{Access, ROUTES};
 use skytime_tests::dbus::make_cert;
 use skytime_tests::mgmt::{self_signed_client, Appliance, Ca, Gateway, Pem, Usage};
-use skytime_tests::run_bounded;
-use std::process::Command;
-use std::time::Duration;
 
 struct Operators {
     admin: Pem,
@@ -115,21 +112,10 @@ fn every_route_for_each_role() {
     );
 
     // curl, a client nobody here wrote, with the admin certificate.
-    let certs = tempfile::tempdir().unwrap();
-    let (c, k) = o.admin.write(certs.path(), "admin");
-    let out = run_bounded(
-        Command::new("curl")
-            .args(["-sS", "--fail-with-body", "--cacert"])
-            .arg(gw.server_cert())
-            .arg("--cert")
-            .arg(&c)
-            .arg("--key")
-            .arg(&k)
-            .arg(format!(
-                "https://127.0.0.1:{}/api/v1/Sources/GetSources",
-                gw.addr.port()
-            )),
-        Duration::from_secs(30),
+    let out = gw.curl(
+        Some(&o.admin),
+        &["--fail-with-body"],
+        "/api/v1/Sources/GetSources",
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

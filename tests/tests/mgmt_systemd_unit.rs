@@ -8,7 +8,7 @@
 
 use skytime_tests::dbus::{start_daemon, PrivateBus};
 use skytime_tests::mgmt::{ensure_gateway_user, Ca, Gateway, Usage};
-use skytime_tests::{bin, require_program, run_bounded};
+use skytime_tests::{bin, require_program, run_bounded, systemd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -19,24 +19,8 @@ fn dist(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `Key=value` settings of a unit file (comments dropped).
-fn settings(name: &str) -> Vec<(String, String)> {
-    std::fs::read_to_string(dist(name))
-        .unwrap()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
 fn get(name: &str, key: &str) -> Vec<String> {
-    settings(name)
-        .into_iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .collect()
+    systemd::get(&dist(name), key)
 }
 
 #[test]
@@ -73,26 +57,8 @@ fn units_activate_on_443_with_no_capability_and_the_sandbox() {
 
 #[test]
 fn systemd_analyze_security_rates_the_unit_ok() {
-    let analyze = require_program("systemd-analyze");
-    let out = run_bounded(
-        Command::new(analyze)
-            .args(["security", "--offline=true", "--no-pager", "--threshold=20"])
-            .arg(dist("skytime-mgmtd.service")),
-        Duration::from_secs(60),
-    );
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let overall = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score:\n{text}"));
-    let score: f64 = overall
-        .split(':')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{overall}"));
-    assert!(out.status.success() && score <= 2.0, "{overall}\n{text}");
+    let (passed, score, text) = systemd::security_score(&dist("skytime-mgmtd.service"), 2.0);
+    assert!(passed && score <= 2.0, "{score}\n{text}");
 }
 
 #[test]

@@ -63,22 +63,7 @@ fn certificates_that_must_not_get_in_are_refused_at_the_handshake() {
     assert!(gw.client(None).get("/").is_err(), "no certificate");
 
     // curl, presenting the rogue certificate, is refused too.
-    let certs = tempfile::tempdir().unwrap();
-    let (c, k) = rogue.write(certs.path(), "rogue");
-    let out = run_bounded(
-        Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(gw.server_cert())
-            .arg("--cert")
-            .arg(&c)
-            .arg("--key")
-            .arg(&k)
-            .arg(format!(
-                "https://127.0.0.1:{}/api/v1/Tracking/properties",
-                gw.addr.port()
-            )),
-        Duration::from_secs(30),
-    );
+    let out = gw.curl(Some(&rogue), &[], "/api/v1/Tracking/properties");
     assert!(
         !out.status.success(),
         "curl got in: {}",

@@ -12,17 +12,7 @@ use std::time::Duration;
 /// Where the gateway looks when no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/skytime/mgmtd.toml";
 
-/// A configuration that could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid configuration in {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
+pub use skytime_persist::toml_file::ConfigError;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -193,20 +183,17 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 impl GatewayConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        skytime_persist::toml_file::load::<Self>(path)?.checked(path)
     }
 
     /// Validates `text` as if read from `path` (for messages).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let c: Self = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        if c.listen.is_empty() {
+        skytime_persist::toml_file::parse::<Self>(text, path)?.checked(path)
+    }
+
+    /// What the field parsers cannot check alone.
+    fn checked(self, path: &Path) -> Result<Self, ConfigError> {
+        if self.listen.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 message: "listen needs at least one address (it is used when systemd passes \
@@ -214,7 +201,7 @@ impl GatewayConfig {
                     .into(),
             });
         }
-        Ok(c)
+        Ok(self)
     }
 
     /// [`GatewayConfig::load`] of `path`, or the defaults when `path` is

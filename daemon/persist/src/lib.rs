@@ -1,4 +1,4 @@
-//! # skytime-persist: what the appliance keeps on its data partition
+//! # skytime-persist: the appliance's files
 //!
 //! Shared by skytimed and the management gateway (`skytime-mgmtd`), which
 //! both keep state and a TLS identity of their own on the data partition
@@ -7,6 +7,8 @@
 //! - [`atomic_write`]: replace a file so that a crash leaves the old or
 //!   the new contents, never a mix (temporary file, fsync, rename, fsync
 //!   of the directory), with an exact mode (0600 for keys).
+//! - [`toml_file`]: configuration files, with errors that name the file
+//!   and line.
 //! - [`identity`]: a self-signed end-entity TLS certificate for the
 //!   appliance's names and addresses (`CA:FALSE`, valid 2000 to 9999: an
 //!   appliance without RTC may make it while its clock says 1970), the
@@ -20,5 +22,6 @@
 
 pub mod atomic;
 pub mod identity;
+pub mod toml_file;
 
 pub use atomic::{atomic_write, atomic_write_modeless};
