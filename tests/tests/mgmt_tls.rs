@@ -61,6 +61,16 @@ fn certificates_that_must_not_get_in_are_refused_at_the_handshake() {
         );
     }
     assert!(gw.client(None).get("/").is_err(), "no certificate");
+    let audited = skytime_tests::wait_until(Duration::from_secs(5), || {
+        gw.audit()
+            .contains("\"client\":\"-\",\"peer\"")
+            .then_some(())
+    });
+    assert!(
+        audited.is_some(),
+        "no audited refusal without a certificate:\n{}",
+        gw.audit()
+    );
 
     // curl, presenting the rogue certificate, is refused too.
     let out = gw.curl(Some(&rogue), &[], "/api/v1/Tracking/properties");

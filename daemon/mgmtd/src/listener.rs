@@ -118,6 +118,19 @@ async fn connection(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(%peer, "TLS handshake refused: {e}");
+            // A refused certificate is audited by the verifier, with its
+            // fingerprint; a client that brought none is audited here.
+            let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+            if matches!(inner, Some(rustls::Error::NoCertificatesPresented)) {
+                gateway.audit.record(&crate::audit::Entry {
+                    client: "-",
+                    role: None,
+                    peer: Some(peer),
+                    action: "TLS handshake",
+                    result: "refused",
+                    detail: Some("no client certificate"),
+                });
+            }
             return;
         }
         Err(_) => {
