@@ -2,14 +2,14 @@
 # `make test`; each installs what it needs (idempotently) first.
 
 CARGO ?= cargo
-DEMO_PACKAGES := chrony dbus
-TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps dbus systemd libglib2.0-bin passwd device-tree-compiler cpp qemu-system-x86 busybox xz-utils gcc-12 make binutils libelf1 mmdebstrap squashfs-tools openssl
+DEMO_PACKAGES := chrony dbus openssl curl
+TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps dbus systemd libglib2.0-bin passwd device-tree-compiler cpp qemu-system-x86 busybox xz-utils gcc-12 make binutils libelf1 openssl curl prometheus python3-prometheus-client chromium mmdebstrap squashfs-tools
 IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
 .PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test help
 
 help:
-	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123), Ctrl-C stops it"
+	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123, gateway https://127.0.0.1:18443), Ctrl-C stops it"
 	@echo "make test   run every test (formatting, lints, unit and system tests, the image in QEMU)"
 	@echo "make bench  throughput and memory of skytimed against chronyd"
 	@echo "make sim    clock-discipline simulator scenarios (target/sim/report.json)"
@@ -42,7 +42,7 @@ image-test: image
 	$(CARGO) test --locked -p skytime-tests --features image --test image_uboot_rpi --test image_qemu --test image_clock --test image_reproducible
 
 demo: demo-deps
-	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim
+	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim -p skytime-mgmtd
 	@daemon/demo.sh
 
 lint:

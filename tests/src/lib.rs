@@ -29,9 +29,11 @@ use std::time::{Duration, Instant};
 
 pub mod dbus;
 pub mod gpssim;
+pub mod mgmt;
 pub mod ntp;
 pub mod nts_client;
 pub mod standin;
+pub mod systemd;
 pub mod vm;
 
 /// Path of a binary built in this workspace, next to the test executable's

@@ -11,8 +11,8 @@
 //! skytimed (`tests/tests/dbus_system.rs`).
 
 use skytime_api::{
-    ApiError, ApplianceBackend, CertificateReport, ClientReport, ConfigOutcome, NtsReport,
-    ServerReport, SourceReport, TrackingReport,
+    AlarmReport, ApiError, ApplianceBackend, CertificateReport, ClientReport, ConfigOutcome,
+    HistoryPoint, NtsReport, ServerReport, SourceReport, TrackingReport,
 };
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +40,9 @@ pub struct StandIn {
     pub clients: Mutex<Vec<ClientReport>>,
     pub nts: Mutex<NtsReport>,
     pub config_path: String,
+    pub alarms: Mutex<Vec<AlarmReport>>,
+    /// History served (the `seconds` argument is not applied).
+    pub history: Mutex<Vec<HistoryPoint>>,
     /// Every write call received, in order.
     pub calls: Mutex<Vec<Call>>,
     /// When set, the next write call fails with this error (and is still
@@ -105,6 +108,21 @@ impl StandIn {
                 ..Default::default()
             }),
             config_path: "/var/lib/skytime/skytime.toml".into(),
+            alarms: Mutex::default(),
+            history: Mutex::new(
+                (1..=3)
+                    .map(|i| HistoryPoint {
+                        time: 1_800_000_000 + 60 * i,
+                        interval: 60,
+                        synchronized: true,
+                        offset: 1e-8 * i as f64,
+                        frequency: -12.5,
+                        pps_jitter: Some(2e-7),
+                        satellites: Some(9),
+                        request_rate: 2.0,
+                    })
+                    .collect(),
+            ),
             calls: Mutex::default(),
             fail_next: Mutex::default(),
         })
@@ -182,5 +200,14 @@ impl ApplianceBackend for StandIn {
     }
     fn rotate_keys(&self) -> Result<NtsReport, ApiError> {
         self.write(Call::RotateKeys, || self.nts())
+    }
+    fn alarms(&self) -> Vec<AlarmReport> {
+        self.alarms.lock().unwrap().clone()
+    }
+    fn history(&self, _seconds: u32) -> Vec<HistoryPoint> {
+        self.history.lock().unwrap().clone()
+    }
+    fn version(&self) -> String {
+        "0.0.0-standin".into()
     }
 }

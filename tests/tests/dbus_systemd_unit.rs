@@ -7,7 +7,7 @@
 //! test's own).
 
 use skytime_tests::dbus::{PrivateBus, BUS_NAME};
-use skytime_tests::{bin, require_program, run_bounded};
+use skytime_tests::{bin, require_program, run_bounded, systemd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -16,24 +16,8 @@ fn unit_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../daemon/skytimed/dist/skytimed.service")
 }
 
-/// `Key=value` settings of the unit, in order (comments dropped).
-fn settings() -> Vec<(String, String)> {
-    std::fs::read_to_string(unit_path())
-        .unwrap()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
 fn get(key: &str) -> Vec<String> {
-    settings()
-        .into_iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v)
-        .collect()
+    systemd::get(&unit_path(), key)
 }
 
 #[test]
@@ -73,28 +57,8 @@ fn unit_is_a_watchdogged_notify_service_with_the_issues_sandbox() {
 
 #[test]
 fn systemd_analyze_security_rates_the_unit_ok() {
-    let analyze = require_program("systemd-analyze");
-    // --offline works on a unit file without a running systemd (252+);
-    // --threshold makes it fail above 3.0 (exposure x 10).
-    let out = run_bounded(
-        Command::new(analyze)
-            .args(["security", "--offline=true", "--no-pager", "--threshold=30"])
-            .arg(unit_path()),
-        Duration::from_secs(60),
-    );
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let overall = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score:\n{text}"));
-    let score: f64 = overall
-        .split(':')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{overall}"));
-    assert!(out.status.success() && score <= 3.0, "{overall}\n{text}");
+    let (passed, score, text) = systemd::security_score(&unit_path(), 3.0);
+    assert!(passed && score <= 3.0, "{score}\n{text}");
 }
 
 /// Runs `script` in a private network namespace (loopback up), bounded.

@@ -11,8 +11,8 @@
 
 use crate::error::ApiError;
 use crate::records::{
-    CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,
-    TrackingReport,
+    AlarmReport, CertificateReport, ClientReport, ConfigOutcome, HistoryPoint, NtsReport,
+    ServerReport, SourceReport, TrackingReport,
 };
 
 /// Largest TOML document or PEM argument accepted (bytes): larger ones are
@@ -60,4 +60,13 @@ pub trait ApplianceBackend: Send + Sync + std::fmt::Debug + 'static {
     /// `Nts.RotateKeys`: makes a new master key current now (persisted
     /// before use; the old ones are kept for clients' cookies).
     fn rotate_keys(&self) -> Result<NtsReport, ApiError>;
+
+    // --- Monitoring (org.skytime.Appliance1.Monitor) ---
+    /// `Monitor.Alarms`: the active alarms, critical first.
+    fn alarms(&self) -> Vec<AlarmReport>;
+    /// `Monitor.History`: the points of the last `seconds` (0: every
+    /// point held), oldest first.
+    fn history(&self, seconds: u32) -> Vec<HistoryPoint>;
+    /// `Monitor.Version`: the daemon's version.
+    fn version(&self) -> String;
 }

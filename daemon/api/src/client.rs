@@ -5,21 +5,28 @@
 //! error it carries.
 
 use crate::records::{
-    CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,
-    TrackingReport,
+    CertificateReport, ClientReport, ConfigOutcome, HistoryPoint, NtsReport, ServerReport,
+    SourceReport, TrackingReport,
 };
-use crate::{BUS_NAME, OBJECT_PATH};
+use crate::{Record, BUS_NAME, OBJECT_PATH};
 use zbus::Connection;
 
 /// All `Tracking` properties in one `GetAll` call.
 pub async fn tracking(conn: &Connection) -> zbus::Result<TrackingReport> {
+    properties(conn, crate::interface::TRACKING).await
+}
+
+/// All properties of `interface` in one `GetAll` call, as the record
+/// that has them as fields ([`TrackingReport`],
+/// [`MonitorProperties`](crate::MonitorProperties)).
+pub async fn properties<R: Record>(conn: &Connection, interface: &str) -> zbus::Result<R> {
     let reply = conn
         .call_method(
             Some(BUS_NAME),
             OBJECT_PATH,
             Some("org.freedesktop.DBus.Properties"),
             "GetAll",
-            &(crate::interface::TRACKING,),
+            &(interface,),
         )
         .await?;
     reply.body().deserialize()
@@ -84,4 +91,14 @@ pub trait Config {
 pub trait Power {
     fn reboot(&self) -> zbus::Result<()>;
     fn power_off(&self) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(
+    interface = "org.skytime.Appliance1.Monitor",
+    default_service = "org.skytime.Appliance1",
+    default_path = "/org/skytime/Appliance1",
+    gen_blocking = false
+)]
+pub trait Monitor {
+    fn history(&self, seconds: u32) -> zbus::Result<Vec<HistoryPoint>>;
 }

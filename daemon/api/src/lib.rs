@@ -12,6 +12,10 @@
 //!   replies and the clients' handling.
 //! - [`ApplianceBackend`]: what the daemon provides behind the interfaces.
 //! - [`client`]: typed proxies for the interfaces.
+//! - [`display`]: offsets and dates as people read them.
+//! - [`http`]: the same API over HTTPS (the management gateway,
+//!   `skytime-mgmtd`): one route per D-Bus member, error names kept in
+//!   the body, HTTP statuses per error.
 //!
 //! The interfaces' introspection is checked in as
 //! `daemon/skytimed/dist/org.skytime.Appliance1.xml`; the daemon's tests
@@ -27,13 +31,16 @@
 
 pub mod backend;
 pub mod client;
+pub mod display;
 pub mod error;
+pub mod http;
 pub mod record;
 pub mod records;
 
 pub use backend::{ApplianceBackend, MAX_DOCUMENT};
 pub use error::ApiError;
 pub use record::Record;
+pub use records::{verdict, AlarmReport, HistoryPoint, MonitorProperties};
 pub use records::{
     CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,
     TrackingReport,
@@ -52,6 +59,8 @@ pub mod interface {
     pub const NTS: &str = "org.skytime.Appliance1.Nts";
     pub const CONFIG: &str = "org.skytime.Appliance1.Config";
     pub const POWER: &str = "org.skytime.Appliance1.Power";
+    /// Alarms, history and version.
+    pub const MONITOR: &str = "org.skytime.Appliance1.Monitor";
     /// Every interface, in the order of the introspection document.
-    pub const ALL: [&str; 6] = [CONFIG, NTS, POWER, SERVER, SOURCES, TRACKING];
+    pub const ALL: [&str; 7] = [CONFIG, MONITOR, NTS, POWER, SERVER, SOURCES, TRACKING];
 }

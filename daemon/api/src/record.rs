@@ -122,6 +122,21 @@ impl<'de, T: Field> Deserialize<'de> for Via<T> {
     }
 }
 
+/// A record as a D-Bus value (its `a{sv}` dictionary), for properties
+/// whose type is a record or a list of records.
+pub fn to_value<R: Record>(r: &R) -> zbus::zvariant::Value<'static> {
+    use std::collections::HashMap;
+    use zbus::zvariant::{serialized::Context, to_bytes, OwnedValue, LE};
+    // Through the wire form: the one serde implementation decides what
+    // the dictionary holds. A record always serializes; should it not,
+    // the property reads as an empty dictionary rather than failing.
+    let dict: HashMap<String, OwnedValue> = to_bytes(Context::new_dbus(LE, 0), r)
+        .ok()
+        .and_then(|data| data.deserialize().ok().map(|(d, _)| d))
+        .unwrap_or_default();
+    zbus::zvariant::Value::from(dict)
+}
+
 /// `#[serde(with = ...)]` target for every record field.
 pub(crate) mod wire {
     use super::Field;
@@ -159,6 +174,12 @@ macro_rules! record {
         }
 
         impl $crate::record::Record for $name {}
+
+        impl From<$name> for zbus::zvariant::Value<'static> {
+            fn from(r: $name) -> Self {
+                $crate::record::to_value(&r)
+            }
+        }
 
         $crate::record::plain_field!($name);
     };

@@ -184,6 +184,79 @@ record! {
     }
 }
 
+// --- Monitoring: alarms and history (org.skytime.Appliance1.Monitor) ---
+
+record! {
+    /// One active alarm (`Monitor.Alarms`).
+    pub struct AlarmReport {
+        /// Stable name: "not_synchronized", "holdover", "no_gps_fix",
+        /// "pps_missing", "pps_rejected", "nmea_missing",
+        /// "holdover_limit_reached", "certificate_expiring",
+        /// "certificate_expired", "leap_table_expired", "clock_stepped",
+        /// "update_failed", "update_rolled_back".
+        pub name: String,
+        /// "warning" (time is still served within its error bound) or
+        /// "critical".
+        pub severity: String,
+        /// Unix seconds since which the condition holds.
+        pub since: i64,
+        /// What is wrong, in plain words.
+        pub reason: String,
+    }
+}
+
+record! {
+    /// One point of the recent history (`Monitor.History`): the state
+    /// over one interval, ending at `time`.
+    pub struct HistoryPoint {
+        /// End of the interval, Unix seconds.
+        pub time: i64,
+        /// Length of the interval, seconds.
+        pub interval: u32,
+        /// Synchronized to a time source throughout the interval.
+        pub synchronized: bool,
+        /// Mean offset of the system clock, seconds (positive: fast).
+        pub offset: f64,
+        /// Mean frequency correction, ppm.
+        pub frequency: f64,
+        /// The PPS source's standard deviation at the end of the
+        /// interval, seconds (absent without PPS samples).
+        pub pps_jitter: Option<f64>,
+        /// Fewest satellites in use during the interval (absent without
+        /// a GPS receiver or a fix).
+        pub satellites: Option<u32>,
+        /// NTP requests received per second, over the interval.
+        pub request_rate: f64,
+    }
+}
+
+crate::record::plain_field!(Vec<AlarmReport>);
+
+record! {
+    /// The `Monitor` interface's properties, read together (`GetAll`).
+    pub struct MonitorProperties {
+        /// The active alarms, critical first.
+        pub alarms: Vec<AlarmReport>,
+        /// skytimed's version.
+        pub version: String,
+    }
+}
+
+/// The appliance's one-word state, from its alarms: "FAIL" while a
+/// critical alarm is active, "DEGRADED" while only warnings are, "OK"
+/// otherwise; with the alarm that decides it (the first of the worst).
+pub fn verdict(alarms: &[AlarmReport]) -> (&'static str, Option<&AlarmReport>) {
+    if let Some(a) = alarms.iter().find(|a| a.severity == "critical") {
+        ("FAIL", Some(a))
+    } else if let Some(a) = alarms.first() {
+        ("DEGRADED", Some(a))
+    } else {
+        ("OK", None)
+    }
+}
+
+// --- end of monitoring ---
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +362,31 @@ mod tests {
                 dry_run: false,
                 restart_required: vec!["ntp.listen".into()],
             }),
+            Box::new(AlarmReport {
+                name: "holdover".into(),
+                severity: "warning".into(),
+                since: 1_800_000_000,
+                reason: "in holdover".into(),
+            }),
+            Box::new(MonitorProperties {
+                alarms: vec![AlarmReport {
+                    name: "pps_missing".into(),
+                    severity: "warning".into(),
+                    since: 1_800_000_000,
+                    reason: "no PPS".into(),
+                }],
+                version: "0.1.0".into(),
+            }),
+            Box::new(HistoryPoint {
+                time: 1_800_000_060,
+                interval: 60,
+                synchronized: true,
+                offset: -2e-8,
+                frequency: -12.5,
+                pps_jitter: Some(3e-7),
+                satellites: Some(9),
+                request_rate: 12.5,
+            }),
         ]
     }
 
@@ -370,6 +468,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.address.as_str(), c.interval_log2), ("192.0.2.9", None));
+    }
+
+    #[test]
+    fn the_verdict_is_the_worst_alarm() {
+        let warn = AlarmReport {
+            name: "holdover".into(),
+            severity: "warning".into(),
+            ..Default::default()
+        };
+        let crit = AlarmReport {
+            name: "not_synchronized".into(),
+            severity: "critical".into(),
+            ..Default::default()
+        };
+        assert_eq!(verdict(&[]), ("OK", None));
+        assert_eq!(
+            verdict(std::slice::from_ref(&warn)),
+            ("DEGRADED", Some(&warn))
+        );
+        assert_eq!(verdict(&[warn, crit.clone()]), ("FAIL", Some(&crit)));
     }
 
     #[test]

@@ -8,10 +8,18 @@
 //! jitter and, in one scenario, garbage. The clock is steered only by the
 //! discipline's actions; the statistics use the clock's TRUE error
 //! against simulated UTC at each second (not the filter's estimate).
+//!
+//! Every simulated second the appliance's alarm logic (`skytime-alarms`)
+//! observes the discipline and the simulated receiver as skytimed's
+//! monitor does; [`Outcome::alarm_events`] lists what it raised and
+//! cleared, so the alarms are checked against the same scenarios.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use skytime_alarms::{
+    AlarmConfig, Alarms, ClockMode, ClockObservation, GpsObservation, Observation, PpsCounters,
+};
 use skytime_discipline::kalman::steady_state_floor;
 use skytime_discipline::leap::{LeapEntry, LeapTable};
 use skytime_discipline::{
@@ -58,6 +66,12 @@ pub struct Scenario {
     /// Start 6 h before the 2017 leap second with the table loaded.
     pub leap: bool,
     pub leap_mode: LeapMode,
+    /// The reference (PPS and NMEA alike) jumps by this many seconds at
+    /// this second and stays there: (at, seconds).
+    pub jump: Option<(f64, f64)>,
+    /// The discipline's makestep limit (chrony's `makestep` second
+    /// argument; -1: step whenever the offset is over the threshold).
+    pub makestep_limit: i32,
 }
 
 impl Scenario {
@@ -84,6 +98,23 @@ impl Scenario {
             gap: None,
             leap: false,
             leap_mode: LeapMode::Step,
+            jump: None,
+            makestep_limit: DisciplineConfig::default().makestep_limit,
+        }
+    }
+
+    /// Not in [`Scenario::all`]: the reference jumps by 5 ms after an
+    /// hour of lock and the discipline may step at any time (`makestep
+    /// 0.001 -1`), so the clock is stepped after lock: what the
+    /// `clock_stepped` alarm is for.
+    pub fn stepped_after_lock() -> Self {
+        Self {
+            hours: 2.0,
+            freq_ppm: 10.0,
+            drift_error_ppm: Some(0.1),
+            jump: Some((3600.0, 0.005)),
+            makestep_limit: -1,
+            ..Self::base("stepped_after_lock", 18)
         }
     }
 
@@ -199,6 +230,17 @@ pub struct Outcome {
     pub max_smear_rate_error_ppm: Option<f64>,
     pub nmea_falseticker_seen: Option<bool>,
     pub pps_always_selected: bool,
+    /// Alarms raised and cleared, in order.
+    pub alarm_events: Vec<AlarmEvent>,
+}
+
+/// An alarm raised or cleared at a simulated second.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AlarmEvent {
+    /// Seconds since the scenario's start.
+    pub t: f64,
+    pub alarm: &'static str,
+    pub raised: bool,
 }
 
 struct Noise {
@@ -237,9 +279,11 @@ pub fn run(sc: &Scenario) -> Outcome {
     };
     let epoch = NtpTimestamp::from_seconds_fraction(start_s, 0);
     let leap_at = NtpTimestamp::from_seconds_fraction(JAN_2017, 0);
-    // UTC at continuous true time t: the inserted second repeats.
+    // UTC at continuous true time t (the inserted second repeats), as
+    // the reference says it: after a jump, off by the jump.
     let utc = |t: f64| {
-        let cont = epoch + NtpDuration::from_seconds_f64(t);
+        let jumped = sc.jump.filter(|(at, _)| t >= *at).map_or(0.0, |(_, s)| s);
+        let cont = epoch + NtpDuration::from_seconds_f64(t + jumped);
         if sc.leap && cont >= leap_at {
             cont + NtpDuration::from_seconds_f64(-1.0)
         } else {
@@ -257,6 +301,7 @@ pub fn run(sc: &Scenario) -> Outcome {
     let mut clock = SimClock::new(epoch, -sc.initial_offset_s, 0.0);
     let cfg = DisciplineConfig {
         leap_mode: sc.leap_mode,
+        makestep_limit: sc.makestep_limit,
         ..DisciplineConfig::default()
     };
     let drift = sc.drift_error_ppm.map(|e| Drift {
@@ -299,6 +344,15 @@ pub fn run(sc: &Scenario) -> Outcome {
     let mut prev_served: Option<(f64, NtpTimestamp)> = None;
     let mut holdover = (None, None);
     let in_gap = |t: f64| sc.gap.is_some_and(|(s, l)| t >= s && t < s + l);
+    let mut alarms = Alarms::new(AlarmConfig::default());
+    let mut alarm_events = Vec::new();
+    let mut receiver = GpsObservation {
+        nmea_lines: sc.nmea.then_some(0),
+        fix_valid: true,
+        satellites: Some(9),
+        pps: Some(PpsCounters::default()),
+        ..GpsObservation::default()
+    };
 
     // Advances to true time `t`, processing wakeups on the way.
     let advance =
@@ -341,6 +395,10 @@ pub fn run(sc: &Scenario) -> Outcome {
         }
         // PPS edge.
         if gps && !noise.chance(sc.miss_prob) {
+            if let Some(p) = receiver.pps.as_mut() {
+                p.pulses += 1;
+                p.accepted += 1;
+            }
             let mut e = sc.jitter_s * noise.gauss();
             if noise.chance(sc.tail_prob) {
                 e += noise.exp(sc.tail_mean_s);
@@ -362,6 +420,7 @@ pub fn run(sc: &Scenario) -> Outcome {
         }
         // NMEA sentence, delay compensated on average.
         if sc.nmea && gps {
+            receiver.nmea_lines = receiver.nmea_lines.map(|n| n + 3);
             let delay = 0.3 + sc.nmea_jitter_s * noise.gauss();
             advance(&mut clock, &mut d, &mut wake, t + delay.max(0.01), y);
             let now = clock.now().unwrap();
@@ -394,6 +453,14 @@ pub fn run(sc: &Scenario) -> Outcome {
         let a = d.tick(now);
         apply(&mut clock, &a, &mut wake);
         let sync = d.sync_state(now);
+        let o = observation(&d, now, sync.stratum, &receiver);
+        for c in alarms.observe(&o) {
+            alarm_events.push(AlarmEvent {
+                t,
+                alarm: c.kind.name(),
+                raised: c.raised,
+            });
+        }
         leap_announced |= sync.leap == LeapIndicator::InsertSecond;
         let states = d.source_states();
         if states.get(1) == Some(&SelectState::Falseticker) {
@@ -431,7 +498,35 @@ pub fn run(sc: &Scenario) -> Outcome {
         nmea_false,
         pps_always,
         smear_rate_err,
+        alarm_events,
     )
+}
+
+/// What skytimed's monitor would observe: the discipline's mode and
+/// steps, the served stratum, the receiver's counters.
+fn observation(
+    d: &Discipline,
+    now: NtpTimestamp,
+    served_stratum: u8,
+    receiver: &GpsObservation,
+) -> Observation {
+    let unix = |t: NtpTimestamp| t.to_unix(0).0;
+    Observation {
+        now: unix(now),
+        gps: Some(receiver.clone()),
+        clock: ClockObservation {
+            mode: match d.mode() {
+                Mode::Startup => ClockMode::Startup,
+                Mode::Tracking => ClockMode::Tracking,
+                Mode::Holdover { since } => ClockMode::Holdover { since: unix(since) },
+                Mode::Lost => ClockMode::Lost,
+            },
+            served_stratum,
+            steps: d.counters().steps,
+        },
+        leap_table_expired: d.leap_table().map(|t| t.is_expired(now)),
+        ..Observation::default()
+    }
 }
 
 fn apply(clock: &mut SimClock, a: &Actions, wake: &mut Option<f64>) {
@@ -468,6 +563,7 @@ fn summarize(
     nmea_false: bool,
     pps_always: bool,
     smear_rate_err: f64,
+    alarm_events: Vec<AlarmEvent>,
 ) -> Outcome {
     let lock = lock_time(offsets);
     let from = lock.unwrap_or(offsets.len());
@@ -525,5 +621,6 @@ fn summarize(
             .then_some(smear_rate_err),
         nmea_falseticker_seen: (sc.nmea_garbage_prob > 0.0).then_some(nmea_false),
         pps_always_selected: pps_always,
+        alarm_events,
     }
 }

@@ -1,7 +1,9 @@
-//! Talking to skytimed: the bus connection, the typed proxies of
-//! `skytime-api`, and D-Bus errors as exit codes.
+//! Talking to skytimed over D-Bus: the bus connection, the typed proxies
+//! of `skytime-api`, and errors as exit codes.
 
-use skytime_api::client::{ConfigProxy, NtsProxy, PowerProxy, ServerProxy, SourcesProxy};
+use skytime_api::client::{
+    ConfigProxy, MonitorProxy, NtsProxy, PowerProxy, ServerProxy, SourcesProxy,
+};
 use skytime_api::{ApiError, BUS_NAME};
 use zbus::Connection;
 
@@ -64,28 +66,33 @@ proxies!(
     nts_proxy => NtsProxy,
     config_proxy => ConfigProxy,
     power_proxy => PowerProxy,
+    monitor_proxy => MonitorProxy,
 );
+
+/// An API error as a message and an exit code; `who` says who may
+/// change the appliance on this transport.
+pub fn classify_api(api: &ApiError, who: &str) -> CtlError {
+    let code = match api {
+        ApiError::AccessDenied(why) => {
+            return CtlError::new(
+                exit::ACCESS_DENIED,
+                format!("access denied: changing the appliance needs {who} ({why})"),
+            )
+        }
+        ApiError::InvalidArgs(_)
+        | ApiError::InvalidConfig(_)
+        | ApiError::InvalidCertificate(_)
+        | ApiError::CertificateExpired(_) => exit::INVALID_INPUT,
+        ApiError::NotAvailable(_) => exit::NOT_AVAILABLE,
+        _ => exit::FAILED,
+    };
+    CtlError::new(code, format!("{} [{}]", api.message(), api.name()))
+}
 
 /// Maps a failed call to a message and an exit code.
 pub fn classify(e: zbus::Error) -> CtlError {
     if let Some(api) = ApiError::from_call(&e) {
-        let code = match &api {
-            ApiError::AccessDenied(why) => {
-                return CtlError::new(
-                    exit::ACCESS_DENIED,
-                    format!(
-                        "access denied: changing the appliance needs root or group skytime-admin ({why})"
-                    ),
-                )
-            }
-            ApiError::InvalidArgs(_)
-            | ApiError::InvalidConfig(_)
-            | ApiError::InvalidCertificate(_)
-            | ApiError::CertificateExpired(_) => exit::INVALID_INPUT,
-            ApiError::NotAvailable(_) => exit::NOT_AVAILABLE,
-            _ => exit::FAILED,
-        };
-        return CtlError::new(code, format!("{} [{}]", api.message(), api.name()));
+        return classify_api(&api, "root or group skytime-admin");
     }
     let (name, desc) = match &e {
         zbus::Error::MethodError(name, desc, _) => {

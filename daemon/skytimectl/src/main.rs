@@ -1,29 +1,32 @@
 //! skytimectl: read and manage a skytime appliance over D-Bus
 //! (`org.skytime.Appliance1` on the system bus; `DBUS_SYSTEM_BUS_ADDRESS`
-//! selects another bus, as for every D-Bus client).
+//! selects another bus, as for every D-Bus client), or a remote one
+//! through its management gateway (`--host`, HTTPS with a client
+//! certificate): [`transport`].
 //!
 //! The records come typed (`skytime-api`). Human output mimics chronyc
 //! ([`text`]); `--json` prints the records as JSON objects (keys are the
 //! D-Bus names) for scripts.
 
 mod bus;
+mod https;
 mod render;
 mod text;
+mod transport;
 
-use bus::{
-    classify, config_proxy, connect, exit, nts_proxy, power_proxy, server_proxy, sources_proxy,
-    CtlError,
-};
+use bus::{exit, CtlError};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value as Json};
-use skytime_api::client;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use transport::{Target, Transport};
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 1 the daemon refused or failed the operation; \
-2 bad command line; 3 skytimed not running or bus unreachable; 4 access denied (root or group \
-skytime-admin needed); 5 invalid input (configuration, certificate, key, unreadable file); \
-6 feature not available (e.g. NTS disabled).";
+2 bad command line; 3 skytimed not running or bus unreachable (with --host: the gateway \
+unreachable or not trusted); 4 access denied (root or group skytime-admin needed; with \
+--host: the client certificate refused, or not the admin role); 5 invalid input \
+(configuration, certificate, key, unreadable file); 6 feature not available (e.g. NTS \
+disabled).";
 
 /// Read and manage a skytime time appliance.
 #[derive(Debug, Parser)]
@@ -33,15 +36,71 @@ skytime-admin needed); 5 invalid input (configuration, certificate, key, unreada
     about = "Read and manage a skytime time appliance over D-Bus",
     long_about = "Read and manage a skytime time appliance over D-Bus (org.skytime.Appliance1 \
 on the system bus; DBUS_SYSTEM_BUS_ADDRESS selects another bus). Reading is open to every \
-local user; changes need root or membership of group skytime-admin.",
+local user; changes need root or membership of group skytime-admin. With --host, the same \
+commands go to a remote appliance through its management gateway (HTTPS, client \
+certificate; changes need a certificate with the admin role).",
     after_help = EXIT_CODES
 )]
 struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Manage a remote appliance through its management gateway:
+    /// NAME, NAME:PORT, [IPv6] or [IPv6]:PORT (port 443 by default).
+    #[arg(long, global = true, value_name = "NAME[:PORT]")]
+    host: Option<String>,
+    /// With --host: the client certificate (PEM) enrolled on the appliance.
+    // Ids of their own: `certificate install CERT KEY` has arguments
+    // named so too.
+    #[arg(
+        long = "cert",
+        id = "client_cert",
+        global = true,
+        value_name = "FILE",
+        requires = "host"
+    )]
+    cert: Option<PathBuf>,
+    /// With --host: the client certificate's private key (PEM).
+    #[arg(
+        long = "key",
+        id = "client_key",
+        global = true,
+        value_name = "FILE",
+        requires = "host"
+    )]
+    key: Option<PathBuf>,
+    /// With --host: the CA (or the gateway's own certificate) to trust
+    /// for the gateway; default: the system's CAs.
+    #[arg(
+        long = "ca",
+        id = "gateway_ca",
+        global = true,
+        value_name = "FILE",
+        requires = "host"
+    )]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    fn target(&self) -> Result<Target, CtlError> {
+        let Some(host) = &self.host else {
+            return Ok(Target::Bus);
+        };
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(Target::Gateway {
+                host: host.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: self.ca.clone(),
+            }),
+            _ => Err(CtlError::new(
+                2,
+                "--host needs --cert and --key: the gateway lets in enrolled client certificates only",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +120,15 @@ enum Command {
     /// NTS certificate and master keys.
     #[command(alias = "authdata")]
     Nts,
+    /// Active alarms: what is wrong, how bad, since when.
+    Alarms,
+    /// The recent history (offset, frequency, PPS jitter, satellites,
+    /// request rate), one line per point.
+    History {
+        /// Only the last SECONDS (default: everything held, up to 24 h).
+        #[arg(long, default_value_t = 0)]
+        seconds: u32,
+    },
     /// Manage the NTS-KE certificate.
     #[command(subcommand)]
     Certificate(CertificateCmd),
@@ -204,73 +272,63 @@ fn read_file(path: &PathBuf) -> Result<String, CtlError> {
 }
 
 async fn run(cli: &Cli) -> Result<Output, CtlError> {
-    let conn = connect().await?;
-    let c = &conn;
+    let t = Transport::connect(&cli.target()?).await?;
     Ok(match &cli.command {
         Command::Status => {
-            let t = client::tracking(c).await.map_err(classify)?;
-            let sources = sources_proxy(c)
-                .await?
-                .get_sources()
-                .await
-                .map_err(classify)?;
-            let server = server_proxy(c).await?;
-            let stats = server.get_statistics().await.map_err(classify)?;
-            let clients = server.get_clients().await.map_err(classify)?;
-            let nts = nts_proxy(c).await?.get_status().await.map_err(classify)?;
-            let text = text::status(&t, &sources, &stats, clients.len(), &nts);
+            let tracking = t.tracking().await?;
+            let sources = t.sources().await?;
+            let stats = t.server_stats().await?;
+            let clients = t.clients().await?;
+            let nts = t.nts().await?;
+            let monitor = t.monitor().await?;
+            let text = text::status(
+                &tracking,
+                &sources,
+                &stats,
+                clients.len(),
+                &nts,
+                &monitor.alarms,
+            );
             Output {
-                json: json!({"tracking": t, "sources": sources, "server": stats, "clients": clients.len(), "nts": nts}),
+                json: json!({"tracking": tracking, "sources": sources, "server": stats, "clients": clients.len(), "nts": nts, "alarms": monitor.alarms, "version": monitor.version}),
                 text,
             }
         }
         Command::Tracking => {
-            let t = client::tracking(c).await.map_err(classify)?;
-            Output::new(&t, text::tracking(&t))
+            let r = t.tracking().await?;
+            Output::new(&r, text::tracking(&r))
         }
         Command::Sources => {
-            let list = sources_proxy(c)
-                .await?
-                .get_sources()
-                .await
-                .map_err(classify)?;
+            let list = t.sources().await?;
             Output::new(&list, text::sources(&list))
         }
         Command::Sourcestats => {
-            let list = sources_proxy(c)
-                .await?
-                .get_sources()
-                .await
-                .map_err(classify)?;
+            let list = t.sources().await?;
             Output::new(&list, text::sourcestats(&list))
         }
         Command::Serverstats => {
-            let st = server_proxy(c)
-                .await?
-                .get_statistics()
-                .await
-                .map_err(classify)?;
+            let st = t.server_stats().await?;
             Output::new(&st, text::serverstats(&st))
         }
         Command::Clients => {
-            let list = server_proxy(c)
-                .await?
-                .get_clients()
-                .await
-                .map_err(classify)?;
+            let list = t.clients().await?;
             Output::new(&list, text::clients(&list))
         }
         Command::Nts => {
-            let n = nts_proxy(c).await?.get_status().await.map_err(classify)?;
+            let n = t.nts().await?;
             Output::new(&n, text::nts(&n))
+        }
+        Command::Alarms => {
+            let m = t.monitor().await?;
+            Output::new(&m.alarms, text::alarms(&m.alarms))
+        }
+        Command::History { seconds } => {
+            let points = t.history(*seconds).await?;
+            Output::new(&points, text::history(&points))
         }
         Command::Certificate(CertificateCmd::Install { cert, key }) => {
             let (cert_pem, key_pem) = (read_file(cert)?, read_file(key)?);
-            let r = nts_proxy(c)
-                .await?
-                .install_certificate(&cert_pem, &key_pem)
-                .await
-                .map_err(classify)?;
+            let r = t.install_certificate(&cert_pem, &key_pem).await?;
             let text = format!(
                 "Certificate installed and in use.\n{}",
                 text::certificate(&r)
@@ -278,26 +336,22 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
             Output::new(&r, text)
         }
         Command::Keys(KeysCmd::Rotate) => {
-            let n = nts_proxy(c).await?.rotate_keys().await.map_err(classify)?;
+            let n = t.rotate_keys().await?;
             let current = n
                 .current_key_id
                 .map_or_else(|| "-".to_owned(), |k| k.to_string());
             Output::new(&n, format!("Master keys rotated; current key {current}."))
         }
         Command::Config(cmd) => {
-            let proxy = config_proxy(c).await?;
             let (r, mut text) = match cmd {
                 ConfigCmd::Reload => {
-                    let r = proxy.reload().await.map_err(classify)?;
+                    let r = t.reload().await?;
                     let text = format!("Configuration reloaded from {}.", r.path);
                     (r, text)
                 }
                 ConfigCmd::Check { file } | ConfigCmd::Apply { file, .. } => {
                     let dry_run = !matches!(cmd, ConfigCmd::Apply { dry_run: false, .. });
-                    let r = proxy
-                        .apply(&read_file(file)?, dry_run)
-                        .await
-                        .map_err(classify)?;
+                    let r = t.apply(&read_file(file)?, dry_run).await?;
                     let text = if dry_run {
                         "Configuration is valid (nothing was changed).".to_owned()
                     } else {
@@ -315,14 +369,14 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
             Output::new(&r, text)
         }
         Command::Reboot => {
-            power_proxy(c).await?.reboot().await.map_err(classify)?;
+            t.reboot().await?;
             Output {
                 json: json!({"ok": true}),
                 text: "Rebooting.".into(),
             }
         }
         Command::Shutdown => {
-            power_proxy(c).await?.power_off().await.map_err(classify)?;
+            t.power_off().await?;
             Output {
                 json: json!({"ok": true}),
                 text: "Shutting down.".into(),

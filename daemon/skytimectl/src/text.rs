@@ -4,7 +4,8 @@
 
 use crate::render::{ago, fields, offset, table, utc};
 use skytime_api::{
-    CertificateReport, ClientReport, NtsReport, ServerReport, SourceReport, TrackingReport,
+    verdict, AlarmReport, CertificateReport, ClientReport, HistoryPoint, NtsReport, ServerReport,
+    SourceReport, TrackingReport,
 };
 
 pub fn tracking(t: &TrackingReport) -> String {
@@ -295,7 +296,13 @@ pub fn status(
     st: &ServerReport,
     clients: usize,
     nts: &NtsReport,
+    alarms: &[AlarmReport],
 ) -> String {
+    let (word, why) = verdict(alarms);
+    let verdict_line = match why {
+        Some(a) => format!("{word}: {}", a.reason),
+        None => word.to_owned(),
+    };
     let selected = sources
         .iter()
         .find(|x| x.state == "selected")
@@ -308,7 +315,17 @@ pub fn status(
             nts.certificate_error.as_deref().unwrap_or("-")
         ),
     };
+    let alarm_names: Vec<&str> = alarms.iter().map(|a| a.name.as_str()).collect();
     fields(&[
+        ("Verdict", verdict_line),
+        (
+            "Alarms",
+            if alarms.is_empty() {
+                "none".into()
+            } else {
+                alarm_names.join(", ")
+            },
+        ),
         (
             "Clock",
             format!(
@@ -339,9 +356,110 @@ pub fn status(
     ])
 }
 
+/// Active alarms, critical first.
+pub fn alarms(list: &[AlarmReport]) -> String {
+    if list.is_empty() {
+        return "No active alarms.".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            vec![
+                a.severity.clone(),
+                a.name.clone(),
+                utc(a.since),
+                a.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["Severity", "Alarm", "Since", "Reason"],
+        &rows,
+        &[false, false, false, false],
+    )
+}
+
+/// One line per history point.
+pub fn history(points: &[HistoryPoint]) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = points
+        .iter()
+        .map(|p| {
+            vec![
+                utc(p.time),
+                if p.synchronized { "yes" } else { "no" }.into(),
+                offset(p.offset),
+                format!("{:+.3}", p.frequency),
+                opt(p
+                    .pps_jitter
+                    .map(|j| offset(j).trim_start_matches('+').to_owned())),
+                opt(p.satellites.map(|n| n.to_string())),
+                format!("{:.1}", p.request_rate),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "Time",
+            "Sync",
+            "Offset",
+            "Freq ppm",
+            "PPS jitter",
+            "Sats",
+            "Req/s",
+        ],
+        &rows,
+        &[false, false, true, true, true, true, true],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alarms_and_history_read_as_tables() {
+        assert_eq!(alarms(&[]), "No active alarms.");
+        let a = AlarmReport {
+            name: "pps_missing".into(),
+            severity: "warning".into(),
+            since: 1_800_000_000,
+            reason: "no PPS pulse".into(),
+        };
+        let text = alarms(std::slice::from_ref(&a));
+        assert!(
+            text.contains("warning   pps_missing  2027-01-15 08:00:00 UTC  no PPS pulse"),
+            "{text}"
+        );
+        let p = HistoryPoint {
+            time: 1_800_000_060,
+            interval: 60,
+            synchronized: true,
+            offset: 2e-8,
+            frequency: -1.5,
+            pps_jitter: Some(3e-7),
+            satellites: None,
+            request_rate: 2.5,
+        };
+        let text = history(&[p]);
+        assert!(
+            text.contains("+20ns")
+                && text.contains("-1.500")
+                && text.contains("300ns")
+                && text.contains("2.5"),
+            "{text}"
+        );
+        let s = status(
+            &TrackingReport::default(),
+            &[],
+            &ServerReport::default(),
+            0,
+            &NtsReport::default(),
+            &[a],
+        );
+        assert!(s.contains("Verdict     : DEGRADED: no PPS pulse"), "{s}");
+        assert!(s.contains("Alarms      : pps_missing"), "{s}");
+    }
 
     #[test]
     fn reference_reads_like_chronyc() {

@@ -287,3 +287,43 @@ fn completions_and_man_page_are_generated_without_a_daemon() {
     let (code, _, err) = ctl(None, none, &["generate", "tcsh"]);
     assert_eq!(code, 2, "bad command line: {err}");
 }
+
+#[test]
+fn alarms_and_history_print_as_tables_and_json() {
+    let s = serve();
+    let a = s.bus.address.as_str();
+    let (code, out, err) = ctl(Some(UNPRIVILEGED), a, &["alarms"]);
+    assert!(code == 0 && out.contains("No active alarms."), "{out}{err}");
+    s.backend
+        .alarms
+        .lock()
+        .unwrap()
+        .push(skytime_api::AlarmReport {
+            name: "not_synchronized".into(),
+            severity: "critical".into(),
+            since: 1_800_000_000,
+            reason: "not synchronized: replies say so".into(),
+        });
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["alarms"]);
+    assert!(
+        code == 0 && out.contains("critical  not_synchronized  2027-01-15 08:00:00 UTC"),
+        "{out}"
+    );
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["status"]);
+    assert!(
+        code == 0 && out.contains("Verdict     : FAIL: not synchronized"),
+        "{out}"
+    );
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["--json", "history"]);
+    assert_eq!(code, 0);
+    let points: Vec<skytime_api::HistoryPoint> = serde_json::from_str(&out).unwrap();
+    assert_eq!(points, *s.backend.history.lock().unwrap());
+    let (code, out, _) = ctl(Some(UNPRIVILEGED), a, &["history"]);
+    assert!(
+        code == 0 && out.lines().count() == 5 && out.contains("Req/s"),
+        "{out}"
+    );
+    // --host without a certificate is a bad command line.
+    let (code, _, err) = ctl(None, a, &["--host", "localhost:1", "status"]);
+    assert!(code == 2 && err.contains("--cert and --key"), "{err}");
+}

@@ -4,6 +4,7 @@ use crate::appliance::{Appliance, Parts};
 use crate::clock::{self, ClockStatus};
 use crate::config::{managed, Config};
 use crate::dbus::{self, DbusConfig};
+use crate::monitor::{self, Monitor};
 use crate::notify::{self, Health, Notifier};
 use crate::ntp::{
     self, Clients, NtpSocket, PolicyPublisher, ServePolicy, ServerContext, ServerStats,
@@ -171,6 +172,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         shutdown.child_token(),
     ));
 
+    let monitor = Monitor::new(&config.monitor);
     let appliance = Arc::new(Appliance::new(Parts {
         config: config.clone(),
         sync: sync_rx,
@@ -180,7 +182,13 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         clients: clients.clone(),
         nts: nts.clone(),
         policy,
+        monitor: monitor.clone(),
     }));
+    tasks.spawn(monitor::run(
+        monitor,
+        appliance.clone(),
+        shutdown.child_token(),
+    ));
     notifier.status(&notify::status_line(
         &appliance.tracking(),
         appliance.client_count(),

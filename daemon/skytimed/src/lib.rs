@@ -7,7 +7,8 @@
 //! counters), runs NTS ([`nts`]), the reference clocks ([`refclock`]) and
 //! the clock discipline ([`clock`], which also reads the system clock),
 //! offers the management API of `skytime-api` on D-Bus ([`dbus`] over
-//! [`appliance`]), talks to systemd ([`notify`]), and ties them together
+//! [`appliance`]), keeps alarms and history ([`monitor`]), talks to
+//! systemd ([`notify`]), and ties them together
 //! with signals and shutdown ([`daemon`]).
 //!
 //! The binary is a thin `main` over [`daemon::run`]; tests and tools use
@@ -19,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod dbus;
 pub mod logging;
+pub mod monitor;
 pub mod notify;
 pub mod ntp;
 pub mod nts;

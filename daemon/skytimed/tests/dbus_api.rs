@@ -8,7 +8,7 @@
 //! policy and by skytimed itself before any backend sees them; oversized
 //! and mistyped arguments are refused by name; each API error reaches the
 //! client under its own name; power actions go to logind (or systemd);
-//! tracking changes are signalled. What a write does to a real appliance
+//! tracking and alarm changes are signalled; the history is open to all. What a write does to a real appliance
 //! is proved against the real daemon in `tests/tests/dbus_system.rs`.
 
 use skytime_api::client::{self, ConfigProxy, NtsProxy, ServerProxy, SourcesProxy};
@@ -509,4 +509,65 @@ async fn tracking_changes_are_signalled() {
         !args.changed_properties().contains_key("ReferenceId"),
         "unchanged properties are not signalled"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_are_a_signalled_property_and_history_is_open_to_all() {
+    use skytime_api::client::MonitorProxy;
+    use skytime_api::{AlarmReport, MonitorProperties};
+    use zbus::export::futures_core::Stream;
+    let f = start(&[]).await;
+    let conn = client(&f.bus).await;
+    let props: MonitorProperties = client::properties(&conn, skytime_api::interface::MONITOR)
+        .await
+        .unwrap();
+    assert!(props.alarms.is_empty());
+    assert_eq!(props.version, "0.0.0-standin");
+    let proxy = zbus::fdo::PropertiesProxy::new(&conn, BUS_NAME, OBJECT_PATH)
+        .await
+        .unwrap();
+    let mut changes = proxy.receive_properties_changed().await.unwrap();
+    let alarm = AlarmReport {
+        name: "pps_missing".into(),
+        severity: "warning".into(),
+        since: 1_800_000_000,
+        reason: "no PPS pulse from /dev/pps0 for more than 10 s".into(),
+    };
+    f.backend.alarms.lock().unwrap().push(alarm.clone());
+    let signal = loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut changes).poll_next(cx));
+        let s = tokio::time::timeout(Duration::from_secs(10), next)
+            .await
+            .ok()
+            .flatten()
+            .expect("PropertiesChanged for Alarms within 10 s");
+        if s.args().unwrap().interface_name().as_str() == skytime_api::interface::MONITOR {
+            break s;
+        }
+    };
+    let args = signal.args().unwrap();
+    let value = args.changed_properties().get("Alarms").expect("Alarms");
+    let list: Vec<std::collections::HashMap<String, zbus::zvariant::OwnedValue>> =
+        value.try_clone().unwrap().try_into().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        String::try_from(list[0]["Name"].try_clone().unwrap()).unwrap(),
+        "pps_missing"
+    );
+    let props: MonitorProperties = client::properties(&conn, skytime_api::interface::MONITOR)
+        .await
+        .unwrap();
+    assert_eq!(props.alarms, vec![alarm]);
+    // The history, typed, through the proxy and to an unprivileged user.
+    let points = MonitorProxy::new(&conn)
+        .await
+        .unwrap()
+        .history(0)
+        .await
+        .unwrap();
+    assert_eq!(points, f.backend.history(0));
+    let r = gdbus_call(&f.bus, Some(UNPRIVILEGED), "Monitor.History", &["0"]);
+    assert!(r.ok() && r.stdout.contains("RequestRate"), "{}", r.all());
+    let r = gdbus_get_all(&f.bus, Some(UNPRIVILEGED), skytime_api::interface::MONITOR);
+    assert!(r.ok() && r.stdout.contains("pps_missing"), "{}", r.all());
 }

@@ -11,19 +11,21 @@
 //! [`config::managed::reload`](crate::config::managed::reload) with the
 //! appliance as the running daemon.
 
+mod observe;
 pub mod reports;
 
 use crate::clock::{now, ClockStatus};
 use crate::config::managed::{self, ManagedError, Outcome, Running};
 use crate::config::Config;
+use crate::monitor::Monitor;
 use crate::ntp::{Clients, PolicyPublisher, ServePolicy, ServerStats};
 use crate::nts::certificate::{self, CertificateError, InstallError};
 use crate::nts::keystore::unix_now;
 use crate::nts::{KeyRole, NtsConfig, NtsError, NtsService};
 use crate::refclock::{Refclocks, SourceId};
 use skytime_api::{
-    ApiError, ApplianceBackend, CertificateReport, ClientReport, ConfigOutcome, NtsReport,
-    ServerReport, SourceReport, TrackingReport,
+    AlarmReport, ApiError, ApplianceBackend, CertificateReport, ClientReport, ConfigOutcome,
+    HistoryPoint, NtsReport, ServerReport, SourceReport, TrackingReport,
 };
 use skytime_proto::SyncState;
 use std::path::PathBuf;
@@ -50,6 +52,10 @@ pub struct Appliance {
     /// what clients get even when the file has since been replaced by one
     /// a reload refused.
     served_certificate: Mutex<Option<Vec<u8>>>,
+    /// Alarms and history, kept by the monitor task.
+    monitor: Arc<Monitor>,
+    /// The end of validity of `served_certificate`.
+    served_not_after: Mutex<Option<i64>>,
 }
 
 /// Everything [`Appliance`] is built from.
@@ -63,6 +69,7 @@ pub struct Parts {
     pub clients: Arc<Clients>,
     pub nts: Arc<NtsService>,
     pub policy: Arc<PolicyPublisher>,
+    pub monitor: Arc<Monitor>,
 }
 
 impl Appliance {
@@ -77,6 +84,8 @@ impl Appliance {
             nts: p.nts,
             policy: p.policy,
             served_certificate: Mutex::new(None),
+            monitor: p.monitor,
+            served_not_after: Mutex::new(None),
         };
         // NtsService::start has just loaded this file.
         a.remember_served_certificate();
@@ -90,10 +99,19 @@ impl Appliance {
 
     fn remember_served_certificate(&self) {
         if self.nts.enabled() {
+            let pem = std::fs::read(self.certificate_path()).ok();
+            // The alarms read its expiry every second: parse it once here.
+            *self
+                .served_not_after
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = pem
+                .as_deref()
+                .and_then(|p| certificate::describe(p, "").ok())
+                .map(|c| c.not_after);
             *self
                 .served_certificate
                 .lock()
-                .unwrap_or_else(|e| e.into_inner()) = std::fs::read(self.certificate_path()).ok();
+                .unwrap_or_else(|e| e.into_inner()) = pem;
         }
     }
 
@@ -257,6 +275,18 @@ impl ApplianceBackend for Appliance {
             .rotate_now(unix_now())
             .map_err(|e| ApiError::Refused(format!("{e}; the previous master keys stay in use")))?;
         Ok(self.nts())
+    }
+
+    fn alarms(&self) -> Vec<AlarmReport> {
+        self.monitor.alarms()
+    }
+
+    fn history(&self, seconds: u32) -> Vec<HistoryPoint> {
+        self.monitor.history(unix_now() as i64, seconds)
+    }
+
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
     }
 }
 

@@ -147,6 +147,7 @@ pub fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.gps != new.gps, "gps");
     check(old.clock != new.clock, "clock");
     check(old.dbus != new.dbus, "dbus");
+    check(old.monitor != new.monitor, "monitor");
     keys
 }
 

@@ -10,6 +10,7 @@ pub mod managed;
 
 use crate::clock::ClockConfig;
 use crate::dbus::DbusConfig;
+use crate::monitor::MonitorConfig;
 use crate::ntp::NtpConfig;
 use crate::nts::NtsConfig;
 use crate::refclock::RefclockConfig;
@@ -28,16 +29,7 @@ pub const MANAGED_CONFIG_FILE: &str = "skytime.toml";
 
 /// A configuration that could not be loaded: the file, and what is wrong
 /// (the TOML error text names line and column).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid configuration in {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
+pub use skytime_persist::toml_file::ConfigError;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -58,6 +50,8 @@ pub struct Config {
     pub clock: ClockConfig,
     #[serde(default)]
     pub dbus: DbusConfig,
+    #[serde(default)]
+    pub monitor: MonitorConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -74,6 +68,7 @@ impl Default for Config {
             gps: RefclockConfig::default(),
             clock: ClockConfig::default(),
             dbus: DbusConfig::default(),
+            monitor: MonitorConfig::default(),
         }
     }
 }
@@ -81,21 +76,13 @@ impl Default for Config {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        skytime_persist::toml_file::load(path)
     }
 
     /// Validates `text` as if it had been read from `path` (used in error
     /// messages only).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        Ok(config)
+        skytime_persist::toml_file::parse(text, path)
     }
 
     /// Where the managed configuration of this configuration lives.

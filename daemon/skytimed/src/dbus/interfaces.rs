@@ -8,8 +8,8 @@
 
 use super::auth::require_admin;
 use skytime_api::{
-    ApiError, ApplianceBackend, CertificateReport, ClientReport, ConfigOutcome, NtsReport,
-    ServerReport, SourceReport, TrackingReport, MAX_DOCUMENT,
+    AlarmReport, ApiError, ApplianceBackend, CertificateReport, ClientReport, ConfigOutcome,
+    HistoryPoint, NtsReport, ServerReport, SourceReport, TrackingReport, MAX_DOCUMENT,
 };
 use std::sync::Arc;
 use zbus::message::Header;
@@ -285,6 +285,34 @@ impl Power {
             .authorize(conn, &header, "shutting down")
             .await?;
         logind(conn, "PowerOff").await
+    }
+}
+
+/// `org.skytime.Appliance1.Monitor`: the active alarms (a property,
+/// PropertiesChanged when the set changes, checked every second), the
+/// recent history and the daemon's version. Open to every local user.
+#[derive(Debug)]
+pub struct Monitor {
+    pub(super) shared: Arc<Shared>,
+}
+
+#[interface(name = "org.skytime.Appliance1.Monitor")]
+impl Monitor {
+    /// History points of the last `seconds` (0: every point held, up to
+    /// 24 hours), oldest first.
+    fn history(&self, seconds: u32) -> Vec<HistoryPoint> {
+        self.shared.backend.history(seconds)
+    }
+
+    /// Active alarms, critical first.
+    #[zbus(property)]
+    fn alarms(&self) -> Vec<AlarmReport> {
+        self.shared.backend.alarms()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        self.shared.backend.version()
     }
 }
 

@@ -4,7 +4,7 @@
 //! are `skytime-api`'s; this module puts them on the bus.
 //!
 //! - [`interfaces`]: one small versioned interface per concern (Tracking,
-//!   Sources, Server, Nts, Config, Power); writes check the caller and the
+//!   Sources, Server, Nts, Config, Power, Monitor); writes check the caller and the
 //!   arguments' size before the backend sees them.
 //! - [`auth`]: root or the admin group may write; everyone may read.
 //! - [`config`]: the `[dbus]` section.
@@ -21,8 +21,8 @@ pub mod interfaces;
 pub use config::DbusConfig;
 
 use crate::notify::{Beat, Health};
-use interfaces::{ConfigIface, Nts, Power, Server, Shared, Sources, Tracking};
-use skytime_api::{ApplianceBackend, TrackingReport, BUS_NAME, OBJECT_PATH};
+use interfaces::{ConfigIface, Monitor, Nts, Power, Server, Shared, Sources, Tracking};
+use skytime_api::{AlarmReport, ApplianceBackend, TrackingReport, BUS_NAME, OBJECT_PATH};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -131,6 +131,14 @@ pub async fn serve(
                 },
             )
         })
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                Monitor {
+                    shared: shared.clone(),
+                },
+            )
+        })
         .and_then(|b| b.serve_at(OBJECT_PATH, Power { shared }))
         .map_err(DbusError::Export)?
         .build()
@@ -161,20 +169,27 @@ pub async fn serve(
         .await
         .map_err(DbusError::Export)?;
     tracing::info!(bus = %config.bus, name = BUS_NAME, unique = ?connection.unique_name().map(|n| n.to_string()), "management API on D-Bus");
+    let monitor = connection
+        .object_server()
+        .interface::<_, Monitor>(OBJECT_PATH)
+        .await
+        .map_err(DbusError::Export)?;
     let beat = health.map(|h| h.register("dbus", HEALTH_SILENCE));
-    let poller = tokio::spawn(poll_tracking(tracking, backend, beat, shutdown));
+    let poller = tokio::spawn(poll_tracking(tracking, monitor, backend, beat, shutdown));
     Ok(DbusHandle { connection, poller })
 }
 
-/// Emits PropertiesChanged for tracking values that changed since the
-/// last look.
+/// Emits PropertiesChanged for tracking values and alarms that changed
+/// since the last look.
 async fn poll_tracking(
     iface: InterfaceRef<Tracking>,
+    monitor: InterfaceRef<Monitor>,
     backend: Arc<dyn ApplianceBackend>,
     health: Option<Beat>,
     shutdown: CancellationToken,
 ) {
     let mut last: TrackingReport = backend.tracking();
+    let mut last_alarms: Vec<AlarmReport> = backend.alarms();
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -191,6 +206,14 @@ async fn poll_tracking(
                 tracing::debug!("D-Bus: cannot emit PropertiesChanged: {e}");
             }
             last = now;
+        }
+        let alarms = backend.alarms();
+        if alarms != last_alarms {
+            let m = monitor.get().await;
+            if let Err(e) = m.alarms_changed(monitor.signal_emitter()).await {
+                tracing::debug!("D-Bus: cannot emit PropertiesChanged for Alarms: {e}");
+            }
+            last_alarms = alarms;
         }
     }
 }

@@ -206,16 +206,7 @@ fn describe_der(der: &CertificateDer<'_>) -> Result<CertificateReport, Certifica
     })
 }
 
-/// SHA-256 of `der`, as colon-separated upper-case hex (openssl's style).
-pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use skytime_persist::identity::fingerprint;
 
 #[cfg(test)]
 mod tests {

@@ -14,10 +14,6 @@ use super::config::NtsConfig;
 use super::keystore::create_key_file_if_missing;
 use super::NtsError;
 use crate::persist::atomic_write;
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -83,80 +79,17 @@ pub fn generate_identity(
     Ok(report)
 }
 
-/// A new ECDSA P-256 key and self-signed end-entity certificate, as PEM.
+/// A new ECDSA P-256 key and self-signed NTS-KE certificate, as PEM.
 pub fn self_signed(hostname: &str, addresses: &[IpAddr]) -> Result<(String, String), NtsError> {
-    let err = |e: rcgen::Error| NtsError::Identity(format!("cannot make the certificate: {e}"));
-    let key = KeyPair::generate().map_err(err)?;
-    let params = end_entity_params(hostname, addresses)?;
-    let cert = params.self_signed(&key).map_err(err)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    skytime_persist::identity::self_signed(hostname, addresses, ORGANIZATION)
+        .map_err(|e| NtsError::Identity(e.to_string()))
 }
 
-/// The addresses this machine has now, for a first-boot certificate: every
-/// interface's IPv4 address but loopback, and IPv6 addresses but loopback
-/// and link-local (a link-local name needs a zone, which no client puts in
-/// a certificate check). Sorted, without repeats.
+/// The addresses this machine has now, for a first-boot certificate (see
+/// [`skytime_persist::identity::current_addresses`]).
 pub fn current_addresses() -> Result<Vec<IpAddr>, NtsError> {
-    let ifaddrs = nix::ifaddrs::getifaddrs()
-        .map_err(|e| NtsError::Identity(format!("cannot list network interfaces: {e}")))?;
-    let mut found: Vec<IpAddr> = ifaddrs
-        .filter_map(|i| {
-            let a = i.address?;
-            if let Some(v4) = a.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
-        })
-        .filter(|ip| match ip {
-            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
-            IpAddr::V6(v6) => {
-                !v6.is_loopback() && !v6.is_unspecified() && !v6.is_unicast_link_local()
-            }
-        })
-        .collect();
-    found.sort();
-    found.dedup();
-    Ok(found)
+    skytime_persist::identity::current_addresses().map_err(|e| NtsError::Identity(e.to_string()))
 }
 
-/// Certificate parameters for an NTS-KE server certificate.
-pub fn end_entity_params(
-    hostname: &str,
-    addresses: &[IpAddr],
-) -> Result<CertificateParams, NtsError> {
-    let bad_name = |e: rcgen::Error| {
-        NtsError::Identity(format!(
-            "host name {hostname:?} cannot be a certificate name: {e}"
-        ))
-    };
-    let mut names = vec![hostname.to_owned()];
-    if hostname != "localhost"
-        && !hostname.ends_with(".local")
-        && hostname.parse::<IpAddr>().is_err()
-    {
-        names.push(format!("{hostname}.local"));
-    }
-    let mut params = CertificateParams::default();
-    for n in &names {
-        params.subject_alt_names.push(match n.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(n.clone().try_into().map_err(bad_name)?),
-        });
-    }
-    for a in addresses {
-        if !params.subject_alt_names.contains(&SanType::IpAddress(*a)) {
-            params.subject_alt_names.push(SanType::IpAddress(*a));
-        }
-    }
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, hostname);
-    dn.push(DnType::OrganizationName, "skytime NTS");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-    params.not_after = rcgen::date_time_ymd(9999, 12, 31);
-    Ok(params)
-}
+/// The organization NTS-KE certificates name.
+const ORGANIZATION: &str = "skytime NTS";

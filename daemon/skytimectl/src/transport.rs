@@ -1,0 +1,229 @@
+//! The two ways to an appliance, one interface: D-Bus on the appliance
+//! itself, or HTTPS through its management gateway (`--host`). Both give
+//! the records of `skytime-api` and the same exit codes, so every command
+//! works the same either way.
+
+use crate::bus::{self, classify, CtlError};
+use crate::https::Gateway;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value as Json};
+use skytime_api::http::{method_path, properties_path};
+use skytime_api::{
+    client, interface, CertificateReport, ClientReport, ConfigOutcome, HistoryPoint,
+    MonitorProperties, NtsReport, ServerReport, SourceReport, TrackingReport,
+};
+use std::path::PathBuf;
+use zbus::Connection;
+
+/// Where to reach the appliance.
+#[derive(Debug)]
+pub enum Target {
+    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` selects another).
+    Bus,
+    /// A gateway, with the operator's client certificate.
+    Gateway {
+        host: String,
+        cert: PathBuf,
+        key: PathBuf,
+        ca: Option<PathBuf>,
+    },
+}
+
+/// A connection to the appliance.
+#[derive(Debug)]
+pub enum Transport {
+    Dbus(Connection),
+    Https(Gateway),
+}
+
+fn record<T: DeserializeOwned>(v: Json) -> Result<T, CtlError> {
+    serde_json::from_value(v).map_err(|e| {
+        CtlError::new(
+            bus::exit::FAILED,
+            format!("unexpected reply from the gateway (version mismatch?): {e}"),
+        )
+    })
+}
+
+impl Transport {
+    pub async fn connect(target: &Target) -> Result<Self, CtlError> {
+        Ok(match target {
+            Target::Bus => Self::Dbus(bus::connect().await?),
+            Target::Gateway {
+                host,
+                cert,
+                key,
+                ca,
+            } => Self::Https(Gateway::connect(host, cert, key, ca.as_deref()).await?),
+        })
+    }
+
+    pub async fn tracking(&self) -> Result<TrackingReport, CtlError> {
+        match self {
+            Self::Dbus(c) => client::tracking(c).await.map_err(classify),
+            Self::Https(g) => record(g.get(&properties_path(interface::TRACKING)).await?),
+        }
+    }
+
+    pub async fn sources(&self) -> Result<Vec<SourceReport>, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::sources_proxy(c)
+                .await?
+                .get_sources()
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.get(&method_path(interface::SOURCES, "GetSources"))
+                    .await?,
+            ),
+        }
+    }
+
+    pub async fn server_stats(&self) -> Result<ServerReport, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::server_proxy(c)
+                .await?
+                .get_statistics()
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.get(&method_path(interface::SERVER, "GetStatistics"))
+                    .await?,
+            ),
+        }
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientReport>, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::server_proxy(c)
+                .await?
+                .get_clients()
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(g.get(&method_path(interface::SERVER, "GetClients")).await?),
+        }
+    }
+
+    pub async fn nts(&self) -> Result<NtsReport, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::nts_proxy(c)
+                .await?
+                .get_status()
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(g.get(&method_path(interface::NTS, "GetStatus")).await?),
+        }
+    }
+
+    pub async fn monitor(&self) -> Result<MonitorProperties, CtlError> {
+        match self {
+            Self::Dbus(c) => client::properties(c, interface::MONITOR)
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(g.get(&properties_path(interface::MONITOR)).await?),
+        }
+    }
+
+    pub async fn history(&self, seconds: u32) -> Result<Vec<HistoryPoint>, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::monitor_proxy(c)
+                .await?
+                .history(seconds)
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.get(&format!(
+                    "{}?seconds={seconds}",
+                    method_path(interface::MONITOR, "History")
+                ))
+                .await?,
+            ),
+        }
+    }
+
+    pub async fn install_certificate(
+        &self,
+        cert: &str,
+        key: &str,
+    ) -> Result<CertificateReport, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::nts_proxy(c)
+                .await?
+                .install_certificate(cert, key)
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.post(
+                    &method_path(interface::NTS, "InstallCertificate"),
+                    json!({"certificate_pem": cert, "private_key_pem": key}),
+                )
+                .await?,
+            ),
+        }
+    }
+
+    pub async fn rotate_keys(&self) -> Result<NtsReport, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::nts_proxy(c)
+                .await?
+                .rotate_keys()
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.post(&method_path(interface::NTS, "RotateKeys"), json!({}))
+                    .await?,
+            ),
+        }
+    }
+
+    pub async fn apply(&self, toml: &str, dry_run: bool) -> Result<ConfigOutcome, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::config_proxy(c)
+                .await?
+                .apply(toml, dry_run)
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.post(
+                    &method_path(interface::CONFIG, "Apply"),
+                    json!({"toml": toml, "dry_run": dry_run}),
+                )
+                .await?,
+            ),
+        }
+    }
+
+    pub async fn reload(&self) -> Result<ConfigOutcome, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::config_proxy(c).await?.reload().await.map_err(classify),
+            Self::Https(g) => record(
+                g.post(&method_path(interface::CONFIG, "Reload"), json!({}))
+                    .await?,
+            ),
+        }
+    }
+
+    pub async fn reboot(&self) -> Result<(), CtlError> {
+        match self {
+            Self::Dbus(c) => bus::power_proxy(c).await?.reboot().await.map_err(classify),
+            Self::Https(g) => g
+                .post(&method_path(interface::POWER, "Reboot"), json!({}))
+                .await
+                .map(drop),
+        }
+    }
+
+    pub async fn power_off(&self) -> Result<(), CtlError> {
+        match self {
+            Self::Dbus(c) => bus::power_proxy(c)
+                .await?
+                .power_off()
+                .await
+                .map_err(classify),
+            Self::Https(g) => g
+                .post(&method_path(interface::POWER, "PowerOff"), json!({}))
+                .await
+                .map(drop),
+        }
+    }
+}
