@@ -21,7 +21,7 @@ demo-deps:
 
 test-deps:
 	@tests/scripts/install-deps.sh $(TEST_PACKAGES)
-	@test -f target/overlays/base/bcm2711-rpi-4-b.dtb || overlays/fetch-base-dtb.sh
+	@grep -qs '+deb13-arm64 ' target/overlays/base/SOURCE || overlays/fetch-base-dtb.sh
 
 sim:
 	$(CARGO) run --release --locked -p skytime-sim
