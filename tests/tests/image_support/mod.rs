@@ -183,17 +183,28 @@ impl Qemu {
         Self::start(&args, console, &dir.join(format!("{name}-qemu.log")))
     }
 
-    /// Starts `qemu-system-aarch64` headless with `args`; `console` is the
-    /// file the serial console of interest goes to (named in `args`).
+    /// Starts the host's `qemu-system-aarch64` headless with `args`;
+    /// `console` is the file the serial console of interest goes to (named
+    /// in `args`).
     pub fn start(args: &[String], console: PathBuf, stderr: &Path) -> Qemu {
-        let child = Command::new(require_program("qemu-system-aarch64"))
+        Self::start_program(
+            &require_program("qemu-system-aarch64"),
+            args,
+            console,
+            stderr,
+        )
+    }
+
+    /// As `start`, with another QEMU binary (Debian 13's: `trixie_qemu()`).
+    pub fn start_program(program: &Path, args: &[String], console: PathBuf, stderr: &Path) -> Qemu {
+        let child = Command::new(program)
             .args(["-display", "none", "-monitor", "none", "-no-reboot"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(stderr).unwrap())
             .spawn()
-            .expect("start qemu-system-aarch64 (make image-deps)");
+            .unwrap_or_else(|e| panic!("start {} (make image-deps): {e}", program.display()));
         Qemu { child, console }
     }
 
@@ -394,4 +405,23 @@ pub fn ext4_bytes(part: &Path) -> u64 {
             .unwrap_or_else(|| panic!("no {name} in dumpe2fs -h:\n{head}"))
     };
     field("Block count:") * field("Block size:")
+}
+
+/// Debian 13's `qemu-system-aarch64` (QEMU 10, which has the `raspi4b`
+/// machine), unpacked under target/trixie-tools beside the host's Debian 12
+/// QEMU by tests/scripts/trixie-tools.sh (cached: the second call does
+/// nothing). Bounded: a stuck download fails the test.
+pub fn trixie_qemu() -> PathBuf {
+    let dir = repo().join("target/trixie-tools");
+    let out = skytime_tests::run_bounded(
+        Command::new(repo().join("tests/scripts/trixie-tools.sh")).arg(&dir),
+        Duration::from_secs(15 * 60),
+    );
+    assert!(
+        out.status.success(),
+        "tests/scripts/trixie-tools.sh failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("bin/qemu-system-aarch64")
 }
