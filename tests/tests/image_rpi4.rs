@@ -180,11 +180,6 @@ fn the_pi4_boot_chain_reaches_skytimed_and_mark_good_on_raspi4b() {
     let qemu = trixie_qemu();
     let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
     let img = copy_image(dir.path());
-    // QEMU's SD card must be a power of two in size; the initramfs grows
-    // the data partition into the rest, as on a larger card.
-    let len = fs::metadata(&img).unwrap().len();
-    grow_card(&img, len.next_power_of_two() - len);
-
     let uboot = dir.path().join("u-boot.bin");
     get_boot_file(&img, "u-boot.bin", &uboot);
     let shipped = dir.path().join("shipped.dtb");
@@ -211,14 +206,7 @@ fn the_pi4_boot_chain_reaches_skytimed_and_mark_good_on_raspi4b() {
     )
     .unwrap();
     put_boot_file(&img, &config, "skytime.toml");
-    let roots_before: Vec<String> = [2, 3]
-        .iter()
-        .map(|n| {
-            let p = dir.path().join(format!("root{n}"));
-            extract(&img, *n, &p);
-            sha256(&p)
-        })
-        .collect();
+    let roots_before = root_hashes(&img, dir.path());
 
     // QEMU's first serial port is the PL011: U-Boot's banner, then, with
     // the console chosen above, the kernel and systemd. U-Boot's own
@@ -232,20 +220,10 @@ fn the_pi4_boot_chain_reaches_skytimed_and_mark_good_on_raspi4b() {
             format!("chardev:{id}"),
         ]
     };
-    let args: Vec<String> = [
-        "-M".into(),
-        "raspi4b".into(),
-        "-kernel".into(),
-        uboot.display().to_string(),
-        "-dtb".into(),
-        dtb.display().to_string(),
-        "-drive".into(),
-        format!("file={},format=raw,if=sd", img.display()),
-    ]
-    .into_iter()
-    .chain(port("pl011"))
-    .chain(port("miniuart"))
-    .collect();
+    // The initramfs grows the data partition into the larger card.
+    let mut args = raspi_args("raspi4b", &uboot, &dtb, &img);
+    args.extend(port("pl011"));
+    args.extend(port("miniuart"));
     let started = std::time::Instant::now();
     let mut vm = Qemu::start_program(&qemu, &args, console, &dir.path().join("pi4-qemu.log"));
     // U-Boot's boot flow found boot.scr on the card's first partition.
@@ -304,13 +282,5 @@ fn the_pi4_boot_chain_reaches_skytimed_and_mark_good_on_raspi4b() {
         "slot A not marked good on the card:\n{env}"
     );
     // Nothing wrote to either root file system.
-    for (i, n) in [2, 3].into_iter().enumerate() {
-        let p = dir.path().join(format!("root{n}"));
-        extract(&img, n, &p);
-        assert_eq!(
-            sha256(&p),
-            roots_before[i],
-            "root partition {n} was written"
-        );
-    }
+    assert_roots_unwritten(&img, dir.path(), &roots_before);
 }

@@ -29,14 +29,6 @@ use std::time::Duration;
 fn pi_uboot_runs_the_boot_script_and_starts_the_slot_kernel() {
     let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
     let img = copy_image(dir.path());
-    // QEMU's SD card must be a power of two in size.
-    let len = fs::metadata(&img).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&img)
-        .unwrap()
-        .set_len(len.next_power_of_two())
-        .unwrap();
     let uboot = dir.path().join("u-boot.bin");
     get_boot_file(&img, "u-boot.bin", &uboot);
     // The Pi 3B's device tree from the kernel package the image was built
@@ -83,17 +75,8 @@ fn pi_uboot_runs_the_boot_script_and_starts_the_slot_kernel() {
         // console is the mini UART, QEMU's second serial port.
         let name = format!("rpi{i}");
         let console = dir.path().join(format!("{name}-console.log"));
-        let args: Vec<String> = vec![
-            "-M".into(),
-            "raspi3b".into(),
-            "-m".into(),
-            "1024".into(),
-            "-kernel".into(),
-            uboot.display().to_string(),
-            "-dtb".into(),
-            dtb.display().to_string(),
-            "-drive".into(),
-            format!("file={},format=raw,if=sd", img.display()),
+        let mut args = raspi_args("raspi3b", &uboot, &dtb, &img);
+        args.extend([
             "-serial".into(),
             format!(
                 "file:{}",
@@ -101,7 +84,7 @@ fn pi_uboot_runs_the_boot_script_and_starts_the_slot_kernel() {
             ),
             "-serial".into(),
             format!("file:{}", console.display()),
-        ];
+        ]);
         let mut vm = Qemu::start(&args, console, &dir.path().join(format!("{name}-qemu.log")));
         // U-Boot's boot flow found boot.scr on the card's first partition.
         vm.wait_for("bootdev.part_1' with script", Duration::from_secs(120));

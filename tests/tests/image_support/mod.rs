@@ -376,6 +376,43 @@ pub fn on_guest_bus(sock: &Path, program: &Path, args: &[&str]) -> std::process:
     )
 }
 
+/// The sha256 of the root partitions (2 and 3), to show later that no boot
+/// wrote them.
+pub fn root_hashes(img: &Path, dir: &Path) -> [String; 2] {
+    [2, 3].map(|n| {
+        let p = dir.join(format!("root{n}"));
+        extract(img, n, &p);
+        sha256(&p)
+    })
+}
+
+pub fn assert_roots_unwritten(img: &Path, dir: &Path, before: &[String; 2]) {
+    let after = root_hashes(img, dir);
+    for (i, n) in [2, 3].into_iter().enumerate() {
+        assert_eq!(after[i], before[i], "root partition {n} was written");
+    }
+}
+
+/// QEMU arguments for a Raspberry Pi board (`raspi3b`, `raspi4b`) that
+/// starts `uboot` as the Pi firmware would, handing it the device tree
+/// `dtb`, with `img` as its SD card. QEMU's SD card must be a power of two
+/// in size: the card grows to the next one (sparse), as a larger card would.
+/// The caller adds the serial ports.
+pub fn raspi_args(machine: &str, uboot: &Path, dtb: &Path, img: &Path) -> Vec<String> {
+    let len = fs::metadata(img).unwrap().len();
+    grow_card(img, len.next_power_of_two() - len);
+    vec![
+        "-M".into(),
+        machine.into(),
+        "-kernel".into(),
+        uboot.display().to_string(),
+        "-dtb".into(),
+        dtb.display().to_string(),
+        "-drive".into(),
+        format!("file={},format=raw,if=sd", img.display()),
+    ]
+}
+
 /// Makes the card `extra` bytes larger (sparse), as a bigger SD card is.
 pub fn grow_card(img: &Path, extra: u64) {
     let f = fs::OpenOptions::new().write(true).open(img).unwrap();
