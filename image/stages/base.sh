@@ -11,7 +11,10 @@
 # image/initramfs-modules.list (mkinitramfs under qemu-user is slow:
 # MODULES=most and the automatic runs from the kernel postinst and the
 # trigger would take over 30 minutes). image/initramfs/ adds the script
-# that grows the data partition.
+# that grows the data partition. depmod, which the kernel's postinst runs,
+# is diverted too and run once by the host's kmod instead: on Debian 13's
+# 4351 xz-compressed modules it takes a minute under qemu-user and a few
+# seconds natively.
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 : "${SOURCE_DATE_EPOCH:?}"
@@ -42,12 +45,11 @@ mmdebstrap --architectures=arm64 --variant=minbase \
     --essential-hook='mkdir -p "$1"/etc/initramfs-tools/conf.d "$1"/usr/share/initramfs-tools/modules.d' \
     --essential-hook='printf "MODULES=list\nCOMPRESS=gzip\n" > "$1"/etc/initramfs-tools/conf.d/skytime.conf' \
     --essential-hook="printf '%s\n' $(printf '%q ' $modules) > \"\$1\"/usr/share/initramfs-tools/modules.d/skytime.conf" \
-    --essential-hook='chroot "$1" dpkg-divert --local --rename --divert /usr/sbin/update-initramfs.skytime --add /usr/sbin/update-initramfs' \
-    --essential-hook='ln -s /bin/true "$1"/usr/sbin/update-initramfs' \
+    --essential-hook='for t in update-initramfs depmod; do chroot "$1" dpkg-divert --local --rename --divert /usr/sbin/$t.skytime --add /usr/sbin/$t; ln -s /bin/true "$1"/usr/sbin/$t; done' \
     --customize-hook="'$IMAGE/lib/installed-debs.sh' \"\$1\" > \"\$1\"/.skytime-packages" \
     --customize-hook="sync-out /var/cache/apt/archives '$APT_CACHE'" \
-    --customize-hook='rm "$1"/usr/sbin/update-initramfs' \
-    --customize-hook='chroot "$1" dpkg-divert --local --rename --remove /usr/sbin/update-initramfs' \
+    --customize-hook='for t in update-initramfs depmod; do rm "$1"/usr/sbin/$t; chroot "$1" dpkg-divert --local --rename --remove /usr/sbin/$t; done' \
+    --customize-hook='depmod -b "$1" "$(ls "$1"/usr/lib/modules)"' \
     --customize-hook="install -D -m 0755 '$IMAGE/initramfs/hook' \"\$1\"/etc/initramfs-tools/hooks/skytime" \
     --customize-hook="install -D -m 0755 '$IMAGE/initramfs/grow-data' \"\$1\"/etc/initramfs-tools/scripts/local-premount/skytime-grow-data" \
     --customize-hook='kver=$(ls "$1"/usr/lib/modules); chroot "$1" update-initramfs -c -k "$kver"' \
