@@ -21,7 +21,7 @@ demo-deps:
 
 test-deps:
 	@tests/scripts/install-deps.sh $(TEST_PACKAGES)
-	@test -f target/overlays/base/bcm2711-rpi-4-b.dtb || overlays/fetch-base-dtb.sh
+	@grep -qs '+deb13-arm64 ' target/overlays/base/SOURCE || overlays/fetch-base-dtb.sh
 
 sim:
 	$(CARGO) run --release --locked -p skytime-sim
@@ -33,13 +33,15 @@ image-deps: test-deps
 image: image-deps
 	image/build.sh
 
-# QEMU boots of the image (the Pi's U-Boot and boot script on raspi3b; on
-# virt: NTS, A/B slots, first boot, management over D-Bus, clock steering
-# from a simulated USB GPS),
+# QEMU boots of the image: the Pi 4 boot chain on QEMU 10's raspi4b (Debian
+# 13's QEMU, unpacked under target/trixie-tools beside the host's), the
+# Pi's U-Boot and boot script on raspi3b; on virt: NTS, A/B slots, first
+# boot, management over D-Bus, clock steering from a simulated USB GPS;
 # then a second build that must give the same bytes.
 image-test: image
+	tests/scripts/trixie-tools.sh target/trixie-tools
 	$(CARGO) build --locked -p skytime-gpssim -p skytimectl
-	$(CARGO) test --locked -p skytime-tests --features image --test image_uboot_rpi --test image_qemu --test image_clock --test image_reproducible
+	$(CARGO) test --locked -p skytime-tests --features image --test image_rpi4 --test image_uboot_rpi --test image_qemu --test image_clock --test image_reproducible
 
 demo: demo-deps
 	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim -p skytime-mgmtd

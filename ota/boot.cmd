@@ -18,10 +18,10 @@ setenv skytime_part 1
 setenv skytime_envaddr ${pxefile_addr_r}
 if test "${board}" = "rpi"; then
     # U-Boot's rpi defaults put the DTB at 0x02600000, leaving 37 MiB for
-    # the kernel, and its scratch (pxefile_addr_r) at 0x02500000; Debian's
-    # arm64 Image already needs 32 MiB (its header's image_size) and grows.
+    # the kernel, and its scratch (pxefile_addr_r) at 0x02500000; Debian
+    # 13's arm64 Image needs 37.1 MiB (its header's image_size) and grows.
     # Kernel at 2 MiB (booti's alignment: no copy), everything else above
-    # 95 MiB.
+    # 95 MiB: 93 MiB for the kernel (image/stages/slot-boot.sh checks it).
     setenv kernel_addr_r 0x00200000
     setenv skytime_envaddr 0x05f00000
     setenv fdt_addr_r 0x06000000
@@ -72,8 +72,17 @@ echo "skytime: booting slot ${skytime_slot} (attempts left: A=${BOOT_A_LEFT} B=$
 
 # The GPS owns the Pi's PL011 (ttyAMA0), so the Pi's console is HDMI only;
 # QEMU's virt board has its PL011 free for the serial log.
+# On the Pi, skytime-dtb.txt on the boot partition may choose the slot's
+# DTB (skytime_dtb, e.g. "bcm2711-rpi-4-b-pps18.dtb") and the console
+# (skytime_console, e.g. "console=ttyAMA0,115200": the raspi4b test's
+# serial log). -r: the file may come from an editor that ends lines with
+# CRLF. Without the file a Pi gets the defaults.
 if test "${board}" = "rpi"; then
     setenv skytime_console "console=tty1"
+    setenv skytime_dtb bcm2711-rpi-4-b.dtb
+    if load ${devtype} ${devnum}:${skytime_part} ${skytime_envaddr} skytime-dtb.txt; then
+        env import -t -r ${skytime_envaddr} ${filesize} skytime_dtb skytime_console
+    fi
 else
     setenv skytime_console "console=ttyAMA0,115200"
 fi
@@ -83,15 +92,9 @@ load ${devtype} ${devnum}:${skytime_part} ${kernel_addr_r} ${skytime_dir}/vmlinu
 load ${devtype} ${devnum}:${skytime_part} ${ramdisk_addr_r} ${skytime_dir}/initrd.img || reset
 setenv skytime_initrd_size ${filesize}
 if test "${board}" = "rpi"; then
-    # bcm2711-rpi-4-b.dtb = PPS on GPIO 4; skytime_dtb (boot partition file
-    # skytime-dtb.txt, e.g. "bcm2711-rpi-4-b-pps18.dtb") picks a variant.
-    # -r: the file may come from an editor that ends lines with CRLF. A
-    # name that is not there falls back to the default rather than
+    # bcm2711-rpi-4-b.dtb = PPS on GPIO 4, or the skytime_dtb chosen above.
+    # A name that is not there falls back to the default rather than
     # resetting (which would loop).
-    setenv skytime_dtb bcm2711-rpi-4-b.dtb
-    if load ${devtype} ${devnum}:${skytime_part} ${skytime_envaddr} skytime-dtb.txt; then
-        env import -t -r ${skytime_envaddr} ${filesize} skytime_dtb
-    fi
     if load ${devtype} ${devnum}:${skytime_part} ${fdt_addr_r} ${skytime_dir}/dtbs/${skytime_dtb}; then
         echo "skytime: device tree ${skytime_dtb}"
     else

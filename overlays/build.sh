@@ -7,15 +7,17 @@
 #   pios/skytime-pps.dtbo, pios/skytime-uart.dtbo
 #       label-targeted, with __symbols__ and parameters: for Raspberry Pi OS
 #       (copy to /boot/firmware/overlays/, then dtoverlay= lines).
-#   path/skytime-pps-gpio{4,18}[-falling].dtbo, path/skytime-uart.dtbo
-#       path-targeted variants for fdtoverlay on DTBs without __symbols__.
+#   variants/skytime-pps-gpio{4,18}[-falling].dtbo
+#       the PPS overlay with each pin and edge built in (fdtoverlay, unlike
+#       the Pi firmware, takes no parameters).
 #   dtbs/bcm2711-rpi-4-b-pps{4,18}[-falling].dtb
 #       the base DTB with the UART overlay and one PPS variant applied;
 #   dtbs/bcm2711-rpi-4-b.dtb = the default (PPS on GPIO 4, rising edge).
 #
 # The base DTB defaults to Debian's (overlays/fetch-base-dtb.sh puts it in
-# target/overlays/base/). Needs: cpp, dtc, fdtoverlay, fdtget
-# (make overlays-deps).
+# target/overlays/base/). Debian 13's DTBs carry __symbols__, so fdtoverlay
+# resolves the overlays' labels (&gpio, &uart0, ...) in them exactly as the
+# Pi firmware does. Needs: cpp, dtc, fdtoverlay, fdtget (device-tree-compiler).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,15 +32,16 @@ while [ $# -gt 0 ]; do
     esac
 done
 for tool in cpp dtc fdtoverlay fdtget; do
-    command -v "$tool" >/dev/null || { echo "$tool is missing: run make overlays-deps" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "$tool is missing: run make test-deps" >&2; exit 1; }
 done
-[ -s "$base" ] || { echo "base DTB $base is missing: run overlays/fetch-base-dtb.sh (make overlays-deps)" >&2; exit 1; }
+[ -s "$base" ] || { echo "base DTB $base is missing: run overlays/fetch-base-dtb.sh (make test-deps)" >&2; exit 1; }
 
-mkdir -p "$out/pios" "$out/path" "$out/dtbs"
+mkdir -p "$out/pios" "$out/variants" "$out/dtbs"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# compile SRC OUT [cpp flags...]: C preprocessor (for the variants) then dtc.
+# compile SRC OUT [cpp flags...]: C preprocessor (for the variants) then dtc
+# (-@: keep the labels, so fdtoverlay and the firmware resolve them).
 compile() {
     local src=$1 dst=$2; shift 2
     cpp -nostdinc -undef -P -x assembler-with-cpp -I "$here" "$@" "$here/$src" > "$tmp/pre.dts"
@@ -48,22 +51,20 @@ compile() {
 compile skytime-pps.dts "$out/pios/skytime-pps.dtbo"
 compile skytime-uart.dts "$out/pios/skytime-uart.dtbo"
 
-# The pps node refers to the GPIO controller, which only a label could name
-# across trees; without __symbols__ we pass the base DTB's phandle instead.
-gpio_node=/soc/gpio@7e200000
-phandle=$(fdtget -t x "$base" "$gpio_node" phandle) ||
-    { echo "$base has no $gpio_node with a phandle: not a BCM2711 DTB?" >&2; exit 1; }
-path_flags=(-DSKYTIME_PATH_TARGETS "-DSKYTIME_GPIO_PHANDLE=0x$phandle")
-compile skytime-uart.dts "$out/path/skytime-uart.dtbo" "${path_flags[@]}"
+# The labels the overlays target must be in the base's __symbols__.
+for label in gpio uart0 uart1 bt; do
+    fdtget "$base" /__symbols__ "$label" >/dev/null 2>&1 ||
+        { echo "$base has no label '$label' in /__symbols__: not a BCM2711 DTB built with symbols (dtc -@)?" >&2; exit 1; }
+done
 
 for gpio in 4 18; do
     for edge in "" -falling; do
-        flags=("${path_flags[@]}" "-DPPS_GPIO=$gpio")
+        flags=("-DPPS_GPIO=$gpio")
         [ -z "$edge" ] || flags+=(-DPPS_FALLING)
         name=pps$gpio$edge
-        compile skytime-pps.dts "$out/path/skytime-pps-gpio$gpio$edge.dtbo" "${flags[@]}"
+        compile skytime-pps.dts "$out/variants/skytime-pps-gpio$gpio$edge.dtbo" "${flags[@]}"
         fdtoverlay -i "$base" -o "$out/dtbs/bcm2711-rpi-4-b-$name.dtb" \
-            "$out/path/skytime-uart.dtbo" "$out/path/skytime-pps-gpio$gpio$edge.dtbo"
+            "$out/pios/skytime-uart.dtbo" "$out/variants/skytime-pps-gpio$gpio$edge.dtbo"
     done
 done
 cp "$out/dtbs/bcm2711-rpi-4-b-pps4.dtb" "$out/dtbs/bcm2711-rpi-4-b.dtb"

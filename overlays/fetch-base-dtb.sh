@@ -1,12 +1,14 @@
 #!/bin/bash
-# Fetch Debian 12's arm64 kernel package (cached under target/image/debs)
-# and extract its Raspberry Pi 4 DTB to target/overlays/base/.
+# Fetch the image's Debian release's (13, trixie) arm64 kernel package
+# (cached under target/image/debs) and extract its Raspberry Pi 4 DTB to
+# target/overlays/base/.
 #
 #   overlays/fetch-base-dtb.sh [KERNEL-PACKAGE]
 #
 # KERNEL-PACKAGE defaults to what linux-image-arm64 depends on today
-# (linux-image-6.1.0-NN-arm64). The image build passes the exact package
-# its root filesystem got, so DTB and kernel always match.
+# (linux-image-6.12.NN+deb13-arm64): the DTB the overlay tests merge into.
+# The image build itself merges into the DTB of the kernel its root file
+# system got (image/stages/slot-boot.sh), so DTB and kernel always match.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)

@@ -2,18 +2,22 @@
 # Private apt configuration for fetching single arm64 (and amd64) .debs from
 # the Debian archive without touching the host's apt sources or dpkg
 # architectures. Everything lives under $SKYTIME_APT_ROOT (default
-# target/image/apt) and downloaded .debs are cached in $SKYTIME_DEB_CACHE.
+# target/image/apt-$SKYTIME_SUITE: each suite keeps its own lists) and
+# downloaded .debs are cached in $SKYTIME_DEB_CACHE.
+#
+# The suite defaults to the image's, Debian 13 (trixie); a caller that
+# needs another one sets SKYTIME_SUITE (e.g. bookworm) before sourcing.
 #
 # Usage (sourced):  . image/lib/apt-private.sh; apt_private_update
 #                   deb=$(apt_private_fetch linux-image-arm64 arm64)
 set -euo pipefail
 
 : "${SKYTIME_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-: "${SKYTIME_APT_ROOT:=$SKYTIME_ROOT/target/image/apt}"
+: "${SKYTIME_SUITE:=trixie}"
+: "${SKYTIME_APT_ROOT:=$SKYTIME_ROOT/target/image/apt-$SKYTIME_SUITE}"
 : "${SKYTIME_DEB_CACHE:=$SKYTIME_ROOT/target/image/debs}"
 : "${SKYTIME_MIRROR:=http://deb.debian.org/debian}"
 : "${SKYTIME_SECURITY_MIRROR:=http://deb.debian.org/debian-security}"
-: "${SKYTIME_SUITE:=bookworm}"
 
 apt_private_opts() {
     local r=$SKYTIME_APT_ROOT

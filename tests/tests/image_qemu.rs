@@ -86,11 +86,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     let identity = dir.path().join("identity");
     fs::write(&identity, "hostname = skytime-qemu\naddress = 127.0.0.1\n").unwrap();
     put_boot_file(&img, &identity, "skytime-identity.conf");
-    let roots_before = [2, 3].map(|n| {
-        let p = dir.path().join(format!("root{n}"));
-        extract(&img, n, &p);
-        sha256(&p)
-    });
+    let roots_before = root_hashes(&img, dir.path());
 
     // Boot 1: slot A, first boot.
     let mut vm = Qemu::boot(&img, dir.path(), "boot1", ntp, ke);
@@ -326,13 +322,5 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     );
 
     // Nothing wrote to either root file system.
-    for (i, n) in [2, 3].into_iter().enumerate() {
-        let p = dir.path().join(format!("root{n}"));
-        extract(&img, n, &p);
-        assert_eq!(
-            sha256(&p),
-            roots_before[i],
-            "root partition {n} was written"
-        );
-    }
+    assert_roots_unwritten(&img, dir.path(), &roots_before);
 }

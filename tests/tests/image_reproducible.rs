@@ -73,7 +73,8 @@ fn second_build_is_bit_identical() {
     let log = build(&second, Duration::from_secs(30 * 60));
     // It really built a root file system of its own (no --reuse-base).
     assert!(
-        log.contains("mmdebstrap (Debian arm64 packages") && log.contains("I: success in"),
+        log.contains("base: mmdebstrap (Debian trixie arm64 packages")
+            && log.contains("I: success in"),
         "the second build did not run mmdebstrap:\n{log}"
     );
     // Compare the parts first, so a failure says where the difference is.

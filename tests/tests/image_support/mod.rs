@@ -183,17 +183,28 @@ impl Qemu {
         Self::start(&args, console, &dir.join(format!("{name}-qemu.log")))
     }
 
-    /// Starts `qemu-system-aarch64` headless with `args`; `console` is the
-    /// file the serial console of interest goes to (named in `args`).
+    /// Starts the host's `qemu-system-aarch64` headless with `args`;
+    /// `console` is the file the serial console of interest goes to (named
+    /// in `args`).
     pub fn start(args: &[String], console: PathBuf, stderr: &Path) -> Qemu {
-        let child = Command::new(require_program("qemu-system-aarch64"))
+        Self::start_program(
+            &require_program("qemu-system-aarch64"),
+            args,
+            console,
+            stderr,
+        )
+    }
+
+    /// As `start`, with another QEMU binary (Debian 13's: `trixie_qemu()`).
+    pub fn start_program(program: &Path, args: &[String], console: PathBuf, stderr: &Path) -> Qemu {
+        let child = Command::new(program)
             .args(["-display", "none", "-monitor", "none", "-no-reboot"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(stderr).unwrap())
             .spawn()
-            .expect("start qemu-system-aarch64 (make image-deps)");
+            .unwrap_or_else(|e| panic!("start {} (make image-deps): {e}", program.display()));
         Qemu { child, console }
     }
 
@@ -365,6 +376,43 @@ pub fn on_guest_bus(sock: &Path, program: &Path, args: &[&str]) -> std::process:
     )
 }
 
+/// The sha256 of the root partitions (2 and 3), to show later that no boot
+/// wrote them.
+pub fn root_hashes(img: &Path, dir: &Path) -> [String; 2] {
+    [2, 3].map(|n| {
+        let p = dir.join(format!("root{n}"));
+        extract(img, n, &p);
+        sha256(&p)
+    })
+}
+
+pub fn assert_roots_unwritten(img: &Path, dir: &Path, before: &[String; 2]) {
+    let after = root_hashes(img, dir);
+    for (i, n) in [2, 3].into_iter().enumerate() {
+        assert_eq!(after[i], before[i], "root partition {n} was written");
+    }
+}
+
+/// QEMU arguments for a Raspberry Pi board (`raspi3b`, `raspi4b`) that
+/// starts `uboot` as the Pi firmware would, handing it the device tree
+/// `dtb`, with `img` as its SD card. QEMU's SD card must be a power of two
+/// in size: the card grows to the next one (sparse), as a larger card would.
+/// The caller adds the serial ports.
+pub fn raspi_args(machine: &str, uboot: &Path, dtb: &Path, img: &Path) -> Vec<String> {
+    let len = fs::metadata(img).unwrap().len();
+    grow_card(img, len.next_power_of_two() - len);
+    vec![
+        "-M".into(),
+        machine.into(),
+        "-kernel".into(),
+        uboot.display().to_string(),
+        "-dtb".into(),
+        dtb.display().to_string(),
+        "-drive".into(),
+        format!("file={},format=raw,if=sd", img.display()),
+    ]
+}
+
 /// Makes the card `extra` bytes larger (sparse), as a bigger SD card is.
 pub fn grow_card(img: &Path, extra: u64) {
     let f = fs::OpenOptions::new().write(true).open(img).unwrap();
@@ -394,4 +442,23 @@ pub fn ext4_bytes(part: &Path) -> u64 {
             .unwrap_or_else(|| panic!("no {name} in dumpe2fs -h:\n{head}"))
     };
     field("Block count:") * field("Block size:")
+}
+
+/// Debian 13's `qemu-system-aarch64` (QEMU 10, which has the `raspi4b`
+/// machine), unpacked under target/trixie-tools beside the host's Debian 12
+/// QEMU by tests/scripts/trixie-tools.sh (cached: the second call does
+/// nothing). Bounded: a stuck download fails the test.
+pub fn trixie_qemu() -> PathBuf {
+    let dir = repo().join("target/trixie-tools");
+    let out = skytime_tests::run_bounded(
+        Command::new(repo().join("tests/scripts/trixie-tools.sh")).arg(&dir),
+        Duration::from_secs(15 * 60),
+    );
+    assert!(
+        out.status.success(),
+        "tests/scripts/trixie-tools.sh failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("bin/qemu-system-aarch64")
 }

@@ -1,0 +1,62 @@
+#!/bin/bash
+# Stage "rootfs": the appliance's root file system tree, from the Debian
+# base plus skytime.
+#
+#   in:  $WORK/base, $WORK/bin/skytimed, image/rootfs/, daemon/skytimed/dist/
+#   out: $WORK/rootfs/         the tree (kernel and initramfs still in /boot:
+#                              the slot-boot stage takes them)
+#        $WORK/packages.txt    what it contains (the manifest's package lines)
+set -euo pipefail
+. "$(dirname "$0")/../lib/common.sh"
+
+rootfs=$WORK/rootfs
+remove_tree "$rootfs"
+cp -a "$WORK/base" "$rootfs"
+mv "$rootfs/.skytime-packages" "$WORK/packages.txt"
+
+# skytime's own files. The daemon's unit, D-Bus policy, polkit rule and
+# sysusers entry come unchanged from daemon/skytimed/dist/ (image/rootfs/
+# only adds a drop-in to the unit).
+cp -a --no-preserve=ownership "$IMAGE/rootfs/." "$rootfs/"
+dist=$ROOT/daemon/skytimed/dist
+install -m 0644 "$dist/skytimed.service" "$rootfs/usr/lib/systemd/system/skytimed.service"
+install -D -m 0644 "$dist/org.skytime.Appliance1.conf" \
+    "$rootfs/usr/share/dbus-1/system.d/org.skytime.Appliance1.conf"
+install -D -m 0644 "$dist/skytime.sysusers" "$rootfs/usr/lib/sysusers.d/skytime.conf"
+install -D -m 0644 "$dist/50-skytime.rules" "$rootfs/usr/share/polkit-1/rules.d/50-skytime.rules"
+install -m 0755 "$WORK/bin/skytimed" "$rootfs/usr/bin/skytimed"
+install -D -m 0644 "$IMAGE/README.md" "$rootfs/usr/share/doc/skytime/README.md"
+
+# Users, units; no logins of any kind, no first-boot prompts, nothing that
+# writes /etc. The image's own systemd tools do it (through qemu-user): the
+# host's older ones misread newer sysusers.d and unit syntax.
+"$IMAGE/lib/binfmt.sh"
+mount -t proc proc "$rootfs/proc"
+trap 'umount "$rootfs/proc"' EXIT
+chroot "$rootfs" systemd-sysusers >&2
+chroot "$rootfs" systemctl enable skytimed.service skytime-firstboot.service \
+    skytime-mark-good.service skytime-identity.service \
+    systemd-networkd.service >&2
+chroot "$rootfs" systemctl mask getty@.service serial-getty@.service console-getty.service \
+    getty.target systemd-firstboot.service systemd-machine-id-commit.service \
+    systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
+    dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
+    systemd-pstore.service >&2
+umount "$rootfs/proc"
+trap - EXIT
+sed -i -E 's/^(root):[^:]*:/\1:!*:/' "$rootfs/etc/shadow"
+: > "$rootfs/etc/machine-id"
+rm -f "$rootfs/var/lib/dbus/machine-id"
+echo skytime > "$rootfs/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tskytime\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$rootfs/etc/hosts"
+# mmdebstrap leaves the build host's resolv.conf; the appliance resolves no
+# names (skytimed serves addresses), so it gets none of the host's.
+printf '# skytime resolves no host names.\n' > "$rootfs/etc/resolv.conf"
+chmod 0644 "$rootfs/etc/resolv.conf"
+
+# Nothing at run time needs apt's or dpkg's caches, lists or logs, or the
+# initramfs generator (the initramfs is built).
+rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/var/cache/"* "$rootfs/var/log/"* \
+    "$rootfs/var/lib/dpkg/"*-old "$rootfs/usr/share/initramfs-tools" \
+    "$rootfs/etc/initramfs-tools" "$rootfs/usr/share/bug" "$rootfs/usr/share/lintian"
+find "$rootfs/usr/share/doc" -mindepth 1 -maxdepth 1 ! -name skytime -exec rm -rf {} +
