@@ -15,10 +15,9 @@
 //! per-session ones on the stack for each request, as chrony re-keys one
 //! SIV instance per request.
 
-use aes_gcm_siv::aead::AeadInPlace;
+use crate::siv::Siv;
+use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
 use aes_gcm_siv::Aes128GcmSiv;
-use aes_siv::siv::Aes128Siv;
-use aes_siv::KeyInit;
 
 /// Length of an AES-SIV-CMAC-256 key (two AES-128 keys): the longest key.
 pub const KEY_LEN: usize = 32;
@@ -158,7 +157,7 @@ pub struct SessionKeys {
 
 /// A key ready to seal and open: built once per key without heap work.
 pub enum Cipher {
-    Siv(Aes128Siv),
+    Siv(Siv),
     GcmSiv(Aes128GcmSiv),
 }
 
@@ -178,13 +177,33 @@ impl Cipher {
             return Err(AeadError::KeyLength);
         }
         Ok(match aead {
-            Aead::AesSivCmac256 => {
-                Self::Siv(Aes128Siv::new_from_slice(bytes).map_err(|_| AeadError::KeyLength)?)
-            }
+            Aead::AesSivCmac256 => Self::Siv(Siv::new(
+                bytes.try_into().map_err(|_| AeadError::KeyLength)?,
+            )),
             Aead::AesGcmSiv128 => {
                 Self::GcmSiv(Aes128GcmSiv::new_from_slice(bytes).map_err(|_| AeadError::KeyLength)?)
             }
         })
+    }
+
+    /// Takes `key` for `aead`, in place where the algorithm stays the same
+    /// (no cipher state built elsewhere and moved: the server re-keys one
+    /// session cipher per request).
+    pub fn rekey(&mut self, aead: Aead, key: &Key) -> Result<(), AeadError> {
+        match (self, aead) {
+            (Self::Siv(siv), Aead::AesSivCmac256) => {
+                siv.rekey(
+                    key.as_bytes()
+                        .try_into()
+                        .map_err(|_| AeadError::KeyLength)?,
+                );
+                Ok(())
+            }
+            (this, _) => {
+                *this = Self::new(aead, key)?;
+                Ok(())
+            }
+        }
     }
 
     pub fn aead(&self) -> Aead {
@@ -210,10 +229,7 @@ impl Cipher {
         match self {
             Self::Siv(siv) => {
                 let (tag, plaintext) = buf.split_at_mut(TAG_LEN);
-                let t = siv
-                    .encrypt_in_place_detached([associated_data, nonce], plaintext)
-                    .map_err(|_| AeadError::Failed)?;
-                tag.copy_from_slice(&t);
+                tag.copy_from_slice(&siv.seal_in_place(&[associated_data, nonce], plaintext));
             }
             Self::GcmSiv(gcm) => {
                 if nonce.len() != GCM_SIV_NONCE_LEN {
@@ -244,8 +260,8 @@ impl Cipher {
         match self {
             Self::Siv(siv) => {
                 let (tag, ciphertext) = buf.split_at_mut(TAG_LEN);
-                let tag = aes_siv::Tag::clone_from_slice(tag);
-                siv.decrypt_in_place_detached([associated_data, nonce], ciphertext, &tag)
+                let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| AeadError::TooShort)?;
+                siv.open_in_place(&[associated_data, nonce], ciphertext, &tag)
                     .map_err(|_| AeadError::Rejected)?;
                 Ok(ciphertext)
             }
@@ -392,7 +408,7 @@ mod tests {
         ));
         let ad = hex("101112131415161718191a1b1c1d1e1f2021222324252627");
         let pt = hex("112233445566778899aabbccddee");
-        let mut siv = Aes128Siv::new(&key.into());
+        let mut siv = <aes_siv::siv::Aes128Siv as aes_siv::KeyInit>::new(&key.into());
         let out = siv.encrypt([&ad[..]], &pt).unwrap();
         assert_eq!(
             out,

@@ -9,6 +9,7 @@
 //!   ([`ke::decide`], [`ke::accept_response`]), the exporter context.
 //! - [`aead`]: the negotiable AEAD algorithms (AES-SIV-CMAC-256, and
 //!   AES-128-GCM-SIV), the session keys, sealing and opening in place.
+//! - [`siv`]: AES-SIV-CMAC-256 with its per-key work done once.
 //! - [`cookie`]: cookie format and sealing under a master key.
 //! - [`keyset`]: master keys, rotation schedule, key file format.
 //! - [`extension`]: NTPv4 extension fields and the NTS ones.
@@ -26,3 +27,4 @@ pub mod ke;
 pub mod keyset;
 pub mod record;
 pub mod server;
+pub mod siv;

@@ -109,6 +109,8 @@ fn bump(counter: &AtomicU64, n: u64) {
 pub struct NtsServer<R> {
     keys: Arc<KeySet>,
     ciphers: CookieCiphers,
+    /// Re-keyed for each request's session keys (C2S, then S2C).
+    session: Cipher,
     rng: R,
     scratch: Box<[u8]>,
     counts: Arc<NtpCounts>,
@@ -118,6 +120,7 @@ impl<R: RngCore + CryptoRng> NtsServer<R> {
     pub fn new(keys: Arc<KeySet>, rng: R) -> Self {
         Self {
             ciphers: CookieCiphers::new(&keys),
+            session: Cipher::Siv(crate::siv::Siv::new(&[0; 32])),
             keys,
             rng,
             scratch: vec![0; MAX_REQUEST].into_boxed_slice(),
@@ -195,8 +198,12 @@ impl<R: RngCore + CryptoRng> NtsServer<R> {
             .get_mut(..ct.len())
             .ok_or(DropCause::MalformedAuthenticator)?;
         scratch.copy_from_slice(ct);
-        let inner = Cipher::new(aead, &session.c2s)
-            .and_then(|mut c| c.open_in_place(authenticator.nonce, associated, scratch))
+        self.session
+            .rekey(aead, &session.c2s)
+            .map_err(|_| DropCause::AuthenticationFailed)?;
+        let inner = self
+            .session
+            .open_in_place(authenticator.nonce, associated, scratch)
             .map_err(|_| DropCause::AuthenticationFailed)?;
         let mut placeholders = found.placeholders;
         for f in fields(inner, 0) {
@@ -257,11 +264,9 @@ impl<R: RngCore + CryptoRng> NtsServer<R> {
         }
         let (head, body) = out.split_at_mut(p.body_at);
         let nonce = &head[p.nonce_at..p.nonce_at + p.aead.nonce_len()];
-        Cipher::new(p.aead, &p.s2c)?.seal_in_place(
-            nonce,
-            &head[..p.auth_at],
-            &mut body[..p.body_len],
-        )
+        self.session.rekey(p.aead, &p.s2c)?;
+        self.session
+            .seal_in_place(nonce, &head[..p.auth_at], &mut body[..p.body_len])
     }
 }
 
