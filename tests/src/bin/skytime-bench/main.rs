@@ -116,7 +116,7 @@ fn main() {
         servers::chrony_version(),
         servers::ntpd_rs_version(&args.ntpd_rs)
     );
-    let pinned = (cores >= 2).then(|| (Some(0), Some(1)));
+    let pinned = (cores >= 2).then_some((Some(0), Some(1)));
     if want("pinned") {
         match pinned {
             Some((server_cpu, gen_cpu)) => {
