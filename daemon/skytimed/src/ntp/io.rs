@@ -9,12 +9,14 @@
 //!   state live there, unshared).
 //! - `recvmmsg` reads a batch in one blocking call (`MSG_WAITFORONE`: it
 //!   waits for the first datagram and takes whatever else is queued), with
-//!   the kernel's arrival timestamp (`SO_TIMESTAMPING`, software) and the
-//!   local address (`IP_PKTINFO` / `IPV6_RECVPKTINFO`) of each; a receive
-//!   timeout makes the thread look up at least twice a second.
+//!   the kernel's arrival timestamp (`SO_TIMESTAMPING`, software) and, on
+//!   a socket bound to a wildcard address, the local address
+//!   (`IP_PKTINFO` / `IPV6_RECVPKTINFO`) of each; a receive timeout makes
+//!   the thread look up at least twice a second.
 //! - `sendmmsg` sends a batch of replies, each from the address its
 //!   request was sent to (a server bound to a wildcard address on a
-//!   multi-homed host answers from the address the client asked), and
+//!   multi-homed host answers from the address the client asked; one bound
+//!   to an address can only answer from it, and pays for neither), and
 //!   asks the kernel, for the replies that want it, for the time they
 //!   really left (`SOF_TIMESTAMPING_TX_SOFTWARE` per message, read back
 //!   from the error queue with its `SOF_TIMESTAMPING_OPT_ID` number).
@@ -202,10 +204,12 @@ impl NtpSocket {
         let fd = sock.as_raw_fd();
         let flags = SOF_RX_SOFTWARE | SOF_SOFTWARE | SOF_OPT_ID | SOF_OPT_TSONLY;
         setsockopt_int(fd, libc::SOL_SOCKET, SO_TIMESTAMPING, flags as libc::c_int)?;
-        if local.is_ipv4() {
-            setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
-        } else {
-            setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
+        // The local address of each request only matters on a wildcard
+        // socket: the reply must leave from the address the client asked.
+        match local.ip() {
+            ip if !ip.is_unspecified() => {}
+            IpAddr::V4(_) => setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?,
+            IpAddr::V6(_) => setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?,
         }
         Ok(Self {
             socket: sock,
@@ -229,7 +233,8 @@ pub struct Received {
     pub remote: SocketAddr,
     /// The kernel's arrival timestamp, if it gave one.
     pub timestamp: Option<NtpTimestamp>,
-    /// The local address the datagram was sent to, when known.
+    /// The local address the datagram was sent to, when the socket is
+    /// bound to a wildcard address (else it is the bound one).
     pub local_ip: Option<IpAddr>,
 }
 

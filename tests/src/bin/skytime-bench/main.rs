@@ -64,6 +64,17 @@ struct Args {
         default_value = "pinned,unpinned,scaling,memory,instructions"
     )]
     sections: Vec<String>,
+    /// Workloads to run in the pinned and unpinned sections: NTP, NTS,
+    /// NTS-KE, mix.
+    #[arg(long, value_delimiter = ',', default_value = "NTP,NTS,NTS-KE,mix")]
+    workloads: Vec<String>,
+    /// Servers to run in the pinned and unpinned sections.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "skytimed,chronyd,ntpd-rs"
+    )]
+    servers: Vec<String>,
     /// Requests counted under callgrind per server and workload.
     #[arg(long, default_value_t = 20_000)]
     callgrind_requests: usize,
@@ -157,6 +168,7 @@ fn run_section(
     };
     let running: Vec<Server> = Kind::ALL
         .iter()
+        .filter(|k| args.servers.iter().any(|s| s == k.name()))
         .map(|k| Server::start(*k, setup, &launch))
         .collect();
     let shape = Shape {
@@ -170,9 +182,9 @@ fn run_section(
         // Alternate the order so drifting background load hits all alike.
         for i in 0..running.len() {
             let s = &running[(i + round) % running.len()];
-            let f = workloads(s, setup, shape, args.ke_clients);
+            let f = workloads(s, setup, shape, args);
             eprint!("round {} {:<9}", round + 1, s.kind.name());
-            for (name, f) in WORKLOADS.iter().zip(&f) {
+            for (name, f) in WORKLOADS.iter().zip(&f).filter(|(_, f)| f.rate > 0.0) {
                 eprint!(
                     " | {name} {:.0}/s {:.2} us, cores {:.2}/{:.2}, {} failed",
                     f.rate, f.cpu_us, f.cores, f.gen_cores, f.failures
@@ -188,23 +200,34 @@ fn run_section(
 }
 
 /// The four workloads against one server.
-fn workloads(s: &Server, setup: &Setup, shape: Shape, ke_clients: usize) -> [Figures; 4] {
+/// The selected workloads against one server (the others stay empty).
+fn workloads(s: &Server, setup: &Setup, shape: Shape, args: &Args) -> [Figures; 4] {
     let pid = s.pid();
-    let plain = load::udp(s.ntp, pid, shape, |_| load::plain_client());
+    let want = |w: &str| args.workloads.iter().any(|x| x == w);
+    let mut f = [Figures::default(); 4];
+    if want("NTP") {
+        f[0] = load::udp(s.ntp, pid, shape, |_| load::plain_client());
+    }
     let keys: Vec<_> = (0..shape.threads)
         .map(|_| {
             skytime_tests::nts_client::key_exchange(s.ke, "localhost", &setup.tls)
                 .unwrap_or_else(|e| panic!("NTS-KE with {}: {e}", s.kind.name()))
         })
         .collect();
-    let nts = load::udp(s.ntp, pid, shape, |t| load::nts_client(keys[t].clone(), t));
-    let ke_shape = Shape {
-        threads: ke_clients,
-        ..shape
-    };
-    let ke = load::key_exchanges(s.ke, pid, ke_shape, &setup.tls);
-    let mix = load::mix(s.ntp, s.ke, pid, shape, &keys, &setup.tls);
-    [plain, nts, ke, mix]
+    if want("NTS") {
+        f[1] = load::udp(s.ntp, pid, shape, |t| load::nts_client(keys[t].clone(), t));
+    }
+    if want("NTS-KE") {
+        let ke_shape = Shape {
+            threads: args.ke_clients,
+            ..shape
+        };
+        f[2] = load::key_exchanges(s.ke, pid, ke_shape, &setup.tls);
+    }
+    if want("mix") {
+        f[3] = load::mix(s.ntp, s.ke, pid, shape, &keys, &setup.tls);
+    }
+    f
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -237,6 +260,10 @@ fn print_section(title: &str, series: &[Series; 4]) {
     );
     for (w, name) in WORKLOADS.iter().enumerate() {
         let s = &series[w];
+        // Workloads not run have no replies anywhere.
+        if s.0.iter().all(|(_, v)| v.iter().all(|f| f.rate == 0.0)) {
+            continue;
+        }
         let unit = if *name == "NTS-KE" {
             "handshakes"
         } else {
