@@ -157,21 +157,12 @@ fn attach_steering(sock: &Socket, ipv4: bool, count: u32) -> io::Result<()> {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
-    // SAFETY: fprog points at `prog`, which outlives the call; the kernel
-    // copies the program.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&fprog as *const libc::sock_fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    setsockopt(
+        sock.as_raw_fd(),
+        libc::SOL_SOCKET,
+        SO_ATTACH_REUSEPORT_CBPF,
+        &fprog,
+    )
 }
 
 fn setsockopt_int(
@@ -180,14 +171,21 @@ fn setsockopt_int(
     name: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: a plain int option.
+    setsockopt(fd, level, name, &value)
+}
+
+/// `setsockopt` with a value of plain data (an int, a `sock_fprog`, whose
+/// program the kernel copies during the call).
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a valid T for the duration of the call, and its
+    // size is the length given.
     let r = unsafe {
         libc::setsockopt(
             fd,
             level,
             name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if r < 0 {
@@ -314,6 +312,11 @@ impl Batch {
     /// reads up to [`BATCH`] of them; `WouldBlock` or `TimedOut` when none
     /// came. Read them with [`Batch::datagram`].
     pub fn recv(&mut self, socket: &NtpSocket) -> io::Result<usize> {
+        self.recvmmsg(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// One `recvmmsg` into this batch's buffers.
+    fn recvmmsg(&mut self, socket: &NtpSocket, flags: libc::c_int) -> io::Result<usize> {
         self.prepare_recv();
         // SAFETY: every header points into buffers owned by `self` that
         // outlive the call, with the lengths given; the kernel writes at
@@ -324,7 +327,7 @@ impl Batch {
                 self.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 // c_int on glibc, c_uint on musl (the static aarch64 image build).
-                libc::MSG_WAITFORONE as _,
+                flags as _,
                 std::ptr::null_mut(),
             )
         };
@@ -463,22 +466,11 @@ impl Batch {
     ) -> usize {
         let mut total = 0;
         loop {
-            self.prepare_recv();
-            // SAFETY: as in `recv`; the error queue's messages carry no more
-            // than the control room given.
-            let n = unsafe {
-                libc::recvmmsg(
-                    socket.fd(),
-                    self.hdrs.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    (libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) as _,
-                    std::ptr::null_mut(),
-                )
+            let n = match self.recvmmsg(socket, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) {
+                Ok(n) if n > 0 => n,
+                _ => return total,
             };
-            if n <= 0 {
-                return total;
-            }
-            for i in 0..n as usize {
+            for i in 0..n {
                 let mut timestamp = None;
                 let mut id = None;
                 for (level, kind, data) in control_messages(&self.hdrs[i].msg_hdr) {
@@ -505,7 +497,7 @@ impl Batch {
                     total += 1;
                 }
             }
-            if (n as usize) < BATCH {
+            if n < BATCH {
                 return total;
             }
         }
