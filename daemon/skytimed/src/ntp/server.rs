@@ -25,7 +25,7 @@ use skytime_nts::server::NtsServer;
 use skytime_proto::server::{
     Context, DropReason, Handled, Incoming, Prepared, ReplyKind, Server, TxTicket,
 };
-use skytime_proto::SyncState;
+use skytime_proto::{NtpTimestamp, SyncState};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -66,27 +66,8 @@ pub fn spawn_threads(
     let per_thread = ctx.clients.per_thread(threads);
     let mut handles = Vec::with_capacity(threads);
     for (n, socket) in groups.into_iter().flatten().enumerate() {
-        let nts = ctx.nts.ntp_processor(rand::rngs::StdRng::from_entropy());
-        let keys = nts.as_ref().and(ctx.nts.key_store().cloned());
-        let server = Arc::new(Mutex::new(Server::new(per_thread, nts, ctx.nts.required())));
-        ctx.clients.register(server.clone());
-        let mut worker = Worker {
-            socket,
-            server,
-            stats: ctx.stats.add_thread(),
-            policy: ctx.policy.view(),
-            sync_now: *ctx.sync.borrow(),
-            sync: ctx.sync.clone(),
-            key_generation: keys.as_ref().map_or(0, |k| k.generation()),
-            keys,
-            batch: Batch::default(),
-            prepared: Vec::with_capacity(BATCH),
-            slot_tickets: [None; BATCH],
-            ticket_order: Vec::with_capacity(BATCH),
-            tickets: Tickets::default(),
-            health: health.map(|h| h.register("ntp", max_silence)),
-            shutdown: shutdown.clone(),
-        };
+        let beat = health.map(|h| h.register("ntp", max_silence));
+        let mut worker = Worker::new(socket, ctx, per_thread, beat, shutdown, realtime::read);
         let name = format!("skytimed-ntp{n}");
         handles.push(
             std::thread::Builder::new()
@@ -141,7 +122,11 @@ impl Tickets {
     }
 }
 
+/// How a server thread reads the system clock (a test makes it fail).
+type ReadClock = fn() -> nix::Result<NtpTimestamp>;
+
 struct Worker {
+    clock: ReadClock,
     socket: NtpSocket,
     server: Arc<Mutex<ThreadServer>>,
     stats: Arc<ThreadStats>,
@@ -167,6 +152,38 @@ struct Worker {
 }
 
 impl Worker {
+    fn new(
+        socket: NtpSocket,
+        ctx: &ServerContext,
+        table_size: usize,
+        health: Option<Beat>,
+        shutdown: &CancellationToken,
+        clock: ReadClock,
+    ) -> Self {
+        let nts = ctx.nts.ntp_processor(rand::rngs::StdRng::from_entropy());
+        let keys = nts.as_ref().and(ctx.nts.key_store().cloned());
+        let server = Arc::new(Mutex::new(Server::new(table_size, nts, ctx.nts.required())));
+        ctx.clients.register(server.clone());
+        Self {
+            clock,
+            socket,
+            server,
+            stats: ctx.stats.add_thread(),
+            policy: ctx.policy.view(),
+            sync_now: *ctx.sync.borrow(),
+            sync: ctx.sync.clone(),
+            key_generation: keys.as_ref().map_or(0, |k| k.generation()),
+            keys,
+            batch: Batch::default(),
+            prepared: Vec::with_capacity(BATCH),
+            slot_tickets: [None; BATCH],
+            ticket_order: Vec::with_capacity(BATCH),
+            tickets: Tickets::default(),
+            health,
+            shutdown: shutdown.clone(),
+        }
+    }
+
     fn run(&mut self) {
         loop {
             if let Some(h) = &self.health {
@@ -249,7 +266,7 @@ impl Worker {
             self.stats.received(rx.timestamp.is_some());
             // Where the kernel gave no timestamp, the clock now; where the
             // clock cannot be read either, no reply (never 1970).
-            let Some(received) = rx.timestamp.or_else(|| realtime::read().ok()) else {
+            let Some(received) = rx.timestamp.or_else(|| (self.clock)().ok()) else {
                 self.stats.dropped(DropReason::ClockFailed);
                 continue;
             };
@@ -267,7 +284,7 @@ impl Worker {
             // The transmit timestamp is read as late as possible: after
             // every decision, just before the header (and the NTS seal
             // that covers it) is written.
-            let Ok(transmit) = realtime::read() else {
+            let Ok(transmit) = (self.clock)() else {
                 self.stats.dropped(DropReason::ClockFailed);
                 continue;
             };
@@ -309,5 +326,75 @@ impl Worker {
             }
         });
         stats.kernel_tx_timestamps(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ntp::{io, Clients, PolicyPublisher, ServePolicy};
+    use skytime_proto::access::AccessList;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    /// A server thread whose clock cannot be read answers nothing (never
+    /// a 1970 timestamp) and counts why; with the clock back, it answers.
+    #[tokio::test]
+    async fn a_clock_that_cannot_be_read_is_never_served() {
+        let nts = crate::nts::NtsService::start(
+            &crate::nts::NtsConfig::default(),
+            std::path::Path::new("/nonexistent"),
+            &[],
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let stats = Arc::new(ServerStats::default());
+        let (_tx, sync) = watch::channel(SyncState::local(3, -20, realtime::read().unwrap()));
+        let ctx = ServerContext {
+            policy: Arc::new(PolicyPublisher::new(ServePolicy {
+                acl: AccessList::allow_all(),
+                rate_limit: None,
+            })),
+            sync,
+            nts: Arc::new(nts),
+            stats: stats.clone(),
+            clients: Arc::new(Clients::new(64, stats.clone())),
+        };
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut request = [0u8; 48];
+        request[0] = 0x23;
+        let mut buf = [0u8; 64];
+        let broken: ReadClock = || Err(nix::errno::Errno::EINVAL);
+        for (clock, answered) in [(broken, false), (realtime::read as ReadClock, true)] {
+            let socket = io::bind_group("127.0.0.1:0".parse().unwrap(), 1)
+                .unwrap()
+                .remove(0);
+            let to = socket.local_addr();
+            let shutdown = CancellationToken::new();
+            let mut worker = Worker::new(socket, &ctx, 64, None, &shutdown, clock);
+            let thread = std::thread::spawn(move || worker.run());
+            client.send_to(&request, to).unwrap();
+            let reply = client.recv(&mut buf);
+            shutdown.cancel();
+            thread.join().unwrap();
+            assert_eq!(reply.is_ok(), answered, "{reply:?}");
+            if answered {
+                assert_eq!(buf[1], 3, "stratum");
+                let tx = u32::from_be_bytes([buf[40], buf[41], buf[42], buf[43]]);
+                assert!(tx > 3_900_000_000, "a transmit timestamp of today");
+            }
+        }
+        let snap = stats.snapshot();
+        let failed = snap
+            .dropped
+            .iter()
+            .find(|(n, _)| *n == "clock_failed")
+            .unwrap()
+            .1;
+        assert_eq!((failed, snap.replied), (1, 1), "{snap}");
     }
 }
