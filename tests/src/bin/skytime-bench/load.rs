@@ -40,6 +40,8 @@ pub struct Figures {
     /// Replies that failed the check (sampled for NTS), and exchanges that
     /// failed, over the run.
     pub failures: u64,
+    /// The share of replies in interleaved mode (the xleave workload).
+    pub interleaved: f64,
 }
 
 /// A full check of one reply.
@@ -73,10 +75,12 @@ pub fn source(i: usize) -> Ipv4Addr {
 
 /// Stop flag and counters shared with generator threads.
 #[derive(Default)]
-struct Counters {
-    stop: AtomicBool,
-    good: AtomicU64,
-    bad: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) stop: AtomicBool,
+    pub(crate) good: AtomicU64,
+    pub(crate) bad: AtomicU64,
+    /// Good replies in interleaved mode.
+    pub(crate) interleaved: AtomicU64,
 }
 
 /// Closed-loop UDP load from `shape.threads` generators against `server`
@@ -328,18 +332,20 @@ pub fn nts_client(ke: KeOutcome, thread: usize) -> UdpClient {
 }
 
 /// Counts over `seconds` after a 300 ms warm-up.
-fn measure(pid: u32, seconds: f64, c: &Counters) -> Figures {
+pub(crate) fn measure(pid: u32, seconds: f64, c: &Counters) -> Figures {
     std::thread::sleep(Duration::from_millis(300));
     let (g0, b0) = (
         c.good.load(Ordering::Relaxed),
         c.bad.load(Ordering::Relaxed),
     );
+    let i0 = c.interleaved.load(Ordering::Relaxed);
     let cpu0 = tree_cpu_seconds(pid);
     let own0 = own_cpu_seconds();
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let count = c.good.load(Ordering::Relaxed) - g0;
     let failures = c.bad.load(Ordering::Relaxed) - b0;
+    let interleaved = c.interleaved.load(Ordering::Relaxed) - i0;
     let cpu = tree_cpu_seconds(pid) - cpu0;
     let own = own_cpu_seconds() - own0;
     let elapsed = start.elapsed().as_secs_f64();
@@ -349,6 +355,7 @@ fn measure(pid: u32, seconds: f64, c: &Counters) -> Figures {
         cores: cpu / elapsed,
         gen_cores: own / elapsed,
         failures,
+        interleaved: interleaved as f64 / count.max(1) as f64,
     }
 }
 

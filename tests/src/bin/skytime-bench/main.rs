@@ -11,7 +11,9 @@
 //! - NTS-KE: back-to-back full TLS 1.3 handshakes, 8 cookies each, from
 //!   several concurrent clients;
 //! - a mix: plain and NTS generators at full pace with 100 NTS-KE
-//!   handshakes a second beside them (the same for every server).
+//!   handshakes a second beside them (the same for every server);
+//! - xleave: clients asking for interleaved mode, as chrony's `xleave`
+//!   does (each waits for its reply; see `xleave`).
 //!
 //! Sections:
 //! - `pinned`: each server on CPU 0, the generators on CPU 1: one core
@@ -32,6 +34,7 @@
 mod callgrind;
 mod load;
 mod servers;
+mod xleave;
 
 use clap::Parser;
 use load::{Figures, Shape};
@@ -68,8 +71,12 @@ struct Args {
     )]
     sections: Vec<String>,
     /// Workloads to run in the pinned and unpinned sections: NTP, NTS,
-    /// NTS-KE, mix.
-    #[arg(long, value_delimiter = ',', default_value = "NTP,NTS,NTS-KE,mix")]
+    /// NTS-KE, mix, xleave.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "NTP,NTS,NTS-KE,mix,xleave"
+    )]
     workloads: Vec<String>,
     /// Servers to run in the pinned and unpinned sections.
     #[arg(
@@ -113,7 +120,7 @@ impl Series {
     }
 }
 
-const WORKLOADS: [&str; 4] = ["NTP", "NTS", "NTS-KE", "mix"];
+const WORKLOADS: [&str; 5] = ["NTP", "NTS", "NTS-KE", "mix", "xleave"];
 
 fn main() {
     let args = Args::parse();
@@ -164,7 +171,7 @@ fn run_section(
     setup: &Setup,
     server_cpu: Option<usize>,
     gen_cpu: Option<usize>,
-) -> [Series; 4] {
+) -> [Series; 5] {
     let launch = Launch {
         cpu: server_cpu,
         callgrind: None,
@@ -180,7 +187,7 @@ fn run_section(
         window: args.window,
         cpu: gen_cpu,
     };
-    let mut series: [Series; 4] = Default::default();
+    let mut series: [Series; 5] = Default::default();
     for round in 0..args.rounds {
         // Alternate the order so drifting background load hits all alike.
         for i in 0..running.len() {
@@ -189,8 +196,8 @@ fn run_section(
             eprint!("round {} {:<9}", round + 1, s.kind.name());
             for (name, f) in WORKLOADS.iter().zip(&f).filter(|(_, f)| f.rate > 0.0) {
                 eprint!(
-                    " | {name} {:.0}/s {:.2} us, cores {:.2}/{:.2}, {} failed",
-                    f.rate, f.cpu_us, f.cores, f.gen_cores, f.failures
+                    " | {name} {:.0}/s {:.2} us, cores {:.2}/{:.2}, {} failed, {:.2} interleaved",
+                    f.rate, f.cpu_us, f.cores, f.gen_cores, f.failures, f.interleaved
                 );
             }
             eprintln!();
@@ -204,10 +211,10 @@ fn run_section(
 
 /// The four workloads against one server.
 /// The selected workloads against one server (the others stay empty).
-fn workloads(s: &Server, setup: &Setup, shape: Shape, args: &Args) -> [Figures; 4] {
+fn workloads(s: &Server, setup: &Setup, shape: Shape, args: &Args) -> [Figures; 5] {
     let pid = s.pid();
     let want = |w: &str| args.workloads.iter().any(|x| x == w);
-    let mut f = [Figures::default(); 4];
+    let mut f = [Figures::default(); 5];
     if want("NTP") {
         f[0] = load::udp(s.ntp, pid, shape, |_| load::plain_client());
     }
@@ -229,6 +236,9 @@ fn workloads(s: &Server, setup: &Setup, shape: Shape, args: &Args) -> [Figures; 
     }
     if want("mix") {
         f[3] = load::mix(s.ntp, s.ke, pid, shape, &keys, &setup.tls);
+    }
+    if want("xleave") {
+        f[4] = xleave::xleave(s.ntp, pid, shape);
     }
     f
 }
@@ -254,7 +264,7 @@ fn spread(v: &[f64], decimals: usize) -> String {
     )
 }
 
-fn print_section(title: &str, series: &[Series; 4]) {
+fn print_section(title: &str, series: &[Series; 5]) {
     println!();
     println!("{title} (median [range] of the rounds)");
     println!(
@@ -287,6 +297,16 @@ fn print_section(title: &str, series: &[Series; 4]) {
             2,
             true,
         );
+        row(
+            &format!("{name} generator cores busy"),
+            s,
+            |f| f.gen_cores,
+            2,
+            true,
+        );
+        if *name == "xleave" {
+            row("xleave share interleaved", s, |f| f.interleaved, 2, true);
+        }
         let fails: u64 =
             s.0.iter()
                 .flat_map(|(_, v)| v.iter().map(|f| f.failures))
@@ -426,6 +446,9 @@ fn instructions(args: &Args, setup: &Setup) {
         let v: Vec<Option<f64>> = Kind::ALL
             .iter()
             .map(|k| {
+                if !args.servers.iter().any(|s| s == k.name()) {
+                    return None;
+                }
                 callgrind::instructions_per_reply(
                     *k,
                     setup,
