@@ -3,7 +3,13 @@
 
 CARGO ?= cargo
 DEMO_PACKAGES := chrony dbus openssl curl
-TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps dbus systemd libglib2.0-bin passwd device-tree-compiler cpp qemu-system-x86 busybox xz-utils gcc-12 make binutils libelf1 openssl curl prometheus python3-prometheus-client chromium mmdebstrap squashfs-tools
+TEST_PACKAGES := chrony ntpsec-ntpdig iproute2 util-linux procps dbus systemd libglib2.0-bin passwd device-tree-compiler cpp qemu-system-x86 busybox xz-utils gcc-12 make binutils libelf1 openssl curl prometheus python3-prometheus-client chromium mmdebstrap squashfs-tools gcc libc6-dev
+BENCH_PACKAGES := valgrind
+# The other NTS implementations the tests and the benchmark run: ntpd-rs
+# 1.9.0 (built from crates.io, a few minutes once) and Debian 13's chrony
+# 4.6.1 (AES-128-GCM-SIV and record 1024), unpacked beside the host's.
+NTPD_RS := target/ntpd-rs/bin/ntp-daemon
+TRIXIE_CHRONY := target/trixie-chrony/bin/chronyd
 IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
 .PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test help
@@ -11,7 +17,7 @@ IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mt
 help:
 	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123, gateway https://127.0.0.1:18443), Ctrl-C stops it"
 	@echo "make test   run every test (formatting, lints, unit and system tests, the image in QEMU)"
-	@echo "make bench  throughput and memory of skytimed against chronyd"
+	@echo "make bench  throughput, CPU, instructions and memory of skytimed against chronyd and ntpd-rs"
 	@echo "make sim    clock-discipline simulator scenarios (target/sim/report.json)"
 	@echo "make image  the Raspberry Pi SD-card image: target/image/skytime-rpi4.img (image/README.md)"
 	@echo "make image-test  boot it in QEMU (NTS, A/B, clock steering) and check a rebuild is bit-identical"
@@ -22,6 +28,8 @@ demo-deps:
 test-deps:
 	@tests/scripts/install-deps.sh $(TEST_PACKAGES)
 	@grep -qs '+deb13-arm64 ' target/overlays/base/SOURCE || overlays/fetch-base-dtb.sh
+	@test -x $(NTPD_RS) || $(CARGO) install ntpd --version 1.9.0 --locked --root target/ntpd-rs
+	@test -x $(TRIXIE_CHRONY) || tests/scripts/trixie-tools.sh target/trixie-chrony chrony chronyd
 
 sim:
 	$(CARGO) run --release --locked -p skytime-sim
@@ -58,6 +66,9 @@ test: test-deps lint
 	$(CARGO) test --locked --workspace
 	$(MAKE) image-test
 
+# skytimed against chronyd 4.3 and ntpd-rs 1.9.0 (README: Benchmark).
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--rounds 5 --sections pinned".
 bench: test-deps
+	@tests/scripts/install-deps.sh $(BENCH_PACKAGES)
 	$(CARGO) build --release --locked -p skytimed -p skytime-tests --bins
-	target/release/skytime-bench
+	target/release/skytime-bench $(BENCH_ARGS)

@@ -411,6 +411,15 @@ pub fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> 
 /// `directives` and returns the offset it measured, if it got one, and its
 /// output.
 pub fn chronyd_query(directives: &[String], timeout_s: u32) -> (Option<f64>, String) {
+    chronyd_query_with(&require_program("chronyd"), directives, timeout_s)
+}
+
+/// [`chronyd_query`] with another chronyd (Debian 13's, for one).
+pub fn chronyd_query_with(
+    chronyd: &Path,
+    directives: &[String],
+    timeout_s: u32,
+) -> (Option<f64>, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut conf = directives.join("\n");
     conf.push_str(&format!(
@@ -420,7 +429,7 @@ pub fn chronyd_query(directives: &[String], timeout_s: u32) -> (Option<f64>, Str
     let conf_path = dir.path().join("chrony.conf");
     fs::write(&conf_path, conf).unwrap();
     let out = run_bounded(
-        Command::new(require_program("chronyd"))
+        Command::new(chronyd)
             .args(["-Q", "-u", "root", "-t", &timeout_s.to_string(), "-f"])
             .arg(&conf_path),
         Duration::from_secs(timeout_s as u64 + 20),

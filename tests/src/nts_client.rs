@@ -2,13 +2,15 @@
 //! exchange over TLS 1.3 (rustls, blocking), then authenticated NTP
 //! requests built and checked with skytime-nts's client helpers.
 //!
-//! It speaks to any RFC 8915 server (skytimed, chronyd), so the benchmark
-//! loads both with the same code.
+//! It speaks to any RFC 8915 server (skytimed, chronyd, ntpd-rs), so the
+//! benchmark loads them all with the same code. It offers
+//! AES-SIV-CMAC-256 by default, which every server speaks; tests offer
+//! AES-128-GCM-SIV too, with or without chrony's record 1024.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use skytime_nts::aead::{Aead, Key, SessionKeys};
-use skytime_nts::ke::{exporter_context, EXPORTER_LABEL};
+use skytime_nts::ke::{exporter_context, COMPLIANT_128GCM_EXPORT, EXPORTER_LABEL};
 use skytime_nts::record::{kind, records, write_record, write_u16_record};
 use skytime_nts::server::client::{check_reply, request, ReplyCheck};
 use std::io::{Read, Write};
@@ -22,6 +24,25 @@ use std::time::Duration;
 pub struct KeOutcome {
     pub keys: SessionKeys,
     pub cookies: Vec<Vec<u8>>,
+    /// The server answered with chrony's record 1024.
+    pub compliant_export: bool,
+}
+
+/// What a client offers in its key exchange.
+#[derive(Clone, Copy, Debug)]
+pub struct Offer<'a> {
+    /// AEAD ids, most preferred first.
+    pub aeads: &'a [u16],
+    /// Send chrony's record 1024 (RFC 8915 exporter context for 30).
+    pub compliant_export: bool,
+}
+
+impl Offer<'static> {
+    /// AES-SIV-CMAC-256 only, as chrony 4.3 offers.
+    pub const AES_SIV: Self = Self {
+        aeads: &[15],
+        compliant_export: false,
+    };
 }
 
 /// A TLS 1.3 client configuration with ALPN `ntske/1` that trusts only the
@@ -46,20 +67,36 @@ pub fn tls_config(cert: &Path) -> Arc<rustls::ClientConfig> {
     Arc::new(cfg)
 }
 
-/// The request every NTS client sends: NTPv4, AEAD_AES_SIV_CMAC_256.
-pub fn ke_request() -> Vec<u8> {
+/// The key exchange request for `offer`: NTPv4 and its algorithms.
+pub fn ke_request(offer: Offer<'_>) -> Vec<u8> {
     let mut m = Vec::new();
     write_u16_record(&mut m, true, kind::NEXT_PROTOCOL, &[0]);
-    write_u16_record(&mut m, true, kind::AEAD_ALGORITHM, &[15]);
+    write_u16_record(&mut m, true, kind::AEAD_ALGORITHM, offer.aeads);
+    if offer.compliant_export {
+        write_record(&mut m, false, COMPLIANT_128GCM_EXPORT, &[]);
+    }
     write_record(&mut m, true, kind::END_OF_MESSAGE, &[]);
     m
 }
 
-/// One NTS-KE exchange with `addr`, verifying the server as `name`.
+/// One NTS-KE exchange with `addr`, verifying the server as `name`,
+/// offering AES-SIV-CMAC-256 only.
 pub fn key_exchange(
     addr: SocketAddr,
     name: &str,
     cfg: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<KeOutcome> {
+    key_exchange_offering(addr, name, cfg, Offer::AES_SIV)
+}
+
+/// One NTS-KE exchange offering `offer`. Keys for AES-128-GCM-SIV are
+/// derived with RFC 8915's context, which a server must only choose for a
+/// client that sent record 1024 or offered nothing else.
+pub fn key_exchange_offering(
+    addr: SocketAddr,
+    name: &str,
+    cfg: &Arc<rustls::ClientConfig>,
+    offer: Offer<'_>,
 ) -> std::io::Result<KeOutcome> {
     let io_err = |e: String| std::io::Error::other(e);
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
@@ -70,7 +107,7 @@ pub fn key_exchange(
     let conn =
         rustls::ClientConnection::new(cfg.clone(), server).map_err(|e| io_err(e.to_string()))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(&ke_request())?;
+    tls.write_all(&ke_request(offer))?;
     let mut response = Vec::new();
     match tls.read_to_end(&mut response) {
         Ok(_) => {}
@@ -79,32 +116,40 @@ pub fn key_exchange(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
         Err(e) => return Err(e),
     }
-    let aead = Aead::AesSivCmac256;
-    let export = |s2c: bool| {
-        tls.conn
-            .export_keying_material(
-                [0u8; 32],
-                EXPORTER_LABEL,
-                Some(&exporter_context(aead, s2c)),
-            )
-            .map_err(|e| io_err(e.to_string()))
-    };
-    let keys = SessionKeys {
-        aead,
-        c2s: Key(export(false)?),
-        s2c: Key(export(true)?),
-    };
     let mut cookies = Vec::new();
     let mut ended = false;
+    let mut aead = None;
+    let mut compliant_export = false;
     for r in records(&response) {
         let r = r.map_err(|e| io_err(format!("bad NTS-KE response: {e}")))?;
         match r.kind {
             kind::NEW_COOKIE => cookies.push(r.body.to_vec()),
             kind::ERROR => return Err(io_err(format!("NTS-KE error record {:?}", r.body))),
+            kind::AEAD_ALGORITHM if r.body.len() == 2 => {
+                aead = Aead::from_id(u16::from_be_bytes([r.body[0], r.body[1]]));
+            }
+            COMPLIANT_128GCM_EXPORT => compliant_export = true,
             kind::END_OF_MESSAGE => ended = true,
             _ => {}
         }
     }
+    let aead = aead.ok_or_else(|| io_err("no usable AEAD algorithm in the response".into()))?;
+    let export = |s2c: bool| {
+        let mut key = [0u8; 32];
+        tls.conn
+            .export_keying_material(
+                &mut key[..aead.key_len()],
+                EXPORTER_LABEL,
+                Some(&exporter_context(aead, s2c)),
+            )
+            .map_err(|e| io_err(e.to_string()))
+            .and_then(|k| Key::new(k).ok_or_else(|| io_err("bad key length".into())))
+    };
+    let keys = SessionKeys {
+        aead,
+        c2s: export(false)?,
+        s2c: export(true)?,
+    };
     if !ended || cookies.is_empty() {
         return Err(io_err(format!(
             "incomplete NTS-KE response ({} bytes, {} cookies)",
@@ -112,7 +157,11 @@ pub fn key_exchange(
             cookies.len()
         )));
     }
-    Ok(KeOutcome { keys, cookies })
+    Ok(KeOutcome {
+        keys,
+        cookies,
+        compliant_export,
+    })
 }
 
 /// An authenticated NTP client request with a fixed Unique Identifier
@@ -122,13 +171,23 @@ pub fn ntp_request(ke: &KeOutcome, uid: &[u8; 32]) -> Vec<u8> {
     header[0] = 0x23; // NTPv4, client
     header[40..48].copy_from_slice(&crate::ntp::now().to_bits().to_be_bytes());
     let nonce: [u8; 16] = rand::random();
-    request(&header, uid, &ke.cookies[0], 0, &ke.keys.c2s, &nonce, &[])
+    let nonce = &nonce[..ke.keys.aead.nonce_len()];
+    request(
+        &header,
+        uid,
+        &ke.cookies[0],
+        0,
+        ke.keys.aead,
+        &ke.keys.c2s,
+        nonce,
+        &[],
+    )
 }
 
 /// Whether `reply` is an authentic answer to a request with `uid`.
 pub fn is_authentic(reply: &[u8], uid: &[u8; 32], ke: &KeOutcome) -> bool {
     matches!(
-        check_reply(reply, uid, &ke.keys.s2c),
+        check_reply(reply, uid, &ke.keys),
         Some(ReplyCheck::Authentic(c)) if !c.is_empty()
     )
 }

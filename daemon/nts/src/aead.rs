@@ -1,30 +1,69 @@
-//! The AEAD algorithms NTS can negotiate, and sealing/opening with them.
+//! The AEAD algorithms NTS can negotiate, sealing and opening in place.
 //!
-//! Only AEAD_AES_SIV_CMAC_256 (IANA id 15) is offered: it is mandatory to
-//! implement (RFC 8915 section 5.1), and it is all Debian 12's chrony 4.3
-//! speaks. AES-128-GCM-SIV (30) is deliberately left out: chrony 4.4+
-//! derives its keys with id 15 in the exporter context unless both sides
-//! exchange chrony's private record 1024, while RFC-following clients use
-//! 30; a server cannot tell which convention a client that omits record
-//! 1024 follows, so offering 30 would break one kind of client or the
-//! other. Every client offers 15.
+//! - AEAD_AES_SIV_CMAC_256 (IANA 15, RFC 5297): mandatory to implement
+//!   (RFC 8915 section 5.1), all Debian 12's chrony 4.3 speaks, and the
+//!   algorithm of the master keys that seal cookies. The AEAD output is
+//!   the synthetic IV (the tag) followed by the ciphertext.
+//! - AEAD_AES_128_GCM_SIV (IANA 30, RFC 8452): what chrony 4.4 and later
+//!   prefer; 16-byte keys (shorter cookies) and a 12-byte nonce. The
+//!   output is the ciphertext followed by the tag. Which clients get it is
+//!   the key exchange's decision ([`crate::ke::decide`]).
+//!
+//! Everything works in place on caller buffers: no allocation on the
+//! request path. A [`Cipher`] is built from a key without heap work; the
+//! server keeps the master keys' ciphers per thread and builds the
+//! per-session ones on the stack for each request, as chrony re-keys one
+//! SIV instance per request.
 
-use aes_siv::siv::Aes128Siv;
-use aes_siv::KeyInit;
-use std::sync::Mutex;
+use crate::siv::Siv;
+use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
+use aes_gcm_siv::Aes128GcmSiv;
 
-/// Length of an AES-SIV-CMAC-256 key (two AES-128 keys).
+/// Length of an AES-SIV-CMAC-256 key (two AES-128 keys): the longest key.
 pub const KEY_LEN: usize = 32;
-/// Length of the synthetic IV that AES-SIV prepends to the ciphertext.
+/// Length of the authentication tag of both algorithms.
 pub const TAG_LEN: usize = 16;
+/// The nonce length AES-128-GCM-SIV requires.
+pub const GCM_SIV_NONCE_LEN: usize = 12;
 
-/// A 256-bit key. Its `Debug` output never shows the bytes.
+/// A key of 16 or 32 bytes. Its `Debug` output never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Key(pub [u8; KEY_LEN]);
+pub struct Key {
+    bytes: [u8; KEY_LEN],
+    len: u8,
+}
+
+impl Key {
+    /// A key from 16 or 32 bytes; `None` for any other length.
+    pub fn new(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 16 && bytes.len() != KEY_LEN {
+            return None;
+        }
+        let mut k = [0u8; KEY_LEN];
+        k[..bytes.len()].copy_from_slice(bytes);
+        Some(Self {
+            bytes: k,
+            len: bytes.len() as u8,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl From<[u8; KEY_LEN]> for Key {
+    fn from(bytes: [u8; KEY_LEN]) -> Self {
+        Self {
+            bytes,
+            len: KEY_LEN as u8,
+        }
+    }
+}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Key(..)")
+        write!(f, "Key({} bytes)", self.len)
     }
 }
 
@@ -33,21 +72,25 @@ impl std::fmt::Debug for Key {
 pub enum Aead {
     /// AEAD_AES_SIV_CMAC_256, RFC 5297.
     AesSivCmac256,
+    /// AEAD_AES_128_GCM_SIV, RFC 8452.
+    AesGcmSiv128,
 }
 
 impl Aead {
-    /// Every algorithm this server offers, most preferred first.
-    pub const SUPPORTED: [Aead; 1] = [Aead::AesSivCmac256];
+    /// Every algorithm this server speaks.
+    pub const SUPPORTED: [Aead; 2] = [Aead::AesGcmSiv128, Aead::AesSivCmac256];
 
     pub fn id(self) -> u16 {
         match self {
             Self::AesSivCmac256 => 15,
+            Self::AesGcmSiv128 => 30,
         }
     }
 
     pub fn from_id(id: u16) -> Option<Self> {
         match id {
             15 => Some(Self::AesSivCmac256),
+            30 => Some(Self::AesGcmSiv128),
             _ => None,
         }
     }
@@ -56,8 +99,50 @@ impl Aead {
     pub fn key_len(self) -> usize {
         match self {
             Self::AesSivCmac256 => KEY_LEN,
+            Self::AesGcmSiv128 => 16,
         }
     }
+
+    /// The nonce length this server uses in its replies.
+    pub fn nonce_len(self) -> usize {
+        match self {
+            Self::AesSivCmac256 => 16,
+            Self::AesGcmSiv128 => GCM_SIV_NONCE_LEN,
+        }
+    }
+
+    /// Whether a request's nonce of `len` bytes is acceptable: at least 16
+    /// for AES-SIV (RFC 8915 section 5.6), exactly 12 for AES-GCM-SIV.
+    pub fn accepts_nonce_len(self, len: usize) -> bool {
+        match self {
+            Self::AesSivCmac256 => len >= 16,
+            Self::AesGcmSiv128 => len == GCM_SIV_NONCE_LEN,
+        }
+    }
+
+    /// Where the plaintext sits in a sealed buffer (the output is
+    /// tag || ciphertext for AES-SIV, ciphertext || tag for AES-GCM-SIV).
+    pub fn plaintext_offset(self) -> usize {
+        match self {
+            Self::AesSivCmac256 => TAG_LEN,
+            Self::AesGcmSiv128 => 0,
+        }
+    }
+}
+
+/// Why sealing or opening failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AeadError {
+    #[error("the key has the wrong length for the algorithm")]
+    KeyLength,
+    #[error("the nonce has the wrong length for the algorithm")]
+    NonceLength,
+    #[error("the ciphertext is shorter than a tag")]
+    TooShort,
+    #[error("the ciphertext does not verify")]
+    Rejected,
+    #[error("the cipher refused the input")]
+    Failed,
 }
 
 /// The two keys an NTS-KE session establishes.
@@ -70,154 +155,250 @@ pub struct SessionKeys {
     pub s2c: Key,
 }
 
-/// Encrypts `plaintext` (RFC 5116 AEAD interface: AD then nonce as the
-/// SIV header vector). Returns tag || ciphertext.
-pub fn seal(key: &Key, nonce: &[u8], associated_data: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    seal_with(
-        &mut Aes128Siv::new(&key.0.into()),
-        nonce,
-        associated_data,
-        plaintext,
-    )
+/// A key ready to seal and open: built once per key without heap work.
+// Not boxed: the server keeps its ciphers in place and re-keys them, and
+// a box would put heap work back on the request path.
+#[allow(clippy::large_enum_variant)]
+pub enum Cipher {
+    Siv(Siv),
+    GcmSiv(Aes128GcmSiv),
 }
 
-/// Decrypts and verifies tag || ciphertext; `None` if it does not verify.
-pub fn open(key: &Key, nonce: &[u8], associated_data: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>> {
-    if ciphertext.len() < TAG_LEN {
-        return None;
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Siv(_) => "Cipher(AES-SIV-CMAC-256)",
+            Self::GcmSiv(_) => "Cipher(AES-128-GCM-SIV)",
+        })
     }
-    open_with(
-        &mut Aes128Siv::new(&key.0.into()),
-        nonce,
-        associated_data,
-        ciphertext,
-    )
 }
 
-fn seal_with(
-    siv: &mut Aes128Siv,
+impl Cipher {
+    pub fn new(aead: Aead, key: &Key) -> Result<Self, AeadError> {
+        let bytes = key.as_bytes();
+        if bytes.len() != aead.key_len() {
+            return Err(AeadError::KeyLength);
+        }
+        Ok(match aead {
+            Aead::AesSivCmac256 => Self::Siv(Siv::new(
+                bytes.try_into().map_err(|_| AeadError::KeyLength)?,
+            )),
+            Aead::AesGcmSiv128 => {
+                Self::GcmSiv(Aes128GcmSiv::new_from_slice(bytes).map_err(|_| AeadError::KeyLength)?)
+            }
+        })
+    }
+
+    /// Takes `key` for `aead`, in place where the algorithm stays the same
+    /// (no cipher state built elsewhere and moved: the server re-keys one
+    /// session cipher per request).
+    pub fn rekey(&mut self, aead: Aead, key: &Key) -> Result<(), AeadError> {
+        match (self, aead) {
+            (Self::Siv(siv), Aead::AesSivCmac256) => {
+                siv.rekey(
+                    key.as_bytes()
+                        .try_into()
+                        .map_err(|_| AeadError::KeyLength)?,
+                );
+                Ok(())
+            }
+            (this, _) => {
+                *this = Self::new(aead, key)?;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn aead(&self) -> Aead {
+        match self {
+            Self::Siv(_) => Aead::AesSivCmac256,
+            Self::GcmSiv(_) => Aead::AesGcmSiv128,
+        }
+    }
+
+    /// Seals in place: `buf` is `TAG_LEN` bytes longer than the plaintext,
+    /// which sits at [`Aead::plaintext_offset`]; afterwards `buf` holds
+    /// the algorithm's output. The associated data is `associated_data`,
+    /// then the nonce (RFC 5116's interface, as RFC 8915 uses it).
+    pub fn seal_in_place(
+        &mut self,
+        nonce: &[u8],
+        associated_data: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), AeadError> {
+        if buf.len() < TAG_LEN {
+            return Err(AeadError::TooShort);
+        }
+        match self {
+            Self::Siv(siv) => {
+                let (tag, plaintext) = buf.split_at_mut(TAG_LEN);
+                tag.copy_from_slice(&siv.seal_in_place(&[associated_data, nonce], plaintext));
+            }
+            Self::GcmSiv(gcm) => {
+                if nonce.len() != GCM_SIV_NONCE_LEN {
+                    return Err(AeadError::NonceLength);
+                }
+                let split = buf.len() - TAG_LEN;
+                let (plaintext, tag) = buf.split_at_mut(split);
+                let t = gcm
+                    .encrypt_in_place_detached(nonce.into(), associated_data, plaintext)
+                    .map_err(|_| AeadError::Failed)?;
+                tag.copy_from_slice(&t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens in place; on success returns the plaintext (a part of `buf`).
+    /// On failure `buf` is left scrambled, never half-decrypted.
+    pub fn open_in_place<'b>(
+        &mut self,
+        nonce: &[u8],
+        associated_data: &[u8],
+        buf: &'b mut [u8],
+    ) -> Result<&'b [u8], AeadError> {
+        if buf.len() < TAG_LEN {
+            return Err(AeadError::TooShort);
+        }
+        match self {
+            Self::Siv(siv) => {
+                let (tag, ciphertext) = buf.split_at_mut(TAG_LEN);
+                let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| AeadError::TooShort)?;
+                siv.open_in_place(&[associated_data, nonce], ciphertext, &tag)
+                    .map_err(|_| AeadError::Rejected)?;
+                Ok(ciphertext)
+            }
+            Self::GcmSiv(gcm) => {
+                if nonce.len() != GCM_SIV_NONCE_LEN {
+                    return Err(AeadError::NonceLength);
+                }
+                let split = buf.len() - TAG_LEN;
+                let (ciphertext, tag) = buf.split_at_mut(split);
+                let tag = aes_gcm_siv::Tag::clone_from_slice(tag);
+                gcm.decrypt_in_place_detached(nonce.into(), associated_data, ciphertext, &tag)
+                    .map_err(|_| AeadError::Rejected)?;
+                Ok(ciphertext)
+            }
+        }
+    }
+}
+
+/// One-shot sealing for clients and tests: returns the AEAD output.
+pub fn seal(
+    aead: Aead,
+    key: &Key,
     nonce: &[u8],
     associated_data: &[u8],
     plaintext: &[u8],
-) -> Vec<u8> {
-    // Only fails for more than 126 headers.
-    siv.encrypt([associated_data, nonce], plaintext)
-        .unwrap_or_default()
+) -> Result<Vec<u8>, AeadError> {
+    let mut buf = vec![0u8; plaintext.len() + TAG_LEN];
+    let at = aead.plaintext_offset();
+    buf[at..at + plaintext.len()].copy_from_slice(plaintext);
+    Cipher::new(aead, key)?.seal_in_place(nonce, associated_data, &mut buf)?;
+    Ok(buf)
 }
 
-/// `None` also for input shorter than a tag (aes-siv checks).
-fn open_with(
-    siv: &mut Aes128Siv,
+/// One-shot opening for clients and tests: the plaintext, or `None` if it
+/// does not verify.
+pub fn open(
+    aead: Aead,
+    key: &Key,
     nonce: &[u8],
     associated_data: &[u8],
     ciphertext: &[u8],
 ) -> Option<Vec<u8>> {
-    siv.decrypt([associated_data, nonce], ciphertext).ok()
-}
-
-/// A key whose cipher is built once, for the master keys, which seal and
-/// open a cookie in every NTS request: building an AES-SIV cipher (CMAC
-/// subkeys, two key schedules, a large struct moved around) costs about as
-/// much as the sealing itself. Sealing mutates the cipher's MAC state,
-/// hence the mutex; each NTP socket is read by one task, so it is
-/// uncontended but for NTS-KE sealing new cookies at the same moment.
-pub struct PreparedKey {
-    key: Key,
-    siv: Mutex<Aes128Siv>,
-}
-
-impl PreparedKey {
-    pub fn new(key: Key) -> Self {
-        let siv = Mutex::new(Aes128Siv::new(&key.0.into()));
-        Self { key, siv }
-    }
-
-    pub fn key(&self) -> &Key {
-        &self.key
-    }
-
-    /// [`seal`] with this key.
-    pub fn seal(&self, nonce: &[u8], associated_data: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        // A panic while sealing leaves the MAC state reset by its next use
-        // (every S2V starts with a finalize_reset), so a poisoned lock is
-        // still usable.
-        let mut siv = self.siv.lock().unwrap_or_else(|e| e.into_inner());
-        seal_with(&mut siv, nonce, associated_data, plaintext)
-    }
-
-    /// [`open`] with this key.
-    pub fn open(&self, nonce: &[u8], associated_data: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>> {
-        let mut siv = self.siv.lock().unwrap_or_else(|e| e.into_inner());
-        open_with(&mut siv, nonce, associated_data, ciphertext)
-    }
-}
-
-impl Clone for PreparedKey {
-    fn clone(&self) -> Self {
-        Self::new(self.key.clone())
-    }
-}
-
-impl PartialEq for PreparedKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-
-impl Eq for PreparedKey {}
-
-impl std::fmt::Debug for PreparedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PreparedKey(..)")
-    }
+    let mut buf = ciphertext.to_vec();
+    let plain = Cipher::new(aead, key)
+        .ok()?
+        .open_in_place(nonce, associated_data, &mut buf)
+        .ok()?
+        .to_vec();
+    Some(plain)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const SIV: Aead = Aead::AesSivCmac256;
+    const GCM: Aead = Aead::AesGcmSiv128;
+
     #[test]
-    fn seal_open_round_trip_and_tamper() {
-        let key = Key([7; KEY_LEN]);
-        let ct = seal(&key, b"nonce-nonce-nonc", b"ad", b"secret");
-        assert_eq!(ct.len(), TAG_LEN + 6);
-        assert_eq!(
-            open(&key, b"nonce-nonce-nonc", b"ad", &ct).as_deref(),
-            Some(&b"secret"[..])
-        );
-        assert!(open(&key, b"nonce-nonce-nonX", b"ad", &ct).is_none());
-        assert!(open(&key, b"nonce-nonce-nonc", b"aX", &ct).is_none());
-        assert!(open(&Key([8; KEY_LEN]), b"nonce-nonce-nonc", b"ad", &ct).is_none());
-        assert!(open(&key, b"nonce-nonce-nonc", b"ad", &ct[..10]).is_none());
+    fn seal_open_round_trip_and_tamper_for_both_algorithms() {
+        for (aead, key, nonce) in [
+            (SIV, Key::from([7; KEY_LEN]), &b"nonce-nonce-nonc"[..]),
+            (GCM, Key::new(&[7; 16]).unwrap(), &b"nonce-nonce-"[..]),
+        ] {
+            let ct = seal(aead, &key, nonce, b"ad", b"secret").unwrap();
+            assert_eq!(ct.len(), TAG_LEN + 6);
+            assert_eq!(
+                open(aead, &key, nonce, b"ad", &ct).as_deref(),
+                Some(&b"secret"[..])
+            );
+            let mut other_nonce = nonce.to_vec();
+            other_nonce[0] ^= 1;
+            assert!(open(aead, &key, &other_nonce, b"ad", &ct).is_none());
+            assert!(open(aead, &key, nonce, b"aX", &ct).is_none());
+            let mut other_key = key.as_bytes().to_vec();
+            other_key[0] ^= 1;
+            let other_key = Key::new(&other_key).unwrap();
+            assert!(open(aead, &other_key, nonce, b"ad", &ct).is_none());
+            assert!(open(aead, &key, nonce, b"ad", &ct[..10]).is_none());
+            for i in 0..ct.len() {
+                let mut t = ct.clone();
+                t[i] ^= 0x10;
+                assert!(
+                    open(aead, &key, nonce, b"ad", &t).is_none(),
+                    "{aead:?} byte {i}"
+                );
+            }
+        }
     }
 
     #[test]
-    fn a_prepared_key_agrees_with_the_one_shot_functions_every_time() {
-        let key = Key([9; KEY_LEN]);
-        let prepared = PreparedKey::new(key.clone());
-        // Reused many times: its state must not carry over between uses.
-        for i in 0..20u8 {
-            let pt = vec![i; usize::from(i) * 3];
-            let nonce = [i; 16];
-            let sealed = prepared.seal(&nonce, b"ad", &pt);
-            assert_eq!(sealed, seal(&key, &nonce, b"ad", &pt), "{i}");
-            assert_eq!(
-                prepared.open(&nonce, b"ad", &sealed).as_deref(),
-                Some(&pt[..])
-            );
-            assert_eq!(open(&key, &nonce, b"ad", &sealed).as_deref(), Some(&pt[..]));
-            let mut bad = sealed.clone();
-            bad[0] ^= 1;
-            assert!(prepared.open(&nonce, b"ad", &bad).is_none());
-            // A failed open leaves it as good as new.
-            assert_eq!(
-                prepared.open(&nonce, b"ad", &sealed).as_deref(),
-                Some(&pt[..])
-            );
+    fn wrong_key_and_nonce_lengths_are_errors_not_panics() {
+        let short = Key::new(&[1; 16]).unwrap();
+        let long = Key::from([1; KEY_LEN]);
+        assert_eq!(Cipher::new(SIV, &short).unwrap_err(), AeadError::KeyLength);
+        assert_eq!(Cipher::new(GCM, &long).unwrap_err(), AeadError::KeyLength);
+        assert!(Key::new(&[0; 17]).is_none());
+        let mut c = Cipher::new(GCM, &short).unwrap();
+        let mut buf = [0u8; 20];
+        assert_eq!(
+            c.seal_in_place(&[0; 16], b"", &mut buf),
+            Err(AeadError::NonceLength)
+        );
+        assert_eq!(
+            c.seal_in_place(&[0; 12], b"", &mut buf[..15]),
+            Err(AeadError::TooShort)
+        );
+        assert_eq!(format!("{long:?}"), "Key(32 bytes)");
+    }
+
+    #[test]
+    fn a_reused_cipher_agrees_with_fresh_ones_every_time() {
+        for aead in [SIV, GCM] {
+            let key = Key::new(&vec![9; aead.key_len()]).unwrap();
+            let mut cipher = Cipher::new(aead, &key).unwrap();
+            // Used many times: its state must not carry over between uses.
+            for i in 0..20u8 {
+                let pt = vec![i; usize::from(i) * 3];
+                let nonce = vec![i; aead.nonce_len()];
+                let mut buf = vec![0u8; pt.len() + TAG_LEN];
+                let at = aead.plaintext_offset();
+                buf[at..at + pt.len()].copy_from_slice(&pt);
+                cipher.seal_in_place(&nonce, b"ad", &mut buf).unwrap();
+                assert_eq!(buf, seal(aead, &key, &nonce, b"ad", &pt).unwrap(), "{i}");
+                let mut bad = buf.clone();
+                bad[0] ^= 1;
+                assert!(cipher.open_in_place(&nonce, b"ad", &mut bad).is_err());
+                // A failed open leaves it as good as new.
+                assert_eq!(
+                    cipher.open_in_place(&nonce, b"ad", &mut buf).unwrap(),
+                    &pt[..]
+                );
+            }
         }
-        assert!(prepared.open(b"n", b"ad", &[0; TAG_LEN - 1]).is_none());
-        assert_eq!(prepared.clone(), prepared);
-        assert_ne!(PreparedKey::new(Key([1; KEY_LEN])), prepared);
     }
 
     #[test]
@@ -230,12 +411,41 @@ mod tests {
         ));
         let ad = hex("101112131415161718191a1b1c1d1e1f2021222324252627");
         let pt = hex("112233445566778899aabbccddee");
-        let mut siv = Aes128Siv::new(&key.into());
+        let mut siv = <aes_siv::siv::Aes128Siv as aes_siv::KeyInit>::new(&key.into());
         let out = siv.encrypt([&ad[..]], &pt).unwrap();
         assert_eq!(
             out,
             hex("85632d07c6e8f37f950acd320a2ecc9340c02b9690c4dc04daef7f6afe5c")
         );
+        // Our in-place form with the nonce as the second header gives
+        // RFC 5297 A.2's layout: tag || ciphertext.
+        let sealed = seal(SIV, &Key::from(key), b"n", &ad, &pt).unwrap();
+        assert_eq!(open(SIV, &Key::from(key), b"n", &ad, &sealed).unwrap(), pt);
+    }
+
+    #[test]
+    fn matches_rfc8452_aes_128_gcm_siv_vectors() {
+        // RFC 8452 appendix C.1: AEAD_AES_128_GCM_SIV, key 01 00.., nonce
+        // 03 00..; (plaintext, AAD, result = ciphertext || tag).
+        let key = Key::new(&hex("01000000000000000000000000000000")).unwrap();
+        let nonce = hex("030000000000000000000000");
+        for (pt, ad, result) in [
+            ("", "", "dc20e2d83f25705bb49e439eca56de25"),
+            (
+                "0100000000000000",
+                "",
+                "b5d839330ac7b786578782fff6013b815b287c22493a364c",
+            ),
+            (
+                "0200000000000000",
+                "01",
+                "1e6daba35669f4273b0a1a2560969cdf790d99759abd1508",
+            ),
+        ] {
+            let out = seal(GCM, &key, &nonce, &hex(ad), &hex(pt)).unwrap();
+            assert_eq!(out, hex(result), "pt {pt} ad {ad}");
+            assert_eq!(open(GCM, &key, &nonce, &hex(ad), &out).unwrap(), hex(pt));
+        }
     }
 
     fn hex(s: &str) -> Vec<u8> {

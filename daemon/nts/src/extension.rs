@@ -41,32 +41,56 @@ pub enum FieldError {
 /// Splits `buf` into fields, each at least `min_len` bytes long. The
 /// whole buffer must be consumed.
 pub fn parse_fields(buf: &[u8], min_len: usize) -> Result<Vec<ExtensionField<'_>>, FieldError> {
-    let mut fields = Vec::new();
-    let mut offset = 0;
-    while offset < buf.len() {
-        let rest = &buf[offset..];
+    fields(buf, min_len).collect()
+}
+
+/// The fields of `buf` one by one, without allocating: an error ends the
+/// sequence (see [`parse_fields`]).
+pub fn fields(buf: &[u8], min_len: usize) -> Fields<'_> {
+    Fields {
+        buf,
+        offset: 0,
+        min_len: min_len.max(FIELD_HEADER_LEN),
+    }
+}
+
+/// Iterator over extension fields (see [`fields`]).
+#[derive(Clone, Debug)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+    offset: usize,
+    min_len: usize,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<ExtensionField<'a>, FieldError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let offset = self.offset;
+        let rest = self.buf.get(offset..).filter(|r| !r.is_empty())?;
+        // After an error, nothing more.
+        self.offset = self.buf.len();
         if rest.len() < FIELD_HEADER_LEN {
-            return Err(FieldError::Truncated(offset));
+            return Some(Err(FieldError::Truncated(offset)));
         }
         let field_type = u16::from_be_bytes([rest[0], rest[1]]);
         let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
         if len % 4 != 0 {
-            return Err(FieldError::Unaligned(offset));
+            return Some(Err(FieldError::Unaligned(offset)));
         }
-        if len < min_len.max(FIELD_HEADER_LEN) {
-            return Err(FieldError::TooShort(offset));
+        if len < self.min_len {
+            return Some(Err(FieldError::TooShort(offset)));
         }
         if len > rest.len() {
-            return Err(FieldError::Truncated(offset));
+            return Some(Err(FieldError::Truncated(offset)));
         }
-        fields.push(ExtensionField {
+        self.offset = offset + len;
+        Some(Ok(ExtensionField {
             field_type,
             body: &rest[FIELD_HEADER_LEN..len],
             offset,
-        });
-        offset += len;
+        }))
     }
-    Ok(fields)
 }
 
 /// Length of a field carrying `body_len` bytes, after padding.
@@ -130,6 +154,29 @@ impl<'a> Authenticator<'a> {
     /// Length of the field for these sizes.
     pub fn field_len(nonce_len: usize, ciphertext_len: usize) -> usize {
         FIELD_HEADER_LEN + 4 + padded(nonce_len) + padded(ciphertext_len)
+    }
+
+    /// Writes the header of an Authenticator field at the start of `out`
+    /// (field header, nonce and ciphertext lengths) and zeroes the padding
+    /// after nonce and ciphertext. Returns the offsets of the nonce and
+    /// the ciphertext in `out`, which the caller fills; `None` if `out`
+    /// is too short.
+    pub fn write_header(
+        out: &mut [u8],
+        nonce_len: usize,
+        ciphertext_len: usize,
+    ) -> Option<(usize, usize)> {
+        let len = Self::field_len(nonce_len, ciphertext_len);
+        let out = out.get_mut(..len)?;
+        out[..2].copy_from_slice(&field_type::AUTHENTICATOR.to_be_bytes());
+        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        out[4..6].copy_from_slice(&(nonce_len as u16).to_be_bytes());
+        out[6..8].copy_from_slice(&(ciphertext_len as u16).to_be_bytes());
+        let nonce_at = FIELD_HEADER_LEN + 4;
+        let ct_at = nonce_at + padded(nonce_len);
+        out[nonce_at + nonce_len..ct_at].fill(0);
+        out[ct_at + ciphertext_len..].fill(0);
+        Some((nonce_at, ct_at))
     }
 }
 

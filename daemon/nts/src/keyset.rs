@@ -25,7 +25,7 @@
 //! The `next` line is optional (files written before it existed have
 //! none). Lines starting with `#` and blank lines are ignored.
 
-use crate::aead::{Key, PreparedKey, KEY_LEN};
+use crate::aead::{Key, KEY_LEN};
 use rand::{CryptoRng, RngCore};
 
 const MAGIC: &str = "skytime-nts-keys 1";
@@ -37,17 +37,14 @@ pub struct MasterKey {
     pub id: u32,
     /// When it was made (unix seconds, by the clock of that moment).
     pub created: u64,
-    key: PreparedKey,
+    key: Key,
 }
 
 impl MasterKey {
+    /// The AES-SIV-CMAC-256 key that seals and opens cookies (their
+    /// ciphers are built where they are used: see
+    /// [`crate::cookie::CookieCiphers`]).
     pub fn key(&self) -> &Key {
-        self.key.key()
-    }
-
-    /// The key with its cipher built once (cookies are sealed and opened
-    /// with it in every request).
-    pub fn cipher(&self) -> &PreparedKey {
         &self.key
     }
 }
@@ -152,7 +149,7 @@ impl KeySet {
                 "{tag} {:08x} {} {}\n",
                 k.id,
                 k.created,
-                hex(&k.key().0)
+                hex(k.key().as_bytes())
             ));
         }
         s
@@ -207,7 +204,7 @@ impl KeySet {
             let key = MasterKey {
                 id,
                 created,
-                key: PreparedKey::new(Key(k)),
+                key: Key::from(k),
             };
             if is_next {
                 next = Some(key);
@@ -241,7 +238,7 @@ fn new_key<R: RngCore + CryptoRng>(now: u64, rng: &mut R, existing: &[MasterKey]
     MasterKey {
         id,
         created: now,
-        key: PreparedKey::new(Key(key)),
+        key: Key::from(key),
     }
 }
 
@@ -293,10 +290,10 @@ mod tests {
         let mut set = KeySet::generate(0, &mut rng);
         let s = SessionKeys {
             aead: Aead::AesSivCmac256,
-            c2s: Key([1; 32]),
-            s2c: Key([2; 32]),
+            c2s: Key::from([1; 32]),
+            s2c: Key::from([2; 32]),
         };
-        let c = cookie::seal(&s, set.current(), &mut rng);
+        let c = cookie::seal(&s, set.current(), &mut rng).unwrap();
         for i in 1..=3 {
             set.rotate(i * DAY, 3, &mut rng);
             assert_eq!(cookie::open(&c, &set), Ok(s.clone()), "after rotation {i}");
@@ -322,10 +319,10 @@ mod tests {
         assert!(rotator.next().is_some_and(|n| n.id != published.id));
         let s = SessionKeys {
             aead: Aead::AesSivCmac256,
-            c2s: Key([3; 32]),
-            s2c: Key([4; 32]),
+            c2s: Key::from([3; 32]),
+            s2c: Key::from([4; 32]),
         };
-        let c = cookie::seal(&s, rotator.current(), &mut rng);
+        let c = cookie::seal(&s, rotator.current(), &mut rng).unwrap();
         assert_eq!(cookie::open(&c, &follower), Ok(s), "follower opens it");
         // The next key opens cookies but never seals them.
         assert_ne!(follower.current().id, published.id);

@@ -7,13 +7,15 @@
 //! - [`record`]: NTS-KE record wire format and message framing.
 //! - [`ke`]: the NTS-KE server's request check and response
 //!   ([`ke::decide`], [`ke::accept_response`]), the exporter context.
-//! - [`aead`]: the negotiable AEAD algorithm (AES-SIV-CMAC-256) and
-//!   the session keys.
+//! - [`aead`]: the negotiable AEAD algorithms (AES-SIV-CMAC-256, and
+//!   AES-128-GCM-SIV), the session keys, sealing and opening in place.
+//! - [`siv`]: AES-SIV-CMAC-256 with its per-key work done once.
 //! - [`cookie`]: cookie format and sealing under a master key.
 //! - [`keyset`]: master keys, rotation schedule, key file format.
 //! - [`extension`]: NTPv4 extension fields and the NTS ones.
 //! - [`server`]: verifying an NTS-protected request and building the
-//!   reply or NAK ([`server::process`]).
+//!   reply or NAK in place ([`server::NtsServer`], skytime-proto's
+//!   `NtsProcessor`, one per server thread).
 //!
 //! Randomness is passed in (`rand::RngCore + CryptoRng`); the daemon uses
 //! the OS generator, tests a seeded one.
@@ -25,3 +27,4 @@ pub mod ke;
 pub mod keyset;
 pub mod record;
 pub mod server;
+pub mod siv;

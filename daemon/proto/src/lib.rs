@@ -3,23 +3,36 @@
 //! This crate holds everything about NTPv4 (RFC 5905) that can be decided
 //! from bytes, addresses and timestamps alone: the wire formats
 //! ([`time`], [`packet`]), what the server says about its own clock
-//! ([`sync_state`], and the leap [`smear`] it applies), who may ask ([`access`]), and the reply decision for a
-//! datagram ([`server`]). It reads no clock and owns no socket: callers pass
-//! the time in and carry out the decision, which is what makes the server
-//! testable exhaustively and cheap to fuzz.
+//! ([`sync_state`], and the leap [`smear`] it applies), who may ask
+//! ([`access`]), what it remembers per client ([`client_log`]), and the
+//! whole decision for a datagram ([`server`]: access, rate limit, NTS
+//! through a trait that skytime-nts implements, kiss-o'-death, smear,
+//! basic or interleaved mode). It reads no clock, owns no socket and
+//! allocates nothing per request: callers pass the time in, own the
+//! buffers and carry out the decision, which is what makes the server
+//! testable exhaustively, cheap to fuzz and measurable on its own.
 //!
 //! Serving one request:
 //! ```
-//! use skytime_proto::{access::AccessList, server, sync_state::SyncState, time::NtpTimestamp};
+//! use skytime_proto::server::{Context, Handled, Incoming, NoNts, Server};
+//! use skytime_proto::{access::AccessList, sync_state::SyncState, time::NtpTimestamp};
 //! let mut request = [0u8; 48];
 //! request[0] = 0x23; // LI 0, version 4, mode 3 (client)
 //! let acl = AccessList::allow_all();
-//! let state = SyncState::local(10, -20, NtpTimestamp::from_unix(1_800_000_000, 0));
-//! let req = server::classify(&request, "127.0.0.1:40000".parse().unwrap(), &acl).unwrap();
-//! let rx = NtpTimestamp::from_unix(1_800_000_001, 0); // kernel receive timestamp
-//! let reply = server::reply_header(&req.header, rx, &state);
-//! let bytes = reply.finish(NtpTimestamp::from_unix(1_800_000_001, 20_000));
-//! assert_eq!(bytes[1], 10); // stratum
+//! let sync = SyncState::local(10, -20, NtpTimestamp::from_unix(1_800_000_000, 0));
+//! let ctx = Context { acl: &acl, rate_limit: None, sync: &sync, leap_applied: false };
+//! let mut server: Server<NoNts> = Server::new(64, None, false);
+//! let incoming = Incoming {
+//!     data: &request,
+//!     remote: "127.0.0.1:40000".parse().unwrap(),
+//!     received: NtpTimestamp::from_unix(1_800_000_001, 0), // kernel receive timestamp
+//! };
+//! let mut out = [0u8; 48];
+//! let Handled::Reply(reply) = server.handle(&ctx, &incoming, &mut out) else { panic!() };
+//! // Read the clock as late as possible, then:
+//! let transmit = NtpTimestamp::from_unix(1_800_000_001, 20_000);
+//! let (len, _) = server.finish(&reply, transmit, &mut out).unwrap();
+//! assert_eq!((len, out[1]), (48, 10)); // stratum 10
 //! ```
 
 pub mod access;

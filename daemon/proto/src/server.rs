@@ -1,17 +1,32 @@
-//! The server's reply decision for one incoming datagram.
+//! The server's whole decision for one datagram, without I/O.
 //!
-//! [`classify`] turns bytes and the sender's address into either a
-//! [`ClientRequest`] or a [`DropReason`]; [`reply_header`] builds the
-//! mode-4 header from the request, the kernel receive timestamp and the
-//! current [`SyncState`]. The transmit timestamp is left for the I/O layer to
-//! set at the last moment ([`Reply::finish`]). Nothing here reads a clock or
-//! touches a socket.
+//! [`Server::handle`] takes the datagram, who sent it and when the kernel
+//! received it, and decides everything: access rules, the per-client rate
+//! limit, the NTS verdict (through an [`NtsProcessor`]) and the NTS-only
+//! policy, a normal or kiss-o'-death reply, leap smear, basic or
+//! interleaved mode, and the client-log event. It writes the reply's
+//! extension fields into a buffer the caller owns and returns a
+//! [`Prepared`] reply, or the reason for silence. The caller reads the
+//! clock as late as it can and calls [`Server::finish`], which writes the
+//! header with that transmit timestamp and seals the NTS fields. Nothing
+//! here reads a clock, allocates or touches a socket; the state (the
+//! client table, the NTS ciphers) is owned by the `Server`, one per thread
+//! (ntpd-rs's `ntp-proto` server is the model).
+//!
+//! Interleaved mode (chrony's `xleave`; RFC 5905 section 9 and the
+//! interleaved-modes draft): a client that echoes the receive timestamp of
+//! our previous reply as its origin, and whose own receive and transmit
+//! fields differ, asks for the transmit timestamp of that previous reply,
+//! which the daemon can replace by the kernel's after the reply has left
+//! ([`Server::kernel_transmit`]). Every other client gets basic mode,
+//! byte for byte as before.
 
 use crate::access::AccessList;
-use crate::packet::{LeapIndicator, Mode, NtpHeader, ReferenceId};
+use crate::client_log::{ClientLog, Event, RateLimit, Slot};
+use crate::packet::{LeapIndicator, Mode, NtpHeader, ReferenceId, HEADER_LEN};
 use crate::sync_state::SyncState;
 use crate::time::{NtpDuration, NtpTimestamp};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// NTP versions the server answers. Version 0 and 5..=7 are not defined;
 /// versions 1 and 2 are answered as chrony does, echoing their number.
@@ -46,10 +61,16 @@ pub enum DropReason {
     SendFailed,
     /// The client sent faster than the configured rate limit allows.
     RateLimited,
+    /// The system clock could not be read: no reply rather than a wrong
+    /// (1970) timestamp.
+    ClockFailed,
+    /// The NTS reply could not be sealed: no reply rather than an
+    /// unauthenticated one.
+    SealFailed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 13] = [
         Self::TooShort,
         Self::BadVersion,
         Self::NotClientMode,
@@ -61,6 +82,8 @@ impl DropReason {
         Self::NtsRequired,
         Self::SendFailed,
         Self::RateLimited,
+        Self::ClockFailed,
+        Self::SealFailed,
     ];
 
     /// A stable snake_case name for statistics and logs.
@@ -77,11 +100,13 @@ impl DropReason {
             Self::NtsRequired => "nts_required",
             Self::SendFailed => "send_failed",
             Self::RateLimited => "rate_limited",
+            Self::ClockFailed => "clock_failed",
+            Self::SealFailed => "seal_failed",
         }
     }
 
     pub fn index(self) -> usize {
-        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+        self as usize
     }
 }
 
@@ -119,7 +144,8 @@ pub fn classify<'a>(
     Ok(ClientRequest { header, extensions })
 }
 
-/// A reply waiting for its transmit timestamp.
+/// A reply header waiting for its transmit timestamp (the building block
+/// of [`Server`]; see [`reply_header`] and [`kiss_header`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub header: NtpHeader,
@@ -150,7 +176,7 @@ impl Reply {
 
     /// Sets the transmit timestamp and returns the wire bytes. Call it
     /// immediately before sending.
-    pub fn finish(mut self, transmit: NtpTimestamp) -> [u8; crate::packet::HEADER_LEN] {
+    pub fn finish(mut self, transmit: NtpTimestamp) -> [u8; HEADER_LEN] {
         self.header.transmit_timestamp = transmit + self.offset;
         self.header.serialize()
     }
@@ -210,166 +236,359 @@ pub fn kiss_header(
     Reply::new(header)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::packet::HEADER_LEN;
+/// Why an NTS reply could not be sealed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the NTS reply could not be sealed")]
+pub struct SealFailed;
 
-    const CLIENT: &str = "192.0.2.10:40000";
+/// What the NTS half of the decision reports (see [`NtsProcessor`]).
+#[derive(Debug)]
+pub enum NtsExamined<P> {
+    /// Authentic: the reply's extension fields fill `out[48..len]`; they
+    /// are sealed by [`NtsProcessor::seal`] once the header is final.
+    Authentic { len: usize, pending: P },
+    /// The cookie is unusable: an NTS NAK (kiss code NTSN), whose
+    /// extension fields fill `out[48..len]` and need no sealing.
+    Nak { len: usize },
+    /// No NTS fields at all: a plain request with other extensions.
+    NotNts,
+    /// No reply (RFC 8915 requires silence), for this reason.
+    Drop(DropReason),
+}
 
-    #[test]
-    fn smeared_reply_shifts_every_served_timestamp_by_the_offset() {
-        let t = NtpTimestamp::from_unix(1_800_000_000, 0);
-        let state = SyncState::local(1, -20, t);
-        let bytes = request(4, 3);
-        let req = classify(&bytes, CLIENT.parse().unwrap(), &AccessList::allow_all()).unwrap();
-        let off = NtpDuration::from_seconds_f64(-0.25);
-        let plain = NtpHeader::parse(&reply_header(&req.header, t, &state).finish(t))
-            .unwrap()
-            .0;
-        let smeared =
-            NtpHeader::parse(&reply_header(&req.header, t, &state).smeared(off).finish(t))
-                .unwrap()
-                .0;
-        for (a, b) in [
-            (plain.receive_timestamp, smeared.receive_timestamp),
-            (plain.transmit_timestamp, smeared.transmit_timestamp),
-            (plain.reference_timestamp, smeared.reference_timestamp),
-        ] {
-            assert_eq!((b - a).to_seconds_f64(), -0.25);
-        }
-        // The client's own timestamp comes back untouched.
-        assert_eq!(plain.origin_timestamp, smeared.origin_timestamp);
+/// NTS (RFC 8915) as the server decision needs it; skytime-nts implements
+/// it. One instance per server thread, so it may keep its ciphers.
+pub trait NtsProcessor {
+    /// What sealing the reply needs to know (keys, where the fields are).
+    type Pending;
+
+    /// Examines `request` (the whole datagram, extension fields present)
+    /// and, for a reply, writes its extension fields after the header in
+    /// `out`. Never writes more than `request.len()` bytes in all.
+    fn examine(&mut self, request: &[u8], out: &mut [u8]) -> NtsExamined<Self::Pending>;
+
+    /// Seals the reply in `out` (header final) in place.
+    fn seal(&mut self, pending: &Self::Pending, out: &mut [u8]) -> Result<(), SealFailed>;
+}
+
+/// A server without NTS: extension fields are ignored (RFC 7822) and the
+/// request answered as plain NTP, as chrony does.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoNts;
+
+impl NtsProcessor for NoNts {
+    type Pending = ();
+    fn examine(&mut self, _: &[u8], _: &mut [u8]) -> NtsExamined<()> {
+        NtsExamined::NotNts
     }
-
-    fn request(version: u8, mode: u8) -> [u8; HEADER_LEN] {
-        let mut b = [0u8; HEADER_LEN];
-        b[0] = (version << 3) | mode;
-        b[2] = 6; // poll
-        b[40..48].copy_from_slice(&0xDEAD_BEEF_0000_0001u64.to_be_bytes());
-        b
-    }
-
-    fn allow_all() -> AccessList {
-        AccessList::allow_all()
-    }
-
-    #[test]
-    fn accepts_v4_and_v3_client_requests() {
-        for v in [3, 4] {
-            let b = request(v, 3);
-            let req = classify(&b, CLIENT.parse().unwrap(), &allow_all()).unwrap();
-            assert_eq!(req.header.version, v);
-            assert!(req.extensions.is_empty());
-        }
-    }
-
-    #[test]
-    fn drops_every_invalid_kind_with_its_reason() {
-        let from = CLIENT.parse().unwrap();
-        assert_eq!(
-            classify(&[0u8; 47], from, &allow_all()),
-            Err(DropReason::TooShort)
-        );
-        assert_eq!(classify(&[], from, &allow_all()), Err(DropReason::TooShort));
-        for v in [0, 5, 6, 7] {
-            assert_eq!(
-                classify(&request(v, 3), from, &allow_all()),
-                Err(DropReason::BadVersion),
-                "v{v}"
-            );
-        }
-        for m in [0, 1, 2, 4, 5, 6, 7] {
-            assert_eq!(
-                classify(&request(4, m), from, &allow_all()),
-                Err(DropReason::NotClientMode),
-                "mode {m}"
-            );
-        }
-        let port0 = "192.0.2.10:0".parse().unwrap();
-        assert_eq!(
-            classify(&request(4, 3), port0, &allow_all()),
-            Err(DropReason::SourcePortZero)
-        );
-        assert_eq!(
-            classify(&request(4, 3), from, &AccessList::default()),
-            Err(DropReason::AccessDenied)
-        );
-    }
-
-    #[test]
-    fn extension_bytes_are_passed_on() {
-        let mut b = request(4, 3).to_vec();
-        b.extend_from_slice(&[0x01, 0x04, 0x00, 0x08, 1, 2, 3, 4]);
-        let req = classify(&b, CLIENT.parse().unwrap(), &allow_all()).unwrap();
-        assert_eq!(req.extensions.len(), 8);
-    }
-
-    #[test]
-    fn reply_fills_every_field_from_request_and_state() {
-        let b = request(3, 3);
-        let req = classify(&b, CLIENT.parse().unwrap(), &allow_all()).unwrap();
-        let rx = NtpTimestamp::from_unix(1_800_000_000, 1_000);
-        let mut state = SyncState::local(1, -20, NtpTimestamp::from_unix(1_799_999_990, 0));
-        state.reference_id = ReferenceId::PPS;
-        state.root_delay = NtpDuration::from_nanos(0);
-        state.root_dispersion = NtpDuration::from_nanos(10_000);
-        state.dispersion_rate_ppm = 15.0;
-        let tx = NtpTimestamp::from_unix(1_800_000_000, 5_000);
-        let bytes = reply_header(&req.header, rx, &state).finish(tx);
-        let (h, _) = NtpHeader::parse(&bytes).unwrap();
-        assert_eq!(h.leap, LeapIndicator::NoWarning);
-        assert_eq!(h.version, 3, "version echoes the request");
-        assert_eq!(h.mode, Mode::Server);
-        assert_eq!(h.stratum, 1);
-        assert_eq!(h.poll, 6);
-        assert_eq!(h.precision, -20);
-        assert_eq!(h.reference_id, ReferenceId::PPS);
-        assert_eq!(h.reference_timestamp, state.reference_time);
-        assert_eq!(h.origin_timestamp, req.header.transmit_timestamp);
-        assert_eq!(h.receive_timestamp, rx);
-        assert_eq!(h.transmit_timestamp, tx);
-        // 10 us + 10 s * 15 ppm = 160 us, in 16.16 short format (15.3 us steps).
-        let disp = h.root_dispersion.to_nanos();
-        assert!((160_000..160_000 + 15_300).contains(&disp), "{disp}");
-    }
-
-    #[test]
-    fn unsynchronized_state_gives_li3_stratum16() {
-        let b = request(4, 3);
-        let req = classify(&b, CLIENT.parse().unwrap(), &allow_all()).unwrap();
-        let reply = reply_header(
-            &req.header,
-            NtpTimestamp::from_unix(1_800_000_000, 0),
-            &SyncState::unsynchronized(-20),
-        );
-        assert_eq!(reply.header.leap, LeapIndicator::Unsynchronized);
-        assert_eq!(reply.header.stratum, 16);
-    }
-
-    #[test]
-    fn kiss_reply_is_stratum_zero_with_code() {
-        let b = request(4, 3);
-        let req = classify(&b, CLIENT.parse().unwrap(), &allow_all()).unwrap();
-        let k = kiss_header(
-            &req.header,
-            NtpTimestamp::from_unix(1_800_000_000, 0),
-            ReferenceId::KISS_NTSN,
-            -20,
-        );
-        assert_eq!(k.header.stratum, 0);
-        assert_eq!(k.header.reference_id.0, *b"NTSN");
-        assert_eq!(k.header.origin_timestamp, req.header.transmit_timestamp);
-    }
-
-    #[test]
-    fn drop_reason_names_are_unique() {
-        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), DropReason::ALL.len());
-        for (i, r) in DropReason::ALL.iter().enumerate() {
-            assert_eq!(r.index(), i);
-        }
+    fn seal(&mut self, _: &(), _: &mut [u8]) -> Result<(), SealFailed> {
+        Ok(())
     }
 }
+
+/// What the server knows for a whole batch of requests.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// Who may query (changed live by the operator).
+    pub acl: &'a AccessList,
+    /// Per-client response rate limit; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    pub sync: &'a SyncState,
+    /// Whether the kernel has already applied a leap second in progress
+    /// (it settles the repeated second while smearing).
+    pub leap_applied: bool,
+}
+
+/// One received datagram.
+#[derive(Clone, Copy, Debug)]
+pub struct Incoming<'a> {
+    pub data: &'a [u8],
+    pub remote: SocketAddr,
+    /// When it arrived (the kernel's timestamp where there is one).
+    pub received: NtpTimestamp,
+}
+
+/// What kind of reply a prepared one is, for counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyKind {
+    Ntp,
+    Nts,
+    /// NTS NAK (kiss-o'-death NTSN).
+    NtsNak,
+}
+
+/// The decision for one datagram.
+#[derive(Debug)]
+pub enum Handled<P> {
+    /// No reply, for this reason.
+    Dropped(DropReason),
+    /// A reply: finish it with [`Server::finish`].
+    Reply(Prepared<P>),
+}
+
+/// A reply waiting for its transmit timestamp.
+#[derive(Debug)]
+pub struct Prepared<P> {
+    header: NtpHeader,
+    len: usize,
+    nts: Option<P>,
+    offset: NtpDuration,
+    kind: ReplyKind,
+    /// The saved transmit timestamp to serve (interleaved mode).
+    interleaved: Option<u64>,
+    /// Where to remember this exchange for the client's next request, and
+    /// whether the client asks for interleaved mode.
+    slot: Option<(Slot, bool)>,
+    address: IpAddr,
+}
+
+impl<P> Prepared<P> {
+    pub fn kind(&self) -> ReplyKind {
+        self.kind
+    }
+
+    /// Whether this reply carries the previous reply's transmit timestamp.
+    pub fn is_interleaved(&self) -> bool {
+        self.interleaved.is_some()
+    }
+
+    /// Whether the kernel's transmit timestamp of this reply is worth
+    /// asking for: the client uses interleaved mode, so its next request
+    /// gets it.
+    pub fn wants_kernel_transmit(&self) -> bool {
+        self.slot.is_some_and(|(_, candidate)| candidate)
+    }
+}
+
+/// Which reply a kernel transmit timestamp belongs to (see
+/// [`Server::kernel_transmit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxTicket {
+    address: IpAddr,
+    rx: u64,
+    offset: NtpDuration,
+}
+
+/// The server's decision and per-thread state.
+#[derive(Debug)]
+pub struct Server<N> {
+    clients: Option<ClientLog>,
+    nts: Option<N>,
+    nts_required: bool,
+}
+
+impl<N: NtsProcessor> Server<N> {
+    /// A server with a client table for about `client_log_size` clients
+    /// (0: none, which also means no rate limit and no interleaved mode),
+    /// NTS through `nts` if given, refusing plain NTP if `nts_required`.
+    pub fn new(client_log_size: usize, nts: Option<N>, nts_required: bool) -> Self {
+        Self {
+            clients: (client_log_size > 0).then(|| ClientLog::new(client_log_size)),
+            nts_required: nts_required && nts.is_some(),
+            nts,
+        }
+    }
+
+    /// The client table (for reports).
+    pub fn clients(&self) -> Option<&ClientLog> {
+        self.clients.as_ref()
+    }
+
+    /// The NTS processor (for its counters).
+    pub fn nts(&self) -> Option<&N> {
+        self.nts.as_ref()
+    }
+
+    /// The NTS processor, to refresh its keys between batches.
+    pub fn nts_mut(&mut self) -> Option<&mut N> {
+        self.nts.as_mut()
+    }
+
+    /// Decides what to do with `incoming`. A reply's extension fields are
+    /// written to `out` (which must hold at least as many bytes as the
+    /// request); its header follows in [`Server::finish`].
+    pub fn handle(
+        &mut self,
+        ctx: &Context<'_>,
+        incoming: &Incoming<'_>,
+        out: &mut [u8],
+    ) -> Handled<N::Pending> {
+        let address = incoming.remote.ip();
+        let now = incoming.received;
+        let request = match classify(incoming.data, incoming.remote, ctx.acl) {
+            Ok(r) => r,
+            Err(reason) => return self.drop(address, now, reason),
+        };
+        let slot = self.clients.as_mut().map(|log| log.lookup(address, now));
+        if let (Some(limit), Some(log), Some(slot)) = (&ctx.rate_limit, &mut self.clients, slot) {
+            if !log.admit(slot, now, limit) {
+                log.record(slot, now, Event::Dropped);
+                return Handled::Dropped(DropReason::RateLimited);
+            }
+        }
+        let examined = match (&mut self.nts, request.extensions.is_empty()) {
+            (Some(nts), false) => nts.examine(incoming.data, out),
+            _ => NtsExamined::NotNts,
+        };
+        let (kind, len, pending) = match examined {
+            NtsExamined::Authentic { len, pending } => (ReplyKind::Nts, len, Some(pending)),
+            NtsExamined::Nak { len } => (ReplyKind::NtsNak, len, None),
+            NtsExamined::NotNts if self.nts_required => {
+                return self.drop_in(slot, now, DropReason::NtsRequired)
+            }
+            NtsExamined::NotNts => (ReplyKind::Ntp, HEADER_LEN, None),
+            NtsExamined::Drop(reason) => return self.drop_in(slot, now, reason),
+        };
+        debug_assert!(
+            len <= incoming.data.len(),
+            "a reply is never larger than its request"
+        );
+        let state = ctx.sync;
+        let (reply, interleaved, candidate) = if kind == ReplyKind::NtsNak {
+            let kiss = kiss_header(
+                &request.header,
+                now,
+                ReferenceId::KISS_NTSN,
+                state.precision,
+            );
+            (kiss, None, false)
+        } else {
+            let offset = state
+                .smear
+                .filter(|s| s.is_active(now))
+                .map_or(NtpDuration::ZERO, |s| s.offset(now, ctx.leap_applied));
+            let mut reply = reply_header(&request.header, now, state);
+            if offset != NtpDuration::ZERO {
+                reply = reply.smeared(offset);
+            }
+            let (interleaved, candidate) = match (&self.clients, slot) {
+                (Some(log), Some(slot)) => interleaving(&request.header, log.last_exchange(slot)),
+                _ => (None, false),
+            };
+            if interleaved.is_some() {
+                // The client matches this reply to its previous request
+                // by the receive timestamp it saw then.
+                reply.header.origin_timestamp = request.header.receive_timestamp;
+            }
+            (reply, interleaved, candidate)
+        };
+        if let (Some(log), Some(slot)) = (&mut self.clients, slot) {
+            let event = match kind {
+                ReplyKind::Ntp => Event::Ntp,
+                ReplyKind::Nts => Event::Nts,
+                ReplyKind::NtsNak => Event::Dropped,
+            };
+            log.record(slot, now, event);
+        }
+        Handled::Reply(Prepared {
+            header: reply.header,
+            len,
+            nts: pending,
+            offset: reply.offset,
+            kind,
+            interleaved,
+            // A NAK is not an exchange to build on.
+            slot: slot
+                .filter(|_| kind != ReplyKind::NtsNak)
+                .map(|s| (s, candidate)),
+            address,
+        })
+    }
+
+    fn drop(
+        &mut self,
+        address: IpAddr,
+        now: NtpTimestamp,
+        reason: DropReason,
+    ) -> Handled<N::Pending> {
+        if let Some(log) = &mut self.clients {
+            let slot = log.lookup(address, now);
+            log.record(slot, now, Event::Dropped);
+        }
+        Handled::Dropped(reason)
+    }
+
+    fn drop_in(
+        &mut self,
+        slot: Option<Slot>,
+        now: NtpTimestamp,
+        reason: DropReason,
+    ) -> Handled<N::Pending> {
+        if let (Some(log), Some(slot)) = (&mut self.clients, slot) {
+            log.record(slot, now, Event::Dropped);
+        }
+        Handled::Dropped(reason)
+    }
+
+    /// Writes the reply's header with the transmit timestamp `transmit`
+    /// (read from the clock just now) into `out` and seals its NTS fields.
+    /// Returns the reply's length, and the ticket to pass to
+    /// [`Server::kernel_transmit`] with the kernel's transmit timestamp if
+    /// the reply [wants one](Prepared::wants_kernel_transmit).
+    pub fn finish(
+        &mut self,
+        reply: &Prepared<N::Pending>,
+        transmit: NtpTimestamp,
+        out: &mut [u8],
+    ) -> Result<(usize, Option<TxTicket>), DropReason> {
+        let mut header = reply.header;
+        let rx = header.receive_timestamp.to_bits();
+        let mut tx = (transmit + reply.offset).to_bits();
+        // An interleaved request is recognised by its origin matching a
+        // receive timestamp of ours: a transmit timestamp must never look
+        // like one (chrony ensures the same).
+        if tx == rx {
+            tx = tx.wrapping_add(1);
+        }
+        header.transmit_timestamp = NtpTimestamp::from_bits(reply.interleaved.unwrap_or(tx));
+        let Some(head) = out.get_mut(..HEADER_LEN) else {
+            return Err(DropReason::SendFailed);
+        };
+        head.copy_from_slice(&header.serialize());
+        if let (Some(pending), Some(nts)) = (&reply.nts, &mut self.nts) {
+            nts.seal(pending, &mut out[..reply.len])
+                .map_err(|SealFailed| DropReason::SealFailed)?;
+        }
+        let mut ticket = None;
+        if let (Some((slot, candidate)), Some(log)) = (reply.slot, &mut self.clients) {
+            log.save_exchange(slot, rx, tx);
+            if candidate {
+                ticket = Some(TxTicket {
+                    address: reply.address,
+                    rx,
+                    offset: reply.offset,
+                });
+            }
+        }
+        Ok((reply.len, ticket))
+    }
+
+    /// The kernel's timestamp of when the reply of `ticket` left: it
+    /// replaces the daemon's in the client's next interleaved reply, if
+    /// that reply is still the client's last one. Returns whether it did.
+    pub fn kernel_transmit(&mut self, ticket: &TxTicket, kernel: NtpTimestamp) -> bool {
+        let mut tx = (kernel + ticket.offset).to_bits();
+        if tx == ticket.rx {
+            tx = tx.wrapping_add(1);
+        }
+        self.clients
+            .as_mut()
+            .is_some_and(|log| log.update_transmit(ticket.address, ticket.rx, tx))
+    }
+}
+
+/// Whether `request` asks for interleaved mode, given the receive and
+/// transmit timestamps of our last reply to this client: the transmit
+/// timestamp to serve (when we have it), and whether the client uses
+/// interleaved mode at all.
+fn interleaving(request: &NtpHeader, (last_rx, last_tx): (u64, u64)) -> (Option<u64>, bool) {
+    let origin = request.origin_timestamp.to_bits();
+    let candidate = request.version == 4
+        && origin != 0
+        && origin == last_rx
+        && request.receive_timestamp != request.transmit_timestamp;
+    ((candidate && last_tx != 0).then_some(last_tx), candidate)
+}
+
+#[cfg(test)]
+mod tests;

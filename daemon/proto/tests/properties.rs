@@ -58,3 +58,42 @@ proptest! {
         prop_assert_eq!(reply.stratum, if synced { stratum } else { 16 });
     }
 }
+
+mod decision {
+    use super::*;
+    use skytime_proto::client_log::RateLimit;
+    use skytime_proto::server::{Context, Handled, Incoming, NoNts, Server};
+
+    proptest! {
+        /// Whatever arrives, from whoever, the whole decision never panics
+        /// and a reply is never larger than its request.
+        #[test]
+        fn any_datagram_gets_a_reply_no_larger_or_a_reason(
+            datagrams in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..120), any::<u8>(), any::<u16>()), 1..40),
+            limited in any::<bool>(),
+        ) {
+            let mut server: Server<NoNts> = Server::new(16, None, false);
+            let acl = AccessList::allow_all();
+            let rate_limit = limited.then_some(RateLimit { interval_log2: 0, burst: 2, leak_log2: 1 });
+            let sync = SyncState::local(3, -20, NtpTimestamp::from_unix(1_800_000_000, 0));
+            let ctx = Context { acl: &acl, rate_limit, sync: &sync, leap_applied: false };
+            let mut out = [0u8; 256];
+            for (i, (data, host, port)) in datagrams.iter().enumerate() {
+                let remote = SocketAddr::from(([192, 0, 2, *host], *port));
+                let received = NtpTimestamp::from_unix(1_800_000_000 + i as i64, 0);
+                let incoming = Incoming { data, remote, received };
+                match server.handle(&ctx, &incoming, &mut out) {
+                    Handled::Reply(p) => {
+                        let (len, _) = server.finish(&p, received, &mut out).unwrap();
+                        prop_assert!(len <= data.len());
+                        let (h, _) = NtpHeader::parse(&out[..len]).unwrap();
+                        prop_assert_eq!(h.mode, Mode::Server);
+                    }
+                    Handled::Dropped(_) => {}
+                }
+            }
+            let log = server.clients().unwrap();
+            prop_assert_eq!(log.entries().count(), log.len());
+        }
+    }
+}

@@ -1,15 +1,20 @@
-//! NTS-KE server and NTS verdict path over real sockets and real TLS
-//! (rustls client), against `skytimed::nts::NtsService`.
+//! NTS-KE server over real sockets and real TLS (rustls client), against
+//! `skytimed::nts::NtsService`, and the NTP side of NTS through the server
+//! decision each NTP thread runs (skytime-proto's `Server` with the
+//! service's NTS processor).
 
+use rand::SeedableRng;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use skytime_nts::aead::{Key, SessionKeys};
 use skytime_nts::ke::{exporter_context, EXPORTER_LABEL};
 use skytime_nts::record::{kind, records, write_record, write_u16_record};
 use skytime_nts::server::client::{check_reply, request, ReplyCheck};
-use skytime_proto::server::DropReason;
+use skytime_proto::access::AccessList;
+use skytime_proto::server::{self as decision, Context, DropReason, Handled, Incoming, ReplyKind};
+use skytime_proto::{NtpTimestamp, SyncState};
 use skytime_tests::wait_until_async;
-use skytimed::nts::{generate_identity, NtsConfig, NtsService, NtsVerdict};
+use skytimed::nts::{generate_identity, NtsConfig, NtsService};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -153,8 +158,8 @@ async fn exchange_with(
         response,
         SessionKeys {
             aead,
-            c2s: Key(c2s),
-            s2c: Key(s2c),
+            c2s: Key::from(c2s),
+            s2c: Key::from(s2c),
         },
     ))
 }
@@ -181,12 +186,6 @@ fn ntp_header() -> [u8; 48] {
     h
 }
 
-fn server_header() -> [u8; 48] {
-    let mut h = [0u8; 48];
-    h[0] = 0x24;
-    h
-}
-
 const UID: [u8; 32] = [0x42; 32];
 
 fn nts_request(keys: &SessionKeys, cookie: &[u8], placeholders: usize) -> Vec<u8> {
@@ -196,27 +195,47 @@ fn nts_request(keys: &SessionKeys, cookie: &[u8], placeholders: usize) -> Vec<u8
         &UID,
         cookie,
         placeholders,
+        keys.aead,
         &keys.c2s,
         &nonce,
         &[],
     )
 }
 
-/// What the NTP server would send for `packet`, or the drop reason.
-fn answer(service: &NtsService, packet: &[u8]) -> Result<(bool, Vec<u8>), DropReason> {
-    let mut out = Vec::new();
-    match service.verdict(packet, &packet[48..]) {
-        NtsVerdict::Authentic(r) => {
-            r.finish(&server_header(), &mut out);
-            Ok((true, out))
+/// What an NTP server thread decides for `packet` (as 127.0.0.1): the
+/// kind of reply and its bytes, or the drop reason. A new thread state
+/// each time, so it starts with the service's current master keys.
+fn reply(service: &NtsService, packet: &[u8]) -> Result<(ReplyKind, Vec<u8>), DropReason> {
+    let nts = service.ntp_processor(rand::rngs::StdRng::from_entropy());
+    let mut server = decision::Server::new(0, nts, service.required());
+    let acl = AccessList::allow_all();
+    let now = NtpTimestamp::from_unix(1_800_000_000, 0);
+    let sync = SyncState::local(2, -20, now);
+    let ctx = Context {
+        acl: &acl,
+        rate_limit: None,
+        sync: &sync,
+        leap_applied: false,
+    };
+    let incoming = Incoming {
+        data: packet,
+        remote: SocketAddr::new(LOCALHOST, 40_000),
+        received: now,
+    };
+    let mut out = vec![0u8; 2048];
+    match server.handle(&ctx, &incoming, &mut out) {
+        Handled::Dropped(d) => Err(d),
+        Handled::Reply(p) => {
+            let (len, _) = server.finish(&p, now, &mut out)?;
+            out.truncate(len);
+            Ok((p.kind(), out))
         }
-        NtsVerdict::Nak(r) => {
-            r.finish(&server_header(), &mut out);
-            Ok((false, out))
-        }
-        NtsVerdict::Plain => Ok((false, Vec::new())),
-        NtsVerdict::Drop(d) => Err(d),
     }
+}
+
+/// [`reply`] as (authentic, bytes).
+fn answer(service: &NtsService, packet: &[u8]) -> Result<(bool, Vec<u8>), DropReason> {
+    reply(service, packet).map(|(kind, bytes)| (kind == ReplyKind::Nts, bytes))
 }
 
 fn cert(s: &Server) -> PathBuf {
@@ -248,7 +267,7 @@ async fn key_exchange_gives_eight_cookies_that_authenticate_ntp() {
         let (authentic, reply) = answer(&s.service, &req).unwrap();
         assert!(authentic);
         assert!(reply.len() <= req.len());
-        match check_reply(&reply, &UID, &keys.s2c) {
+        match check_reply(&reply, &UID, &keys) {
             Some(ReplyCheck::Authentic(new)) => assert_eq!(new.len(), 1 + placeholders),
             other => panic!("reply does not verify: {other:?}"),
         }
@@ -327,11 +346,12 @@ async fn bad_requests_get_error_records() {
     let (r, _) = exchange(s.addr, &cert(&s), &no_aead).await.unwrap();
     assert_eq!(error_code(&r), Some(1));
 
-    let mut aead30 = Vec::new();
-    write_u16_record(&mut aead30, true, kind::NEXT_PROTOCOL, &[0]);
-    write_u16_record(&mut aead30, true, kind::AEAD_ALGORITHM, &[30]);
-    write_record(&mut aead30, true, kind::END_OF_MESSAGE, &[]);
-    let (r, _) = exchange(s.addr, &cert(&s), &aead30).await.unwrap();
+    // AES-SIV-CMAC-512 (17) only: no common algorithm.
+    let mut aead17 = Vec::new();
+    write_u16_record(&mut aead17, true, kind::NEXT_PROTOCOL, &[0]);
+    write_u16_record(&mut aead17, true, kind::AEAD_ALGORITHM, &[17]);
+    write_record(&mut aead17, true, kind::END_OF_MESSAGE, &[]);
+    let (r, _) = exchange(s.addr, &cert(&s), &aead17).await.unwrap();
     let aead_rec = records(&r)
         .map(Result::unwrap)
         .find(|r| r.kind == kind::AEAD_ALGORITHM)
@@ -341,6 +361,7 @@ async fn bad_requests_get_error_records() {
         "no common algorithm: empty AEAD record"
     );
     assert!(cookies(&r).is_empty());
+    assert_eq!(s.service.stats().ke_no_aead, 1);
 
     // Truncated: part of a record, then the client stops writing.
     let cfg = client_config(&cert(&s), &[&rustls::version::TLS13], &[b"ntske/1"]);
@@ -435,7 +456,7 @@ async fn cookie_problems_nak_and_tampering_is_silent() {
     bad_cookie[40] ^= 1;
     let (authentic, nak) = answer(&s.service, &nts_request(&keys, &bad_cookie, 0)).unwrap();
     assert!(!authentic);
-    assert_eq!(check_reply(&nak, &UID, &keys.s2c), Some(ReplyCheck::Nak));
+    assert_eq!(check_reply(&nak, &UID, &keys), Some(ReplyCheck::Nak));
     // Unknown key id.
     let mut unknown = cookies[0].clone();
     unknown[0] ^= 0xff;
@@ -486,10 +507,9 @@ async fn cookie_problems_nak_and_tampering_is_silent() {
     // Replay: the server is stateless and answers again, with new cookies.
     let (_, a) = answer(&s.service, &good).unwrap();
     let (_, b) = answer(&s.service, &good).unwrap();
-    let (Some(ReplyCheck::Authentic(ca)), Some(ReplyCheck::Authentic(cb))) = (
-        check_reply(&a, &UID, &keys.s2c),
-        check_reply(&b, &UID, &keys.s2c),
-    ) else {
+    let (Some(ReplyCheck::Authentic(ca)), Some(ReplyCheck::Authentic(cb))) =
+        (check_reply(&a, &UID, &keys), check_reply(&b, &UID, &keys))
+    else {
         panic!("replies must verify")
     };
     assert_ne!(ca, cb);
@@ -497,10 +517,10 @@ async fn cookie_problems_nak_and_tampering_is_silent() {
     // Non-NTS extension fields: plain unless NTS is required.
     let mut foreign = ntp_header().to_vec();
     skytime_nts::extension::write_field(&mut foreign, 0x2005, &[0; 12]);
-    assert!(matches!(
-        s.service.verdict(&foreign, &foreign[48..]),
-        NtsVerdict::Plain
-    ));
+    assert_eq!(
+        reply(&s.service, &foreign).map(|r| (r.0, r.1.len())),
+        Ok((ReplyKind::Ntp, 48))
+    );
 
     let st = s.service.stats();
     assert_eq!(
@@ -518,10 +538,10 @@ async fn cookie_problems_nak_and_tampering_is_silent() {
 
     let r = start(&config(|c| c.require = true)).await;
     assert!(r.service.required());
-    assert!(matches!(
-        r.service.verdict(&foreign, &foreign[48..]),
-        NtsVerdict::Drop(DropReason::NtsRequired)
-    ));
+    assert_eq!(
+        reply(&r.service, &foreign).unwrap_err(),
+        DropReason::NtsRequired
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,7 +567,7 @@ async fn cookies_survive_restart_and_rotation_window() {
     assert!(eventually(|| s.service.stats().key_rotations >= 4).await);
     let (authentic, nak) = answer(&s.service, &nts_request(&keys, &cookies[1], 0)).unwrap();
     assert!(!authentic);
-    assert_eq!(check_reply(&nak, &UID, &keys.s2c), Some(ReplyCheck::Nak));
+    assert_eq!(check_reply(&nak, &UID, &keys), Some(ReplyCheck::Nak));
     assert!(s.service.stats().ntp_nak_unknown_key >= 1);
     let text = std::fs::read_to_string(s.dir.path().join("nts-master-keys")).unwrap();
     assert_eq!(text.lines().filter(|l| l.starts_with("key ")).count(), 3);

@@ -1,112 +1,67 @@
-//! The per-client table of the NTP server, shared by the socket tasks.
+//! The per-client tables of the NTP server, for the management API.
 //!
-//! The table itself is skytime-proto's bounded `ClientLog`; this wrapper
-//! splits it into shards under separate locks so that tasks on different
-//! cores rarely wait for each other.
+//! Each server thread owns the table of the clients steered to it (inside
+//! its [`ThreadServer`], behind a mutex that thread takes once per batch);
+//! this view reads them all when an operator asks (`skytimectl clients`)
+//! and counts clients without reading any table (the threads keep the
+//! count current in their statistics).
 
-use skytime_proto::access::canonical;
-use skytime_proto::client_log::{ClientEntry, ClientLog, Event, RateLimit};
-use skytime_proto::NtpTimestamp;
-use std::hash::{BuildHasher, RandomState};
-use std::net::IpAddr;
-use std::sync::Mutex;
+use super::stats::ServerStats;
+use super::ThreadServer;
+use skytime_proto::client_log::ClientEntry;
+use std::sync::{Arc, Mutex};
 
-const SHARDS: usize = 8;
-
-/// Per-client statistics (`skytimectl clients`).
+/// Per-client statistics of every server thread.
 #[derive(Debug)]
 pub struct Clients {
-    shards: Vec<Mutex<ClientLog>>,
-    hasher: RandomState,
+    capacity: usize,
+    servers: Mutex<Vec<Arc<Mutex<ThreadServer>>>>,
+    stats: Arc<ServerStats>,
 }
 
 impl Clients {
-    /// A table for about `capacity` clients; 0 keeps no per-client data.
-    pub fn new(capacity: usize) -> Self {
-        let shards = if capacity == 0 {
-            Vec::new()
-        } else {
-            (0..SHARDS)
-                .map(|_| Mutex::new(ClientLog::new(capacity.div_ceil(SHARDS))))
-                .collect()
-        };
+    /// Room for about `capacity` clients in all (0 keeps no per-client
+    /// data), counted in `stats`.
+    pub fn new(capacity: usize, stats: Arc<ServerStats>) -> Self {
         Self {
-            shards,
-            hasher: RandomState::new(),
+            capacity,
+            servers: Mutex::default(),
+            stats,
         }
     }
 
-    pub fn record(&self, address: IpAddr, now: NtpTimestamp, event: Event) {
-        if self.shards.is_empty() {
-            return;
-        }
-        let address = canonical(address);
-        let hash = self.hasher.hash_one(address);
-        let shard = (hash % SHARDS as u64) as usize;
-        if let Ok(mut log) = self.shards[shard].lock() {
-            log.record_hashed(address, hash / SHARDS as u64, now, event);
-        }
+    /// The table size of each of `threads` server threads.
+    pub fn per_thread(&self, threads: usize) -> usize {
+        self.capacity.div_ceil(threads.max(1))
     }
 
-    /// Whether `address` is within `limit` (see skytime-proto's
-    /// `ClientLog::admit`). Without a client table nothing is limited.
-    pub fn admit(&self, address: IpAddr, now: NtpTimestamp, limit: &RateLimit) -> bool {
-        if self.shards.is_empty() {
-            return true;
-        }
-        let address = canonical(address);
-        let hash = self.hasher.hash_one(address);
-        let shard = (hash % SHARDS as u64) as usize;
-        match self.shards[shard].lock() {
-            Ok(mut log) => log.admit(address, hash / SHARDS as u64, now, limit),
-            Err(_) => true,
-        }
+    pub fn register(&self, server: Arc<Mutex<ThreadServer>>) {
+        self.servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(server);
     }
 
     /// Every known client, most recently seen first.
     pub fn snapshot(&self) -> Vec<ClientEntry> {
-        let mut all: Vec<ClientEntry> = self
-            .shards
-            .iter()
-            .filter_map(|s| s.lock().ok())
-            .flat_map(|log| log.entries().copied().collect::<Vec<_>>())
-            .collect();
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = Vec::new();
+        for s in servers.iter() {
+            let server = s.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(log) = server.clients() {
+                all.extend(log.entries());
+            }
+        }
         all.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
         all
     }
 
+    /// How many clients the tables hold.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| s.lock().ok())
-            .map(|log| log.entries().count())
-            .sum()
+        self.stats.clients()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mapped_addresses_count_as_their_ipv4_client() {
-        let c = Clients::new(64);
-        let t = NtpTimestamp::from_unix(1_800_000_000, 0);
-        c.record("::ffff:192.0.2.1".parse().unwrap(), t, Event::Ntp);
-        c.record("192.0.2.1".parse().unwrap(), t, Event::Ntp);
-        let s = c.snapshot();
-        assert_eq!(s.len(), 1);
-        assert_eq!(s[0].ntp_replies, 2);
-    }
-
-    #[test]
-    fn zero_capacity_keeps_nothing() {
-        let c = Clients::new(0);
-        c.record("192.0.2.1".parse().unwrap(), NtpTimestamp::ZERO, Event::Ntp);
-        assert!(c.is_empty());
     }
 }

@@ -1,11 +1,12 @@
-//! The NTP server: UDP sockets with kernel receive timestamps ([`io`]),
-//! the serve loop around `skytime-proto`'s decisions ([`server`]), the
+//! The NTP server: UDP sockets with kernel timestamps ([`io`]), the
+//! server threads around `skytime-proto`'s decision ([`server`]), the
 //! settings that change live (access rules and rate limit, [`policy`]),
-//! the per-client table ([`clients`]), the counters ([`stats`]) and the
-//! `[ntp]` section of the configuration ([`config`]).
+//! the view of the per-thread client tables ([`clients`]), the counters
+//! ([`stats`]) and the `[ntp]` section of the configuration ([`config`]).
 //!
-//! Bind sockets with [`NtpSocket::bind`], then run one [`serve`] task per
-//! socket over a shared [`ServerContext`].
+//! Bind each address with [`io::bind_group`] (one socket per thread),
+//! then start the threads with [`spawn_threads`] over a shared
+//! [`ServerContext`].
 
 pub mod clients;
 pub mod config;
@@ -18,5 +19,5 @@ pub use clients::Clients;
 pub use config::NtpConfig;
 pub use io::NtpSocket;
 pub use policy::{PolicyPublisher, ServePolicy};
-pub use server::{serve, ServerContext};
+pub use server::{spawn_threads, threads_per_address, ServerContext, ThreadServer};
 pub use stats::{ServerStats, StatsSnapshot};

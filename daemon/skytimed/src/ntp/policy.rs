@@ -2,12 +2,12 @@
 //! (`[ntp] allow`/`deny`) and how fast (`[ntp] ratelimit`).
 //!
 //! The management API publishes a new [`ServePolicy`] through a
-//! `tokio::sync::watch` channel; each socket task keeps its own `Arc` of
+//! `tokio::sync::watch` channel; each server thread keeps its own `Arc` of
 //! the current one ([`PolicyView`]) and looks for a newer one once per
 //! receive batch. A watch channel rather than `arc-swap`: the per-batch
 //! check is a single atomic load of the channel's version (no lock, no
 //! reference-count traffic on a shared `Arc`), the per-packet path reads
-//! only the task's own copy, and it needs no new dependency. The lock
+//! only the thread's own copy, and it needs no new dependency. The lock
 //! behind the channel is taken only when a change was published.
 
 use super::config::NtpConfig;
@@ -47,9 +47,9 @@ impl PolicyPublisher {
         }
     }
 
-    /// Puts `policy` into effect for every socket task; returns whether it
+    /// Puts `policy` into effect for every server thread; returns whether it
     /// differs from the one in effect (an unchanged policy wakes nobody).
-    /// Takes effect even when no task is subscribed yet.
+    /// Takes effect even when no thread is subscribed yet.
     pub fn publish(&self, policy: ServePolicy) -> bool {
         self.tx.send_if_modified(|current| {
             if **current == policy {
@@ -60,14 +60,14 @@ impl PolicyPublisher {
         })
     }
 
-    /// The policy in effect now (the socket tasks read theirs through a
+    /// The policy in effect now (the server threads read theirs through a
     /// [`PolicyView`]).
     #[cfg(test)]
     pub fn current(&self) -> Arc<ServePolicy> {
         self.tx.borrow().clone()
     }
 
-    /// A view for one socket task.
+    /// A view for one server thread.
     pub fn view(&self) -> PolicyView {
         let mut rx = self.tx.subscribe();
         let current = rx.borrow_and_update().clone();
@@ -75,7 +75,7 @@ impl PolicyPublisher {
     }
 }
 
-/// One socket task's copy of the policy.
+/// One server thread's copy of the policy.
 #[derive(Debug)]
 pub struct PolicyView {
     rx: watch::Receiver<Arc<ServePolicy>>,
@@ -123,7 +123,7 @@ mod tests {
             leak_log2: 0,
         };
         assert!(publisher.publish(policy("192.0.2.0/24", Some(limit))));
-        // Mid-batch the task keeps what it started the batch with.
+        // Mid-batch the thread keeps what it started the batch with.
         assert!(view.get().acl.is_allowed(loopback));
         view.refresh();
         assert!(!view.get().acl.is_allowed(loopback));

@@ -44,6 +44,8 @@ counters! {
     ke_no_protocol: "Requests offering no protocol we speak (empty Next Protocol sent).",
     ke_no_aead: "Requests offering no AEAD algorithm we support (empty AEAD record sent).",
     ke_too_large: "Requests longer than ke_max_request (part of ke_bad_request).",
+    ke_aead_15: "Key exchanges that chose AES-SIV-CMAC-256 (AEAD 15).",
+    ke_aead_30: "Key exchanges that chose AES-128-GCM-SIV (AEAD 30).",
     ke_truncated: "Connections closed before a whole request arrived.",
     ke_timeouts: "Connections that overran ke_timeout.",
     ke_evicted: "Connections closed to make room at ke_max_connections.",
@@ -64,6 +66,20 @@ counters! {
 impl NtsCounters {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+}
+
+impl NtsStats {
+    /// Adds what one NTP server thread counted (the NTP side of NTS is
+    /// counted per thread, see skytime-nts's `NtpCounts`).
+    pub fn add_ntp(&mut self, c: &skytime_nts::server::NtpCounts) {
+        self.ntp_authentic += c.authentic.load(Relaxed);
+        self.ntp_cookies_issued += c.cookies_issued.load(Relaxed);
+        self.ntp_nak_unknown_key += c.nak_unknown_key.load(Relaxed);
+        self.ntp_nak_bad_cookie += c.nak_bad_cookie.load(Relaxed);
+        self.ntp_auth_failed += c.auth_failed.load(Relaxed);
+        self.ntp_malformed += c.malformed.load(Relaxed);
+        self.ntp_not_nts += c.not_nts.load(Relaxed);
     }
 }
 

@@ -10,7 +10,7 @@
 use super::counters::NtsCounters;
 use super::keystore::KeyStore;
 use super::tls::TlsStore;
-use skytime_nts::aead::{Key, SessionKeys, KEY_LEN};
+use skytime_nts::aead::{Aead, Key, SessionKeys, KEY_LEN};
 use skytime_nts::ke::{self, KePolicy, Rejection, ALPN, EXPORTER_LABEL};
 use skytime_nts::record::{scan_message, ErrorCode, RecordError, Scan};
 use std::collections::VecDeque;
@@ -210,36 +210,49 @@ async fn session(stream: TcpStream, ctx: &KeContext) {
         }
     };
 
-    let decision = decision.and_then(|aead| {
+    let decision = decision.and_then(|agreement| {
+        let aead = agreement.aead;
         let conn = tls.get_ref().1;
         let export = |s2c| {
-            conn.export_keying_material(
-                [0u8; KEY_LEN],
-                EXPORTER_LABEL,
-                Some(&ke::exporter_context(aead, s2c)),
-            )
+            let mut key = [0u8; KEY_LEN];
+            let bytes = conn
+                .export_keying_material(
+                    &mut key[..aead.key_len()],
+                    EXPORTER_LABEL,
+                    Some(&ke::exporter_context(aead, s2c)),
+                )
+                .map_err(|e| e.to_string())?;
+            Key::new(bytes).ok_or_else(|| format!("{} exported bytes", bytes.len()))
         };
         match (export(false), export(true)) {
-            (Ok(c2s), Ok(s2c)) => Ok(SessionKeys {
-                aead,
-                c2s: Key(c2s),
-                s2c: Key(s2c),
-            }),
+            (Ok(c2s), Ok(s2c)) => Ok((SessionKeys { aead, c2s, s2c }, agreement)),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!("NTS-KE: TLS key export failed: {e}");
                 Err(Rejection::Error(ErrorCode::InternalServerError))
             }
         }
     });
-    let response = match decision {
-        Ok(session) => {
+    let response = match decision.and_then(|(session, agreement)| {
+        ke::accept_response(
+            &session,
+            &agreement,
+            &ctx.keys.current(),
+            &ctx.policy,
+            &mut rand::thread_rng(),
+        )
+        .map(|r| (r, session.aead))
+        .map_err(|e| {
+            tracing::error!("NTS-KE: cannot seal cookies: {e}");
+            Rejection::Error(ErrorCode::InternalServerError)
+        })
+    }) {
+        Ok((response, aead)) => {
             NtsCounters::inc(&c.ke_sessions);
-            ke::accept_response(
-                &session,
-                &ctx.keys.current(),
-                &ctx.policy,
-                &mut rand::thread_rng(),
-            )
+            NtsCounters::inc(match aead {
+                Aead::AesSivCmac256 => &c.ke_aead_15,
+                Aead::AesGcmSiv128 => &c.ke_aead_30,
+            });
+            response
         }
         Err(rejection) => {
             NtsCounters::inc(match rejection {

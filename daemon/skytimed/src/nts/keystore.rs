@@ -18,6 +18,7 @@ use crate::persist::atomic_write;
 use skytime_nts::keyset::KeySet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,9 @@ pub struct KeyStore {
     interval: u64,
     keep_previous: usize,
     current: RwLock<Arc<KeySet>>,
+    /// Bumped whenever `current` changes, so that the NTP threads notice a
+    /// new key set with one atomic load per batch.
+    generation: AtomicU64,
     counters: Arc<NtsCounters>,
 }
 
@@ -102,6 +106,7 @@ impl KeyStore {
             interval,
             keep_previous,
             current: RwLock::new(Arc::new(keys)),
+            generation: AtomicU64::new(0),
             counters,
         };
         if role == KeyRole::Rotate {
@@ -110,7 +115,17 @@ impl KeyStore {
         Ok(store)
     }
 
-    /// The keys to use for this request.
+    /// Changes whenever the key set does (see [`KeyStore::current`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn replace(&self, keys: Arc<KeySet>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The keys in use now.
     pub fn current(&self) -> Arc<KeySet> {
         self.current
             .read()
@@ -150,7 +165,7 @@ impl KeyStore {
             "rotated NTS master key"
         );
         let new = Arc::new(new);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        self.replace(new.clone());
         NtsCounters::inc(&self.counters.key_rotations);
         Ok(new)
     }
@@ -168,7 +183,7 @@ impl KeyStore {
         if *self.current() == keys {
             return Ok(false);
         }
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        self.replace(Arc::new(keys));
         NtsCounters::inc(&self.counters.key_reloads);
         tracing::info!(file = %self.path.display(), "reloaded NTS master keys");
         Ok(true)
@@ -220,8 +235,11 @@ mod tests {
         let c = KeyStore::open(&p, KeyRole::Follow, 3600, 3, counters.clone()).unwrap();
         assert_eq!(c.current(), a.current());
         assert_eq!(c.current().keys().len(), 2);
+        let generation = b.generation();
         assert!(b.reload().unwrap());
         assert_eq!(b.current(), a.current());
+        assert_ne!(b.generation(), generation, "the NTP threads notice");
+        assert!(!b.reload().unwrap());
         assert_eq!(counters.snapshot().key_rotations, 1);
     }
 

@@ -11,10 +11,12 @@
 //! - [`identity`]: first-boot key, certificate and master keys.
 //! - [`counters`]: what happened, counted.
 //!
-//! The NTP server calls [`NtsService::verdict`] for a request with
-//! extension fields: `Authentic` -> normal reply header, then
-//! [`NtsReply::finish`]; `Nak` -> kiss header NTSN, then `finish`;
-//! `Plain` -> a normal reply without NTS fields; `Drop` -> no reply.
+//! Each NTP server thread gets its own NTS processor from
+//! [`NtsService::ntp_processor`] (skytime-nts's `NtsServer`: the master
+//! keys' ciphers, a random number generator, counters of its own), which
+//! the server decision calls for requests with extension fields; the
+//! thread hands it new master keys when [`KeyStore::generation`] says
+//! they changed.
 
 pub mod certificate;
 pub mod config;
@@ -30,12 +32,12 @@ pub use identity::{current_addresses, generate_identity, IdentityReport};
 
 use ke_server::KeContext;
 use keystore::KeyStore;
+use rand::{CryptoRng, RngCore};
 use skytime_nts::ke::KePolicy;
-use skytime_nts::server::{self as nts_server, DropCause, Outcome};
-use skytime_proto::server::DropReason;
+use skytime_nts::server::{NtpCounts, NtsServer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tls::TlsStore;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +68,8 @@ pub enum NtsError {
 pub struct NtsService {
     required: bool,
     counters: Arc<NtsCounters>,
+    /// The NTP threads' own counters, added up by [`NtsService::stats`].
+    ntp_counts: Mutex<Vec<Arc<NtpCounts>>>,
     running: Option<Running>,
 }
 
@@ -75,42 +79,6 @@ struct Running {
     keys: Arc<KeyStore>,
     ke: Arc<KeContext>,
     ke_addresses: Vec<SocketAddr>,
-}
-
-/// What to do with an NTP request that carries extension fields.
-#[derive(Debug)]
-pub enum NtsVerdict {
-    /// Authentic: answer normally, then append the NTS fields with `finish`.
-    Authentic(NtsReply),
-    /// Cookie unusable: answer with a kiss-o'-death NTSN header, then `finish`.
-    Nak(NtsReply),
-    /// Not an NTS request (its extension fields are not NTS ones): answer
-    /// as plain NTP, without extension fields.
-    Plain,
-    /// No reply at all, counted under this reason.
-    Drop(DropReason),
-}
-
-/// The NTS part of a reply, ready to be appended once the header (with its
-/// transmit timestamp) is final.
-#[derive(Debug)]
-pub struct NtsReply(ReplyKind);
-
-#[derive(Debug)]
-enum ReplyKind {
-    Authentic(nts_server::AuthenticReply),
-    Nak(nts_server::NakReply),
-}
-
-impl NtsReply {
-    /// Writes `header` followed by the NTS extension fields into `out`.
-    /// The result is never longer than the request.
-    pub fn finish(self, header: &[u8; 48], out: &mut Vec<u8>) {
-        match &self.0 {
-            ReplyKind::Authentic(r) => r.write(header, out),
-            ReplyKind::Nak(r) => r.write(header, out),
-        }
-    }
 }
 
 impl NtsService {
@@ -130,6 +98,7 @@ impl NtsService {
             return Ok(Self {
                 required: false,
                 counters,
+                ntp_counts: Mutex::default(),
                 running: None,
             });
         }
@@ -185,6 +154,7 @@ impl NtsService {
         Ok(Self {
             required: config.require,
             counters,
+            ntp_counts: Mutex::default(),
             running: Some(Running {
                 tls,
                 keys,
@@ -223,57 +193,30 @@ impl NtsService {
         self.running.as_ref().map(|r| r.ke.active()).unwrap_or(0)
     }
 
-    /// The counters now.
+    /// The counters now, the NTP threads' included.
     pub fn stats(&self) -> NtsStats {
-        self.counters.snapshot()
+        let mut stats = self.counters.snapshot();
+        for c in self
+            .ntp_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            stats.add_ntp(c);
+        }
+        stats
     }
 
-    /// Examines a request carrying extension fields. `packet` is the whole
-    /// datagram, `extensions` the bytes after the 48-byte header.
-    pub fn verdict(&self, packet: &[u8], _extensions: &[u8]) -> NtsVerdict {
-        let c = &self.counters;
-        let Some(running) = &self.running else {
-            return NtsVerdict::Drop(DropReason::NtsDisabled);
-        };
-        match nts_server::process(packet, &running.keys.current(), &mut rand::thread_rng()) {
-            Outcome::Authentic(r) => {
-                NtsCounters::inc(&c.ntp_authentic);
-                c.ntp_cookies_issued.fetch_add(
-                    r.cookie_count() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                NtsVerdict::Authentic(NtsReply(ReplyKind::Authentic(r)))
-            }
-            Outcome::Nak(r) => {
-                NtsCounters::inc(match r.cause {
-                    skytime_nts::cookie::CookieError::UnknownKey => &c.ntp_nak_unknown_key,
-                    _ => &c.ntp_nak_bad_cookie,
-                });
-                NtsVerdict::Nak(NtsReply(ReplyKind::Nak(r)))
-            }
-            Outcome::NotNts => {
-                NtsCounters::inc(&c.ntp_not_nts);
-                if self.required {
-                    NtsVerdict::Drop(DropReason::NtsRequired)
-                } else {
-                    NtsVerdict::Plain
-                }
-            }
-            Outcome::Drop(cause) => match cause {
-                DropCause::MalformedField(_) => {
-                    NtsCounters::inc(&c.ntp_malformed);
-                    NtsVerdict::Drop(DropReason::BadExtensionField)
-                }
-                DropCause::AuthenticationFailed => {
-                    NtsCounters::inc(&c.ntp_auth_failed);
-                    NtsVerdict::Drop(DropReason::NtsAuthFailed)
-                }
-                _ => {
-                    NtsCounters::inc(&c.ntp_malformed);
-                    NtsVerdict::Drop(DropReason::NtsAuthFailed)
-                }
-            },
-        }
+    /// The NTS part of one NTP server thread (`None` while NTS is
+    /// disabled), with the current master keys and counters of its own.
+    pub fn ntp_processor<R: RngCore + CryptoRng>(&self, rng: R) -> Option<NtsServer<R>> {
+        let running = self.running.as_ref()?;
+        let processor = NtsServer::new(running.keys.current(), rng);
+        self.ntp_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(processor.counts().clone());
+        Some(processor)
     }
 
     /// Reloads certificate and key from disk (SIGHUP); on error the old
