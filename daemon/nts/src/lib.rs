@@ -14,6 +14,10 @@
 //! - [`extension`]: NTPv4 extension fields and the NTS ones.
 //! - [`server`]: verifying an NTS-protected request and building the
 //!   reply or NAK ([`server::process`]).
+//! - [`ke_client`]: the NTS-KE client's request and the checks of a
+//!   server's response.
+//! - [`ntp_client`]: an upstream session's keys and cookies, requests,
+//!   reply checks (NAKs included), and the session as a file.
 //!
 //! Randomness is passed in (`rand::RngCore + CryptoRng`); the daemon uses
 //! the OS generator, tests a seeded one.
@@ -22,6 +26,8 @@ pub mod aead;
 pub mod cookie;
 pub mod extension;
 pub mod ke;
+pub mod ke_client;
 pub mod keyset;
+pub mod ntp_client;
 pub mod record;
 pub mod server;

@@ -4,7 +4,9 @@
 //! from bytes, addresses and timestamps alone: the wire formats
 //! ([`time`], [`packet`]), what the server says about its own clock
 //! ([`sync_state`], and the leap [`smear`] it applies), who may ask ([`access`]), and the reply decision for a
-//! datagram ([`server`]). It reads no clock and owns no socket: callers pass
+//! datagram ([`server`]), and the client side: polling an upstream
+//! server, checking its replies and filtering the measurements
+//! ([`client`]). It reads no clock and owns no socket: callers pass
 //! the time in and carry out the decision, which is what makes the server
 //! testable exhaustively and cheap to fuzz.
 //!
@@ -23,6 +25,7 @@
 //! ```
 
 pub mod access;
+pub mod client;
 pub mod client_log;
 pub mod packet;
 pub mod server;
