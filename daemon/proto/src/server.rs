@@ -46,10 +46,12 @@ pub enum DropReason {
     SendFailed,
     /// The client sent faster than the configured rate limit allows.
     RateLimited,
+    /// A symmetric-key MAC that does not verify under its key.
+    BadMac,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         Self::TooShort,
         Self::BadVersion,
         Self::NotClientMode,
@@ -61,6 +63,7 @@ impl DropReason {
         Self::NtsRequired,
         Self::SendFailed,
         Self::RateLimited,
+        Self::BadMac,
     ];
 
     /// A stable snake_case name for statistics and logs.
@@ -77,6 +80,7 @@ impl DropReason {
             Self::NtsRequired => "nts_required",
             Self::SendFailed => "send_failed",
             Self::RateLimited => "rate_limited",
+            Self::BadMac => "bad_mac",
         }
     }
 

@@ -9,6 +9,7 @@ use super::clients::Clients;
 use super::io::{NtpSocket, Received, RecvBatch, RECV_BUFFER};
 use super::policy::{PolicyPublisher, ServePolicy};
 use super::stats::ServerStats;
+use crate::keys::server::{self as symmetric, Verdict as SymVerdict};
 use crate::notify::Beat;
 use crate::nts::{NtsService, NtsVerdict};
 use skytime_proto::client_log::Event;
@@ -29,6 +30,8 @@ pub struct ServerContext {
     pub nts: Arc<NtsService>,
     pub stats: Arc<ServerStats>,
     pub clients: Arc<Clients>,
+    /// Symmetric keys (`[keys] file`): requests with a MAC get one back.
+    pub keys: Option<Arc<skytime_symkey::KeyFile>>,
 }
 
 impl ServerContext {
@@ -110,7 +113,13 @@ fn handle(
         }
     }
     let state = *ctx.sync.borrow();
-    let nts = if request.extensions.is_empty() {
+    // Symmetric keys first: a MAC is not an NTS field (keys::server).
+    let sym = match ctx.keys.as_deref().map(|k| symmetric::verdict(packet, k)) {
+        Some(SymVerdict::BadMac(_)) => return ctx.drop_packet(&rx, DropReason::BadMac),
+        Some(v @ (SymVerdict::Authentic(_) | SymVerdict::UnknownKey(_))) => Some(v),
+        _ => None,
+    };
+    let nts = if request.extensions.is_empty() || sym.is_some() {
         if ctx.nts.required() {
             return ctx.drop_packet(&rx, DropReason::NtsRequired);
         }
@@ -148,22 +157,32 @@ fn handle(
     // The transmit timestamp is read as late as possible: after every
     // decision, before the (NTS) serialization that covers it.
     let header = reply.finish(crate::clock::now());
-    let event = match nts {
-        Some(NtsVerdict::Authentic(r)) => {
-            r.finish(&header, out);
-            ctx.stats.nts_replied();
-            Event::Nts
-        }
-        Some(NtsVerdict::Nak(r)) => {
-            r.finish(&header, out);
-            ctx.stats.nts_nak();
-            Event::Dropped
-        }
-        _ => {
-            out.clear();
-            out.extend_from_slice(&header);
+    let event = match (nts, sym) {
+        (_, Some(SymVerdict::Authentic(key))) => {
+            *out = symmetric::reply(&header, key);
             Event::Ntp
         }
+        (_, Some(_)) => {
+            *out = symmetric::crypto_nak(&header);
+            Event::Dropped
+        }
+        (nts, None) => match nts {
+            Some(NtsVerdict::Authentic(r)) => {
+                r.finish(&header, out);
+                ctx.stats.nts_replied();
+                Event::Nts
+            }
+            Some(NtsVerdict::Nak(r)) => {
+                r.finish(&header, out);
+                ctx.stats.nts_nak();
+                Event::Dropped
+            }
+            _ => {
+                out.clear();
+                out.extend_from_slice(&header);
+                Event::Ntp
+            }
+        },
     };
     debug_assert!(
         out.len() <= packet.len(),
