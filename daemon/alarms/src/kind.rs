@@ -36,11 +36,15 @@ pub enum AlarmKind {
     LeapTableExpired,
     UpdateFailed,
     UpdateRolledBack,
+    GpsDisagrees,
+    GpsJumped,
+    UpstreamUnreachable,
+    UpstreamFalseticker,
 }
 
 impl AlarmKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 17] = [
         Self::NotSynchronized,
         Self::HoldoverLimitReached,
         Self::CertificateExpired,
@@ -54,6 +58,10 @@ impl AlarmKind {
         Self::LeapTableExpired,
         Self::UpdateFailed,
         Self::UpdateRolledBack,
+        Self::GpsDisagrees,
+        Self::GpsJumped,
+        Self::UpstreamUnreachable,
+        Self::UpstreamFalseticker,
     ];
 
     /// The stable name clients and metrics labels use.
@@ -72,6 +80,10 @@ impl AlarmKind {
             Self::LeapTableExpired => "leap_table_expired",
             Self::UpdateFailed => "update_failed",
             Self::UpdateRolledBack => "update_rolled_back",
+            Self::GpsDisagrees => "gps_disagrees",
+            Self::GpsJumped => "gps_jumped",
+            Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::UpstreamFalseticker => "upstream_falseticker",
         }
     }
 
@@ -82,9 +94,14 @@ impl AlarmKind {
 
     pub fn severity(self) -> Severity {
         match self {
-            Self::NotSynchronized | Self::HoldoverLimitReached | Self::CertificateExpired => {
-                Severity::Critical
-            }
+            // A GPS that lies is critical even while the network sources
+            // carry on: the appliance's own reference is under attack or
+            // broken, and an operator must look.
+            Self::NotSynchronized
+            | Self::HoldoverLimitReached
+            | Self::CertificateExpired
+            | Self::GpsDisagrees
+            | Self::GpsJumped => Severity::Critical,
             _ => Severity::Warning,
         }
     }

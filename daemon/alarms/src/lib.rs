@@ -3,7 +3,9 @@
 //! The appliance's alarms (no GPS fix, PPS missing or rejected, NMEA
 //! missing, holdover, holdover limit reached, not synchronized, the
 //! certificate expiring or expired, the leap-second table expired, the
-//! clock stepped after lock, an update failed or rolled back) decided
+//! clock stepped after lock, an update failed or rolled back, the GPS
+//! disagreeing with the authenticated network sources or jumping, the
+//! upstream sources unreachable or one of them a falseticker) decided
 //! from plain facts, with no clock or device of its own: the caller
 //! gives an [`Observation`] (counters, modes and instants, taken at
 //! `now`) about once a second, and [`Alarms`] answers with what was
@@ -115,6 +117,44 @@ pub enum UpdateProblem {
     RolledBack { at: i64, reason: String },
 }
 
+/// Why the GPS is not trusted (the discipline's integrity check).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpsDistrust {
+    /// `against` of `witnesses` authenticated network sources disagree
+    /// with the GPS, which is `by_ns` ahead of them (negative: behind).
+    Disagrees {
+        witnesses: usize,
+        against: usize,
+        by_ns: i64,
+        /// How the witnesses are authenticated, for the reason: "NTS",
+        /// "symmetric-key" or "authenticated".
+        witness_kind: String,
+    },
+    /// The GPS time jumped by `by_ns` and the jump was refused.
+    Jumped { by_ns: i64 },
+}
+
+/// The GPS integrity check, when network sources are configured.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntegrityObservation {
+    /// `None` while the GPS is trusted.
+    pub distrust: Option<GpsDistrust>,
+    /// Unix seconds since which it is distrusted.
+    pub since: i64,
+    /// What replies carry meanwhile, for the reason ("the network
+    /// sources", "unsynchronized").
+    pub serving: String,
+}
+
+/// The upstream (network) sources, when any is configured.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamObservation {
+    pub configured: usize,
+    pub reachable: usize,
+    /// Names of the sources the selection found to be falsetickers.
+    pub falsetickers: Vec<String>,
+}
+
 /// Everything the alarms are decided from, at one instant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
@@ -130,6 +170,10 @@ pub struct Observation {
     /// without a table.
     pub leap_table_expired: Option<bool>,
     pub update: Option<UpdateProblem>,
+    /// The GPS integrity check; `None` without network sources.
+    pub integrity: Option<IntegrityObservation>,
+    /// `None` when no upstream source is configured.
+    pub upstream: Option<UpstreamObservation>,
 }
 
 impl Observation {
@@ -205,6 +249,8 @@ pub struct Alarms {
     last_step_after_lock: Option<i64>,
     /// First instants a condition without its own was seen.
     first_seen: Vec<(AlarmKind, i64)>,
+    /// Since when no upstream source has been reachable.
+    upstream_silent_since: Option<i64>,
 }
 
 impl Alarms {
@@ -220,6 +266,7 @@ impl Alarms {
             steps: None,
             last_step_after_lock: None,
             first_seen: Vec::new(),
+            upstream_silent_since: None,
         }
     }
 
@@ -275,6 +322,45 @@ impl Alarms {
                  announced (update tzdata with a system update)"
                     .into(),
             );
+        }
+        if let Some(i) = &o.integrity {
+            integrity(i, &mut raise);
+        }
+        if let Some(u) = &o.upstream {
+            let falseticker_since = self.first(AlarmKind::UpstreamFalseticker, now);
+            if u.configured > 0 && u.reachable == 0 {
+                let since = *self.upstream_silent_since.get_or_insert(now);
+                if now - since >= self.config.silence_s {
+                    raise(
+                        AlarmKind::UpstreamUnreachable,
+                        since,
+                        format!(
+                            "none of the {} upstream sources answers: the GPS has no cross-check \
+                             and no fallback (network down, or NTS-KE failing?)",
+                            u.configured
+                        ),
+                    );
+                }
+            } else {
+                self.upstream_silent_since = None;
+            }
+            if !u.falsetickers.is_empty() {
+                raise(
+                    AlarmKind::UpstreamFalseticker,
+                    falseticker_since,
+                    format!(
+                        "upstream source{} {} disagree{} with the others and {} not used",
+                        if u.falsetickers.len() > 1 { "s" } else { "" },
+                        u.falsetickers.join(", "),
+                        if u.falsetickers.len() > 1 { "" } else { "s" },
+                        if u.falsetickers.len() > 1 {
+                            "are"
+                        } else {
+                            "is"
+                        },
+                    ),
+                );
+            }
         }
         match &o.update {
             Some(UpdateProblem::Failed { at, reason }) => raise(
@@ -462,6 +548,59 @@ impl Alarms {
         self.first_seen = next.iter().map(|a| (a.kind, a.since)).collect();
         self.active = next;
         changes
+    }
+}
+
+/// The integrity alarms: the GPS disagrees with the network sources, or
+/// jumped.
+fn integrity(i: &IntegrityObservation, raise: &mut impl FnMut(AlarmKind, i64, String)) {
+    match &i.distrust {
+        Some(GpsDistrust::Disagrees {
+            witnesses,
+            against,
+            by_ns,
+            witness_kind,
+        }) => {
+            let of = if against == witnesses {
+                format!("{witnesses}")
+            } else {
+                format!("{against} of {witnesses}")
+            };
+            raise(
+                AlarmKind::GpsDisagrees,
+                i.since,
+                format!(
+                    "GPS disagrees with {of} {witness_kind} source{} by {}: not used (spoofed or \
+                     faulty receiver?); serving {}",
+                    if *witnesses == 1 { "" } else { "s" },
+                    signed_seconds(*by_ns),
+                    i.serving
+                ),
+            )
+        }
+        Some(GpsDistrust::Jumped { by_ns }) => raise(
+            AlarmKind::GpsJumped,
+            i.since,
+            format!(
+                "GPS time jumped by {} (a week-number rollover or spoofing?): refused; serving {}",
+                signed_seconds(*by_ns),
+                i.serving
+            ),
+        ),
+        None => {}
+    }
+}
+
+/// Seconds with a sign, to the millisecond ("+1.204 s"), or in
+/// milliseconds or microseconds when smaller.
+pub fn signed_seconds(ns: i64) -> String {
+    let s = ns as f64 * 1e-9;
+    if s.abs() >= 1.0 {
+        format!("{s:+.3} s")
+    } else if s.abs() >= 1e-3 {
+        format!("{:+.3} ms", s * 1e3)
+    } else {
+        format!("{:+.1} us", s * 1e6)
     }
 }
 

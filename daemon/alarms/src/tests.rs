@@ -244,6 +244,99 @@ fn names_are_unique_and_round_trip() {
     assert_eq!(AlarmKind::from_name("nope"), None);
 }
 
+#[test]
+fn a_gps_that_disagrees_with_the_network_is_critical_and_named() {
+    let mut a = Alarms::new(AlarmConfig::default());
+    let mut o = healthy(0);
+    o.integrity = Some(IntegrityObservation::default());
+    o.upstream = Some(UpstreamObservation {
+        configured: 3,
+        reachable: 3,
+        falsetickers: vec![],
+    });
+    assert!(a.observe(&o).is_empty(), "a trusted GPS raises nothing");
+    let mut o = healthy(1);
+    o.integrity = Some(IntegrityObservation {
+        distrust: Some(GpsDistrust::Disagrees {
+            witnesses: 3,
+            against: 3,
+            by_ns: 1_204_000_000,
+            witness_kind: "NTS".into(),
+        }),
+        since: T0 + 1,
+        serving: "the network sources".into(),
+    });
+    let ch = a.observe(&o);
+    assert_eq!(ch.len(), 1);
+    let alarm = &ch[0].alarm;
+    assert_eq!(
+        (alarm.kind, alarm.severity, alarm.since),
+        (AlarmKind::GpsDisagrees, Severity::Critical, T0 + 1)
+    );
+    assert!(
+        alarm
+            .reason
+            .starts_with("GPS disagrees with 3 NTS sources by +1.204 s"),
+        "{}",
+        alarm.reason
+    );
+    assert!(alarm.reason.contains("serving the network sources"));
+    // A refused jump, with one witness of two against.
+    o.integrity = Some(IntegrityObservation {
+        distrust: Some(GpsDistrust::Jumped {
+            by_ns: -619_315_200_000_000_000,
+        }),
+        since: T0 + 2,
+        serving: "unsynchronized".into(),
+    });
+    a.observe(&o);
+    assert_eq!(names(&a), ["gps_jumped"]);
+    assert!(
+        a.active()[0].reason.contains("-619315200.000 s"),
+        "{:?}",
+        a.active()
+    );
+    o.integrity = Some(IntegrityObservation::default());
+    let ch = a.observe(&o);
+    assert!(ch.len() == 1 && !ch[0].raised);
+    assert_eq!(signed_seconds(-2_500_000), "-2.500 ms");
+    assert_eq!(signed_seconds(12_300), "+12.3 us");
+}
+
+#[test]
+fn upstream_sources_silent_or_false_are_warned_about() {
+    let mut a = Alarms::new(AlarmConfig::default());
+    let up = |reachable, falsetickers: &[&str]| UpstreamObservation {
+        configured: 3,
+        reachable,
+        falsetickers: falsetickers.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    for k in 0..10 {
+        let mut o = healthy(k);
+        o.upstream = Some(up(0, &[]));
+        a.observe(&o);
+        assert!(names(&a).is_empty(), "silence is allowed its grace period");
+    }
+    let mut o = healthy(10);
+    o.upstream = Some(up(0, &[]));
+    a.observe(&o);
+    assert_eq!(names(&a), ["upstream_unreachable"]);
+    assert_eq!(a.active()[0].since, T0);
+    assert_eq!(a.active()[0].severity, Severity::Warning);
+    let mut o = healthy(11);
+    o.upstream = Some(up(3, &["ntp2.example"]));
+    a.observe(&o);
+    assert_eq!(names(&a), ["upstream_falseticker"]);
+    assert!(a.active()[0]
+        .reason
+        .contains("ntp2.example disagrees with the others"));
+    // Without upstream sources configured there is nothing to say.
+    let mut o = healthy(12);
+    o.upstream = None;
+    a.observe(&o);
+    assert!(names(&a).is_empty());
+}
+
 fn mode() -> impl Strategy<Value = ClockMode> {
     prop_oneof![
         Just(ClockMode::Startup),
@@ -279,7 +372,7 @@ proptest! {
                 clock: ClockObservation { mode, served_stratum: stratum, steps: nsteps },
                 certificate_not_after: cert_days.map(|d| now + d * 86_400),
                 leap_table_expired: leap,
-                update: None,
+                ..Observation::default()
             };
             let changes = a.observe(&o);
             let after: Vec<AlarmKind> = a.active().iter().map(|x| x.kind).collect();

@@ -12,7 +12,7 @@
 use crate::error::ApiError;
 use crate::records::{
     AlarmReport, CertificateReport, ClientReport, ConfigOutcome, HistoryPoint, NtsReport,
-    ServerReport, SourceReport, TrackingReport,
+    ServerReport, SourceAuthReport, SourceReport, TrackingReport,
 };
 
 /// Largest TOML document or PEM argument accepted (bytes): larger ones are
@@ -28,6 +28,11 @@ pub trait ApplianceBackend: Send + Sync + std::fmt::Debug + 'static {
     fn tracking(&self) -> TrackingReport;
     /// `Sources.GetSources`: time sources with statistics and GPS details.
     fn sources(&self) -> Vec<SourceReport>;
+    /// `Sources.GetAuthData`: how each upstream server is authenticated
+    /// (none without upstream servers).
+    fn source_auth(&self) -> Vec<SourceAuthReport> {
+        Vec::new()
+    }
     /// `Server.GetStatistics`: NTP and NTS server counters.
     fn server_stats(&self) -> ServerReport;
     /// `Server.GetClients`: clients, most recently seen first.

@@ -40,6 +40,8 @@ pub async fn properties<R: Record>(conn: &Connection, interface: &str) -> zbus::
 )]
 pub trait Sources {
     fn get_sources(&self) -> zbus::Result<Vec<SourceReport>>;
+    /// How each upstream server is authenticated.
+    fn get_auth_data(&self) -> zbus::Result<Vec<crate::SourceAuthReport>>;
 }
 
 #[zbus::proxy(

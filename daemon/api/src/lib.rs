@@ -40,6 +40,7 @@ pub mod records;
 pub use backend::{ApplianceBackend, MAX_DOCUMENT};
 pub use error::ApiError;
 pub use record::Record;
+pub use records::SourceAuthReport;
 pub use records::{verdict, AlarmReport, HistoryPoint, MonitorProperties};
 pub use records::{
     CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,

@@ -46,11 +46,13 @@ record! {
 }
 
 record! {
-    /// One time source: `chronyc sources` + `sourcestats` + GPS details.
+    /// One time source: `chronyc sources` + `sourcestats` + GPS details,
+    /// and for an upstream server what it says about itself.
     pub struct SourceReport {
-        /// Short name ("PPS", "NMEA", "SOCK").
+        /// Short name ("PPS", "NMEA", "SOCK"), or the upstream server's
+        /// configured name or address.
         pub name: String,
-        /// "nmea", "pps", "sock".
+        /// "nmea", "pps", "sock", or "ntp" for an upstream server.
         pub kind: String,
         /// chronyc's state: "selected" (*), "combined" (+), "candidate" (-),
         /// "falseticker" (x), "jittery" (~), "unusable" (?).
@@ -88,6 +90,58 @@ record! {
         pub nmea_pps_delay: Option<f64>,
         /// Device path (serial port, /dev/ppsN).
         pub device: Option<String>,
+        // --- Upstream servers (absent for reference clocks) ---
+        /// The address polled ("192.0.2.1:123").
+        pub address: Option<String>,
+        /// "nts", "symmetric" or "none".
+        pub authentication: Option<String>,
+        /// "normal", "trust" or "noselect".
+        pub role: Option<String>,
+        /// The server's own reference ID, as chronyc prints it.
+        pub reference: Option<String>,
+        /// Round trip to the server, seconds.
+        pub delay: Option<f64>,
+        /// The server's root delay and dispersion, seconds.
+        pub root_delay: Option<f64>,
+        pub root_dispersion: Option<f64>,
+        /// What the source is doing when it is not polling normally
+        /// ("key exchange", "retrying: ...", "refused (DENY)").
+        pub status: Option<String>,
+    }
+}
+
+record! {
+    /// How an upstream server is authenticated (`chronyc authdata`, and
+    /// more): `Sources.GetAuthData`.
+    pub struct SourceAuthReport {
+        pub name: String,
+        pub address: Option<String>,
+        /// "NTS", "SK" (symmetric key) or "-" (none), as chronyc shows.
+        pub mode: String,
+        /// The symmetric key's ID.
+        pub key_id: Option<u32>,
+        /// The key type ("SHA1", "AES128") or the NTS AEAD algorithm
+        /// ("AES-SIV-CMAC-256").
+        pub key_type: Option<String>,
+        /// Bits of the key.
+        pub key_bits: u32,
+        /// Seconds since the last successful NTS key exchange (-1: none).
+        pub last_ke_ago: f64,
+        /// Key exchanges tried since the last success.
+        pub ke_attempts: u32,
+        /// Successful key exchanges in all.
+        pub ke_total: u64,
+        /// NTS NAKs since the last key exchange.
+        pub naks: u64,
+        /// Cookies held, and their length in bytes.
+        pub cookies: u32,
+        pub cookie_length: u32,
+        /// Replies refused because their authentication failed.
+        pub auth_failures: u64,
+        /// The NTS session was restored from disk at start.
+        pub restored: bool,
+        /// Why the last key exchange failed, while it keeps failing.
+        pub error: Option<String>,
     }
 }
 
@@ -321,6 +375,41 @@ mod tests {
                 gps_satellites_visible: Some(11),
                 nmea_pps_delay: Some(0.45),
                 device: Some("/dev/pps0".into()),
+                // The upstream fields: in the next example.
+                ..Default::default()
+            }),
+            Box::new(SourceReport {
+                name: "ntp1.example".into(),
+                kind: "ntp".into(),
+                state: "candidate".into(),
+                stratum: 1,
+                poll: 6,
+                address: Some("192.0.2.1:123".into()),
+                authentication: Some("nts".into()),
+                role: Some("normal".into()),
+                reference: Some("GPS".into()),
+                delay: Some(0.004),
+                root_delay: Some(0.0),
+                root_dispersion: Some(1e-5),
+                status: Some("polling".into()),
+                ..Default::default()
+            }),
+            Box::new(SourceAuthReport {
+                name: "ntp1.example".into(),
+                address: Some("192.0.2.1:123".into()),
+                mode: "NTS".into(),
+                key_id: Some(1),
+                key_type: Some("AES-SIV-CMAC-256".into()),
+                key_bits: 256,
+                last_ke_ago: 12.5,
+                ke_attempts: 0,
+                ke_total: 1,
+                naks: 0,
+                cookies: 8,
+                cookie_length: 104,
+                auth_failures: 2,
+                restored: true,
+                error: Some("timeout".into()),
             }),
             Box::new(ServerReport {
                 ntp_received: 10,

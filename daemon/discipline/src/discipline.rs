@@ -17,19 +17,22 @@
 
 use crate::clock::{Actions, KernelLeap, KernelStatus};
 use crate::drift::{Drift, MAX_FREQ_PPM};
+use crate::integrity::{Integrity, IntegrityConfig};
 use crate::kalman::{Estimate, FilterBank};
 use crate::leap::{LeapKind, LeapMode, LeapTable};
-use crate::sample::{Sample, SourceKind};
-use crate::select::{select, tier, Candidate, SelectState};
+use crate::sample::{Sample, SourceKind, Upstream};
+use crate::select::SelectState;
 use crate::sourcestats::SourceStats;
 use skytime_proto::{LeapIndicator, NtpDuration, NtpTimestamp, ReferenceId, SyncState};
 use std::collections::VecDeque;
 
 mod report;
+mod selection;
 pub use report::{SourceReport, Tracking};
 
-/// Source indexes above this are refused (garbage must not allocate).
-pub const MAX_SOURCES: usize = 16;
+/// Source indexes above this are refused (garbage must not allocate):
+/// the GPS receiver's three and up to 29 network sources.
+pub const MAX_SOURCES: usize = 32;
 
 /// Tuning of the discipline; skytimed's `[clock]` section maps onto it.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +65,8 @@ pub struct DisciplineConfig {
     pub precision: i8,
     /// Innovations beyond this many standard deviations are outliers.
     pub outlier_sigmas: f64,
+    /// How network sources judge the GPS ([`crate::integrity`]).
+    pub integrity: IntegrityConfig,
 }
 
 impl Default for DisciplineConfig {
@@ -81,6 +86,7 @@ impl Default for DisciplineConfig {
             leap_mode: LeapMode::Step,
             precision: -20,
             outlier_sigmas: 5.0,
+            integrity: IntegrityConfig::default(),
         }
     }
 }
@@ -181,6 +187,13 @@ pub struct Discipline {
     last_status: Option<KernelStatus>,
     initial: Option<Drift>,
     counters: Counters,
+    /// What each network source said with its latest sample.
+    upstream: Vec<Option<Upstream>>,
+    /// The network source whose reference replies name (the best of the
+    /// selected ones), and what it said when last followed.
+    primary: Option<usize>,
+    followed: Option<Upstream>,
+    integrity: Integrity,
 }
 
 impl Discipline {
@@ -204,6 +217,7 @@ impl Discipline {
             actions.frequency_ppm = Some(start_freq);
             actions.status = Some(KernelStatus::UNSYNCHRONIZED);
         }
+        let integrity_config = cfg.integrity;
         let d = Self {
             control: ControlLog::new(now, start_freq * 1e-6),
             cfg,
@@ -224,6 +238,10 @@ impl Discipline {
             last_status: actions.status,
             initial: drift,
             counters: Counters::default(),
+            upstream: Vec::new(),
+            primary: None,
+            followed: None,
+            integrity: Integrity::new(integrity_config),
         };
         (d, actions)
     }
@@ -270,6 +288,28 @@ impl Discipline {
         &self.states
     }
 
+    /// The GPS integrity check's state ([`crate::integrity`]).
+    pub fn integrity(&self) -> crate::integrity::IntegrityReport {
+        self.integrity.report()
+    }
+
+    /// Processes one sample of a network source (kind [`SourceKind::Ntp`])
+    /// with what the server said about itself.
+    pub fn handle_network_sample(
+        &mut self,
+        now: NtpTimestamp,
+        s: &Sample,
+        upstream: &Upstream,
+    ) -> Actions {
+        if s.source < MAX_SOURCES && s.kind == SourceKind::Ntp {
+            if self.upstream.len() <= s.source {
+                self.upstream.resize(s.source + 1, None);
+            }
+            self.upstream[s.source] = Some(*upstream);
+        }
+        self.handle_sample(now, s)
+    }
+
     /// Processes one sample; `now` is the local clock when it is handled.
     pub fn handle_sample(&mut self, now: NtpTimestamp, s: &Sample) -> Actions {
         self.counters.samples += 1;
@@ -295,11 +335,19 @@ impl Discipline {
         stats.kind = s.kind;
         stats.add(s, applied);
         if self.noise[s.source] == 0.0 {
-            let d = s.dispersion.to_seconds_f64();
+            // A network sample's dispersion is a bound (its root
+            // distance), not its noise: the clock filter's jitter is.
+            let d = match self.upstream.get(s.source) {
+                Some(Some(u)) if s.kind == SourceKind::Ntp => u.jitter.max(1e-5),
+                _ => s.dispersion.to_seconds_f64(),
+            };
             self.noise[s.source] = (d * d).max(1e-14);
         }
         self.reselect(now);
-        if self.states[s.source] != SelectState::Selected {
+        if !matches!(
+            self.states[s.source],
+            SelectState::Selected | SelectState::Combined
+        ) {
             return self.tick(now);
         }
         let mut actions = self.update(now, s, z);
@@ -345,6 +393,20 @@ impl Discipline {
                     if f.rejects_in_row < 10 {
                         return Actions::default();
                     }
+                    // A GPS that jumps far is refused unless the network
+                    // sources confirm where it went (then the clock was
+                    // wrong, not the GPS).
+                    if s.kind.is_gps()
+                        && nu.abs() > self.cfg.integrity.max_jump_s
+                        && !matches!(
+                            self.integrity.report().evidence,
+                            crate::integrity::Evidence::Agree { .. }
+                        )
+                    {
+                        f.rejects_in_row = 0;
+                        self.integrity.jumped(now, nu);
+                        return Actions::default();
+                    }
                     // The source has really moved (or we have): start
                     // over from it rather than refuse it forever.
                     self.counters.reacquisitions += 1;
@@ -379,6 +441,10 @@ impl Discipline {
         self.mode = Mode::Tracking;
         self.selected_kind = Some(s.kind);
         self.selected_dispersion = s.dispersion.to_seconds_f64();
+        if s.kind == SourceKind::Ntp {
+            let primary = self.primary.unwrap_or(s.source);
+            self.followed = self.upstream.get(primary).copied().flatten();
+        }
         self.last_offset = e.theta;
         self.mean_sq_offset += (e.theta * e.theta - self.mean_sq_offset) * 0.05;
 
@@ -441,69 +507,6 @@ impl Discipline {
         actions.wakeup = self.slew_end;
     }
 
-    fn reselect(&mut self, now: NtpTimestamp) {
-        let applied_now = self.control.applied(now);
-        let mut cands = Vec::with_capacity(self.sources.len());
-        for (i, st) in self.sources.iter().enumerate() {
-            let c = match st {
-                None => Candidate {
-                    kind: SourceKind::Nmea,
-                    reachable: false,
-                    usable: false,
-                    offset: 0.0,
-                    distance: 0.0,
-                    trusted: false,
-                },
-                Some(st) => {
-                    let reachable = st.reachable(now, self.cfg.source_timeout_s);
-                    let fit = st.fit(now, applied_now);
-                    let (offset, distance) = fit.map_or((0.0, f64::INFINITY), |f| {
-                        let noise = self.noise[i].sqrt().max(f.stddev);
-                        (
-                            f.offset,
-                            f.dispersion + 3.0 * noise + f.skew * f.span_s.max(1.0),
-                        )
-                    });
-                    let usable =
-                        st.len() >= self.cfg.min_samples && distance <= self.cfg.max_distance_s;
-                    Candidate {
-                        kind: st.kind,
-                        reachable,
-                        usable,
-                        offset,
-                        distance,
-                        trusted: self.cfg.trust_pps && st.kind == SourceKind::Pps,
-                    }
-                }
-            };
-            cands.push(c);
-        }
-        let mut states = select(&cands);
-        // NMEA-class time is a fallback only while the oscillator on its
-        // own is worse than it: early in holdover the filter's prediction
-        // beats millisecond NMEA.
-        let best_selected = states
-            .iter()
-            .zip(&cands)
-            .filter(|(s, _)| **s == SelectState::Selected)
-            .map(|(_, c)| tier(c.kind))
-            .min();
-        if best_selected == Some(tier(SourceKind::Nmea)) {
-            if let (Some(e), Some(last)) = (self.estimate(), self.last_update) {
-                if self.selected_kind != Some(SourceKind::Nmea) {
-                    let held = 3.0 * e.var_theta_after((now - last).to_seconds_f64()).sqrt()
-                        + self.cfg.holdover_drift_ppm * 1e-6 * (now - last).to_seconds_f64();
-                    for (s, c) in states.iter_mut().zip(&cands) {
-                        if *s == SelectState::Selected && held < c.distance {
-                            *s = SelectState::Candidate;
-                        }
-                    }
-                }
-            }
-        }
-        self.states = states;
-    }
-
     /// Time-driven work: end of slew, holdover, leap arming, kernel status.
     pub fn tick(&mut self, now: NtpTimestamp) -> Actions {
         let mut actions = Actions::default();
@@ -522,7 +525,10 @@ impl Discipline {
                 }
             }
         }
-        let any_selected = self.states.contains(&SelectState::Selected);
+        let any_selected = self
+            .states
+            .iter()
+            .any(|s| matches!(s, SelectState::Selected | SelectState::Combined));
         match self.mode {
             Mode::Tracking if !any_selected => {
                 let last = self.last_update.unwrap_or(now);

@@ -2,7 +2,8 @@
 //!
 //! The sans-IO core of skytime's clock discipline. Time sources deliver
 //! [`Sample`]s (offset = reference - local, NTP's theta sign); the
-//! [`Discipline`] selects sources ([`select`]), estimates offset and
+//! [`Discipline`] selects sources ([`select`]; network sources judge the
+//! GPS, [`integrity`]), estimates offset and
 //! frequency with a bank of two-state Kalman filters ([`kalman`]), steers
 //! through [`Actions`] that a [`Clock`] applies (frequency and slews, steps
 //! only under the makestep rule), runs holdover when the sources go away,
@@ -17,6 +18,7 @@
 //! let (mut d, first) = Discipline::new(cfg, clock.now()?, clock.frequency_ppm()?, drift);
 //! first.apply(&mut clock)?;
 //! for each sample: d.handle_sample(clock.now()?, &sample).apply(&mut clock)?;
+//! (network sources: d.handle_network_sample(now, &sample, &upstream))
 //! every second or at Actions::wakeup: d.tick(clock.now()?).apply(&mut clock)?;
 //! publish d.sync_state(now); save d.drift() now and then.
 //! ```
@@ -24,6 +26,7 @@
 pub mod clock;
 pub mod discipline;
 pub mod drift;
+pub mod integrity;
 pub mod kalman;
 pub mod leap;
 pub mod sample;
@@ -33,6 +36,7 @@ pub mod sourcestats;
 pub use clock::{Actions, Clock, KernelLeap, KernelStatus, SimClock};
 pub use discipline::{Discipline, DisciplineConfig, Mode, SourceReport, Tracking};
 pub use drift::Drift;
+pub use integrity::{Distrust, IntegrityConfig, IntegrityReport};
 pub use leap::{LeapMode, LeapTable, SmearShape};
-pub use sample::{Sample, SourceKind};
+pub use sample::{NetRole, Sample, SourceKind, Upstream};
 pub use select::SelectState;

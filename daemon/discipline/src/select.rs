@@ -10,6 +10,11 @@
 //! Among truetickers the best tier is selected (PPS, then SOCK, then
 //! NMEA) and all selected sources are combined by the estimator, each
 //! sample weighted by its own noise.
+//!
+//! The discipline runs this twice: over the GPS receiver's sources and
+//! over the network sources, separately, since the receiver's PPS and
+//! NMEA are one witness, not two. Whether the GPS may steer, judged by
+//! the network sources, is [`crate::integrity`]'s.
 
 use crate::sample::SourceKind;
 
@@ -18,6 +23,9 @@ use crate::sample::SourceKind;
 pub enum SelectState {
     /// Steers the clock.
     Selected,
+    /// Steers the clock together with the selected source, which names the
+    /// reference (network sources other than the best one: chronyc's `+`).
+    Combined,
     /// Agrees with the selected sources but is not used to steer (a worse
     /// tier, such as NMEA while PPS is good).
     Candidate,
@@ -34,6 +42,7 @@ impl SelectState {
     pub fn as_str(self) -> &'static str {
         match self {
             SelectState::Selected => "selected",
+            SelectState::Combined => "combined",
             SelectState::Candidate => "candidate",
             SelectState::Falseticker => "falseticker",
             SelectState::Unreachable => "unreachable",
@@ -60,6 +69,7 @@ pub fn tier(kind: SourceKind) -> u8 {
         SourceKind::Pps => 0,
         SourceKind::Sock => 1,
         SourceKind::Nmea => 2,
+        SourceKind::Ntp => 3,
     }
 }
 

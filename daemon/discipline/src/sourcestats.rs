@@ -108,6 +108,29 @@ impl SourceStats {
             .is_some_and(|t| (now - t).to_seconds_f64() < timeout_s)
     }
 
+    /// The median of the newest `n` offsets taken within `max_age_s` of
+    /// `now`, each carried to `now` by the steering applied since it was
+    /// taken (`applied_now`): where the source says the clock is now,
+    /// reacting to a step within `n / 2` samples. `None` without such
+    /// samples (older ones have drifted with the oscillator).
+    pub fn recent(
+        &self,
+        n: usize,
+        now: NtpTimestamp,
+        max_age_s: f64,
+        applied_now: f64,
+    ) -> Option<f64> {
+        let mut v: Vec<f64> = self
+            .samples
+            .iter()
+            .rev()
+            .take(n)
+            .filter(|s| (now - s.t).to_seconds_f64() <= max_age_s)
+            .map(|s| s.offset + s.applied - applied_now)
+            .collect();
+        median(&mut v)
+    }
+
     /// Robust line fit: drop samples further than 5 median absolute
     /// deviations from the median of the raw offsets' detrended values,
     /// then least squares. `applied_now` is the applied phase at `now`.

@@ -11,7 +11,10 @@
 //!
 //! It can acquire and lose the fix, send status-V sentences, garbage bytes,
 //! wrong checksums, a (fake) leap second, dates from a receiver that missed
-//! a GPS week rollover, and "unplug" (close the pty and come back later).
+//! a GPS week rollover (from the start, or from a given second), and
+//! "unplug" (close the pty and come back later). It can also be spoofed:
+//! from a given second its time (pulses and sentences alike) is off by a
+//! fixed step, or drifts away at a fixed rate.
 //! It stops after `--duration` seconds or on SIGTERM/SIGINT.
 
 use clap::Parser;
@@ -82,6 +85,22 @@ struct Cli {
     /// week rollover.
     #[arg(long)]
     rollover: bool,
+    /// ... or from this many seconds after start on (a rollover during
+    /// the run).
+    #[arg(long, value_name = "SECONDS")]
+    rollover_at: Option<u64>,
+    /// Spoofing: from this many seconds after start, the receiver's time
+    /// is ahead of the truth by --spoof-step seconds (negative: behind) ...
+    #[arg(long, value_name = "SECONDS")]
+    spoof_step_at: Option<u64>,
+    #[arg(long, default_value_t = 1.204, allow_negative_numbers = true)]
+    spoof_step: f64,
+    /// ... or drifts away from it at --spoof-drag-rate seconds per second
+    /// (a slow drag-off, such as 0.00001).
+    #[arg(long, value_name = "SECONDS")]
+    spoof_drag_at: Option<u64>,
+    #[arg(long, default_value_t = 10e-6, allow_negative_numbers = true)]
+    spoof_drag_rate: f64,
     /// Unplug: close the pty this many seconds after start ...
     #[arg(long)]
     fail_after: Option<u64>,
@@ -179,9 +198,23 @@ fn sentence(body: &str) -> String {
     format!("${body}*{:02X}\r\n", checksum(body.as_bytes()))
 }
 
-/// The sentences that name second `unix` (UTC).
-fn burst(cli: &Cli, unix: i64, fix: bool, leap: bool, bad_checksum: bool) -> Vec<u8> {
-    let date_secs = if cli.rollover {
+/// How far the spoofed receiver's time is ahead of the truth at
+/// `elapsed` seconds after start.
+fn spoof_offset(cli: &Cli, elapsed: f64) -> f64 {
+    let mut off = 0.0;
+    if cli.spoof_step_at.is_some_and(|at| elapsed >= at as f64) {
+        off += cli.spoof_step;
+    }
+    if let Some(at) = cli.spoof_drag_at.filter(|&at| elapsed >= at as f64) {
+        off += (elapsed - at as f64) * cli.spoof_drag_rate;
+    }
+    off
+}
+
+/// The sentences that name second `unix` (UTC); `rolled`: the receiver
+/// has missed a week rollover.
+fn burst(cli: &Cli, unix: i64, fix: bool, leap: bool, bad_checksum: bool, rolled: bool) -> Vec<u8> {
+    let date_secs = if cli.rollover || rolled {
         unix - ROLLOVER_SECS
     } else {
         unix
@@ -314,8 +347,10 @@ fn main() {
             .nmea_gap_at
             .is_some_and(|f| elapsed >= f && elapsed < f + cli.nmea_gap_for);
 
-        // The PPS edge: a receiver without a fix gives no pulse.
-        let edge = second as f64 + rng.spread(cli.pps_jitter);
+        // The PPS edge: a receiver without a fix gives no pulse. A spoofed
+        // receiver begins its second `off` early (its time is ahead).
+        let off = spoof_offset(&cli, elapsed as f64);
+        let edge = second as f64 - off + rng.spread(cli.pps_jitter);
         if !sleep_until(edge) {
             break;
         }
@@ -338,7 +373,7 @@ fn main() {
             }
         }
 
-        let nmea_at = second as f64 + cli.nmea_delay + rng.spread(cli.nmea_jitter);
+        let nmea_at = second as f64 - off + cli.nmea_delay + rng.spread(cli.nmea_jitter);
         if !sleep_until(nmea_at) {
             break;
         }
@@ -353,15 +388,18 @@ fn main() {
             let leap = cli.leap_at == Some(elapsed);
             let bad = cli.bad_checksum_every > 0
                 && elapsed % cli.bad_checksum_every == cli.bad_checksum_every / 2;
-            let bytes = burst(&cli, second, fix, leap, bad);
+            let rolled = cli.rollover_at.is_some_and(|a| elapsed >= a);
+            let bytes = burst(&cli, second, fix, leap, bad, rolled);
             if !paced_write(&mut p.master, &bytes, cli.baud) {
                 break;
             }
         }
         second += 1;
-        if second <= now_secs().floor() as i64 {
+        // The receiver's own second (its time runs `off` ahead).
+        let own = now_secs() + spoof_offset(&cli, (second - start) as f64);
+        if second <= own.floor() as i64 {
             // We fell behind (a stalled machine): skip to the next second.
-            second = now_secs().floor() as i64 + 1;
+            second = own.floor() as i64 + 1;
         }
     }
     if let Some(link) = &cli.pty_link {
@@ -386,7 +424,7 @@ mod tests {
     fn bursts_parse_and_name_the_second() {
         let c = cli(&["--sentences", "rmc,gga,zda,gsa"]);
         let unix = 1_800_000_123;
-        let bytes = burst(&c, unix, true, false, false);
+        let bytes = burst(&c, unix, true, false, false, false);
         let text = String::from_utf8(bytes).unwrap();
         let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
         assert_eq!(lines.len(), 4);
@@ -404,9 +442,33 @@ mod tests {
     }
 
     #[test]
+    fn spoofing_steps_drags_and_rolls_over() {
+        let c = cli(&[
+            "--spoof-step-at",
+            "10",
+            "--spoof-step",
+            "-2.5",
+            "--spoof-drag-at",
+            "20",
+            "--spoof-drag-rate",
+            "0.00001",
+        ]);
+        assert_eq!(spoof_offset(&c, 9.0), 0.0);
+        assert_eq!(spoof_offset(&c, 10.0), -2.5);
+        assert!((spoof_offset(&c, 120.0) - (-2.5 + 0.001)).abs() < 1e-12);
+        let c = cli(&["--rollover-at", "5"]);
+        let plain = String::from_utf8(burst(&c, 1_800_000_000, true, false, false, false)).unwrap();
+        let rolled = String::from_utf8(burst(&c, 1_800_000_000, true, false, false, true)).unwrap();
+        assert!(
+            plain.contains(",15,01,2027,") && rolled.contains(",01,06,2007,"),
+            "{plain} {rolled}"
+        );
+    }
+
+    #[test]
     fn no_fix_bursts_say_v_and_quality_zero() {
         let c = cli(&[]);
-        let text = String::from_utf8(burst(&c, 1_800_000_000, false, false, false)).unwrap();
+        let text = String::from_utf8(burst(&c, 1_800_000_000, false, false, false, false)).unwrap();
         let first = text.lines().next().unwrap();
         assert!(matches!(
             parse(first.as_bytes()).unwrap(),
@@ -417,13 +479,13 @@ mod tests {
     #[test]
     fn bad_checksum_and_rollover_and_leap() {
         let c = cli(&["--rollover"]);
-        let text = String::from_utf8(burst(&c, 1_800_000_000, true, false, true)).unwrap();
+        let text = String::from_utf8(burst(&c, 1_800_000_000, true, false, true, false)).unwrap();
         let first = text.lines().next().unwrap();
         assert!(parse(first.as_bytes()).is_err(), "{first}");
-        let text = String::from_utf8(burst(&c, 1_800_000_000, true, false, false)).unwrap();
+        let text = String::from_utf8(burst(&c, 1_800_000_000, true, false, false, false)).unwrap();
         // 2027-01-15 less 1024 weeks.
         assert!(text.contains(",01,06,2007,"), "{text}");
-        let text = String::from_utf8(burst(&c, 1_800_000_000, true, true, false)).unwrap();
+        let text = String::from_utf8(burst(&c, 1_800_000_000, true, true, false, false)).unwrap();
         assert!(text.contains("235960.00"));
     }
 }

@@ -225,6 +225,7 @@ fn sources(r: &mut Registry, s: &Snapshot) {
         Unit::Seconds,
         jitter,
     );
+    upstream(r, s);
 
     if let Some(g) = s.gps() {
         let fix = g.gps_fix.as_deref().unwrap_or("none");
@@ -252,6 +253,66 @@ fn sources(r: &mut Registry, s: &Snapshot) {
         "Time in holdover (0 when following a source)",
         Unit::Seconds,
         gauge(s.holdover_seconds()),
+    );
+}
+
+/// The upstream servers: stratum, round trip, and NTS state.
+fn upstream(r: &mut Registry, s: &Snapshot) {
+    let stratum = Family::<Labels, FloatGauge>::default();
+    let delay = Family::<Labels, FloatGauge>::default();
+    for src in s.sources.iter().filter(|x| x.kind == "ntp") {
+        let l = labels(&[
+            ("source", &src.name),
+            (
+                "authentication",
+                src.authentication.as_deref().unwrap_or("none"),
+            ),
+        ]);
+        stratum.get_or_create(&l).set(f64::from(src.stratum));
+        delay.get_or_create(&l).set(src.delay.unwrap_or(0.0));
+    }
+    r.register(
+        "upstream_stratum",
+        "Stratum of each upstream server (0 until it answers)",
+        stratum,
+    );
+    r.register_with_unit(
+        "upstream_delay",
+        "Round trip to each upstream server",
+        Unit::Seconds,
+        delay,
+    );
+    let cookies = Family::<Labels, FloatGauge>::default();
+    let naks = Family::<Labels, FloatGauge>::default();
+    let failures = Family::<Labels, FloatGauge>::default();
+    let ke_ago = Family::<Labels, FloatGauge>::default();
+    for a in &s.source_auth {
+        let l = labels(&[("source", &a.name), ("mode", &a.mode)]);
+        cookies.get_or_create(&l).set(f64::from(a.cookies));
+        naks.get_or_create(&l).set(a.naks as f64);
+        failures.get_or_create(&l).set(a.auth_failures as f64);
+        ke_ago.get_or_create(&l).set(a.last_ke_ago);
+    }
+    r.register(
+        "upstream_nts_cookies",
+        "NTS cookies held for each upstream server",
+        cookies,
+    );
+    r.register(
+        "upstream_nts_naks",
+        "NTS NAKs from each upstream server since its last key exchange",
+        naks,
+    );
+    r.register(
+        "upstream_auth_failures",
+        "Replies refused because their authentication failed",
+        failures,
+    );
+    r.register_with_unit(
+        "upstream_nts_key_exchange_age",
+        "Time since the last NTS key exchange with each server (-1: none)",
+        Unit::Seconds,
+        ke_ago,
     );
 }
 

@@ -6,8 +6,8 @@ use crate::appliance::Bus;
 use crate::http::Failure;
 use skytime_api::client::{self, MonitorProxy, NtsProxy, ServerProxy, SourcesProxy};
 use skytime_api::{
-    interface, HistoryPoint, MonitorProperties, NtsReport, ServerReport, SourceReport,
-    TrackingReport,
+    interface, HistoryPoint, MonitorProperties, NtsReport, ServerReport, SourceAuthReport,
+    SourceReport, TrackingReport,
 };
 
 /// One reading of the appliance.
@@ -17,6 +17,9 @@ pub struct Snapshot {
     pub at: i64,
     pub tracking: TrackingReport,
     pub sources: Vec<SourceReport>,
+    /// How the upstream servers are authenticated (empty from a skytimed
+    /// without them).
+    pub source_auth: Vec<SourceAuthReport>,
     pub server: ServerReport,
     pub clients: usize,
     pub nts: NtsReport,
@@ -36,12 +39,10 @@ impl Snapshot {
         let c = &conn;
         let dbus = |e: zbus::Error| bus.failure(&e);
         let tracking = client::tracking(c).await.map_err(dbus)?;
-        let sources = SourcesProxy::new(c)
-            .await
-            .map_err(dbus)?
-            .get_sources()
-            .await
-            .map_err(dbus)?;
+        let sources_proxy = SourcesProxy::new(c).await.map_err(dbus)?;
+        let sources = sources_proxy.get_sources().await.map_err(dbus)?;
+        // An older skytimed has no GetAuthData: nothing to show then.
+        let source_auth = sources_proxy.get_auth_data().await.unwrap_or_default();
         let server_proxy = ServerProxy::new(c).await.map_err(dbus)?;
         let server = server_proxy.get_statistics().await.map_err(dbus)?;
         let clients = server_proxy.get_clients().await.map_err(dbus)?.len();
@@ -68,6 +69,7 @@ impl Snapshot {
             at: unix_now(),
             tracking,
             sources,
+            source_auth,
             server,
             clients,
             nts,

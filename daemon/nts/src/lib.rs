@@ -16,6 +16,10 @@
 //! - [`server`]: verifying an NTS-protected request and building the
 //!   reply or NAK in place ([`server::NtsServer`], skytime-proto's
 //!   `NtsProcessor`, one per server thread).
+//! - [`ke_client`]: the NTS-KE client's request and the checks of a
+//!   server's response.
+//! - [`ntp_client`]: an upstream session's keys and cookies, requests,
+//!   reply checks (NAKs included), and the session as a file.
 //!
 //! Randomness is passed in (`rand::RngCore + CryptoRng`); the daemon uses
 //! the OS generator, tests a seeded one.
@@ -24,7 +28,9 @@ pub mod aead;
 pub mod cookie;
 pub mod extension;
 pub mod ke;
+pub mod ke_client;
 pub mod keyset;
+pub mod ntp_client;
 pub mod record;
 pub mod server;
 pub mod siv;

@@ -4,11 +4,13 @@
 //! from bytes, addresses and timestamps alone: the wire formats
 //! ([`time`], [`packet`]), what the server says about its own clock
 //! ([`sync_state`], and the leap [`smear`] it applies), who may ask
-//! ([`access`]), what it remembers per client ([`client_log`]), and the
+//! ([`access`]), what it remembers per client ([`client_log`]), the
 //! whole decision for a datagram ([`server`]: access, rate limit, NTS
 //! through a trait that skytime-nts implements, kiss-o'-death, smear,
-//! basic or interleaved mode). It reads no clock, owns no socket and
-//! allocates nothing per request: callers pass the time in, own the
+//! basic or interleaved mode), and the client side: polling an upstream
+//! server, checking its replies and filtering the measurements
+//! ([`client`]). It reads no clock, owns no socket and allocates nothing
+//! per request on the server side: callers pass the time in, own the
 //! buffers and carry out the decision, which is what makes the server
 //! testable exhaustively, cheap to fuzz and measurable on its own.
 //!
@@ -36,6 +38,7 @@
 //! ```
 
 pub mod access;
+pub mod client;
 pub mod client_log;
 pub mod packet;
 pub mod server;

@@ -67,10 +67,12 @@ pub enum DropReason {
     /// The NTS reply could not be sealed: no reply rather than an
     /// unauthenticated one.
     SealFailed,
+    /// A symmetric-key MAC that does not verify under its key.
+    BadMac,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         Self::TooShort,
         Self::BadVersion,
         Self::NotClientMode,
@@ -84,6 +86,7 @@ impl DropReason {
         Self::RateLimited,
         Self::ClockFailed,
         Self::SealFailed,
+        Self::BadMac,
     ];
 
     /// A stable snake_case name for statistics and logs.
@@ -102,6 +105,7 @@ impl DropReason {
             Self::RateLimited => "rate_limited",
             Self::ClockFailed => "clock_failed",
             Self::SealFailed => "seal_failed",
+            Self::BadMac => "bad_mac",
         }
     }
 

@@ -13,15 +13,26 @@
 //! observes the discipline and the simulated receiver as skytimed's
 //! monitor does; [`Outcome::alarm_events`] lists what it raised and
 //! cleared, so the alarms are checked against the same scenarios.
+//!
+//! Some scenarios add upstream NTP servers ([`network`]) and a GPS that
+//! lies (stepped, dragged off, rolled over), or loses its servers or its
+//! signal: [`Scenario::integrity`] lists them, and [`IntegrityOutcome`]
+//! says when the lie was caught, how far the clock was then, and what
+//! was served afterwards.
 
+pub mod network;
+
+use network::{NetworkModel, Spoof};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use skytime_alarms::{
-    AlarmConfig, Alarms, ClockMode, ClockObservation, GpsObservation, Observation, PpsCounters,
+    AlarmConfig, Alarms, ClockMode, ClockObservation, GpsDistrust, GpsObservation,
+    IntegrityObservation, Observation, PpsCounters, UpstreamObservation,
 };
 use skytime_discipline::kalman::steady_state_floor;
 use skytime_discipline::leap::{LeapEntry, LeapTable};
+use skytime_discipline::Distrust;
 use skytime_discipline::{
     Actions, Clock, Discipline, DisciplineConfig, Drift, LeapMode, Mode, Sample, SelectState,
     SimClock, SmearShape, SourceKind,
@@ -72,6 +83,10 @@ pub struct Scenario {
     /// The discipline's makestep limit (chrony's `makestep` second
     /// argument; -1: step whenever the offset is over the threshold).
     pub makestep_limit: i32,
+    /// Upstream NTP servers.
+    pub network: Option<NetworkModel>,
+    /// The GPS lies from some second on.
+    pub spoof: Option<Spoof>,
 }
 
 impl Scenario {
@@ -100,7 +115,80 @@ impl Scenario {
             leap_mode: LeapMode::Step,
             jump: None,
             makestep_limit: DisciplineConfig::default().makestep_limit,
+            network: None,
+            spoof: None,
         }
+    }
+
+    /// The integrity scenarios: three authenticated upstream servers
+    /// (1 ms away, 100 us of jitter, polled every 16 s) beside the GPS,
+    /// which lies, or the servers do, or go away, or the GPS does.
+    pub fn integrity() -> Vec<Self> {
+        let with_net = |name, seed, network: NetworkModel, spoof| Self {
+            hours: 3.0,
+            freq_ppm: 20.0,
+            drift_error_ppm: Some(0.1),
+            network: Some(network),
+            spoof,
+            ..Self::base(name, seed)
+        };
+        let net = NetworkModel::default;
+        vec![
+            with_net(
+                "spoof_step",
+                21,
+                net(),
+                Some(Spoof::Step {
+                    at: 3600.0,
+                    by_s: 1.204,
+                }),
+            ),
+            with_net(
+                "spoof_drag",
+                22,
+                net(),
+                Some(Spoof::Drag {
+                    at: 3600.0,
+                    rate: 10e-6,
+                }),
+            ),
+            with_net(
+                "gps_rollover",
+                23,
+                net(),
+                Some(Spoof::Rollover { at: 3600.0 }),
+            ),
+            with_net(
+                "upstream_falseticker",
+                24,
+                NetworkModel {
+                    falseticker: Some((1, 0.05)),
+                    ..net()
+                },
+                None,
+            ),
+            with_net(
+                "upstream_lost",
+                25,
+                NetworkModel {
+                    lost_at: Some(3600.0),
+                    ..net()
+                },
+                None,
+            ),
+            Self {
+                hours: 8.0,
+                gap: Some((3600.0, 6.0 * 3600.0)),
+                ..with_net("gps_lost_fallback", 26, net(), None)
+            },
+        ]
+    }
+
+    /// Every scenario `skytime-sim` knows.
+    pub fn everything() -> Vec<Self> {
+        let mut v = Self::all();
+        v.extend(Self::integrity());
+        v
     }
 
     /// Not in [`Scenario::all`]: the reference jumps by 5 ms after an
@@ -232,6 +320,40 @@ pub struct Outcome {
     pub pps_always_selected: bool,
     /// Alarms raised and cleared, in order.
     pub alarm_events: Vec<AlarmEvent>,
+    /// For scenarios with upstream servers.
+    pub integrity: Option<IntegrityOutcome>,
+}
+
+/// What the integrity scenarios measure.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IntegrityOutcome {
+    /// Seconds from the start of the lie (or of the GPS outage) to the
+    /// GPS being distrusted (or the network taking over).
+    pub detection_s: Option<f64>,
+    /// How far the clock truly was when that happened, microseconds.
+    pub error_at_detection_us: Option<f64>,
+    /// The largest true clock error from the start of the lie (or
+    /// outage) to the end, microseconds.
+    pub max_error_after_start_us: Option<f64>,
+    /// RMS of the true clock error over the last hour, microseconds.
+    pub rms_error_last_hour_us: f64,
+    /// Seconds after detection (plus ten minutes to settle) in which the
+    /// clock was further from the truth than the root distance served.
+    pub bound_violations: u64,
+    /// Stratum and reference ID served at the end.
+    pub final_stratum: u8,
+    pub final_reference: String,
+    /// The reason of the distrust alarm when it was raised.
+    pub alarm_reason: Option<String>,
+    /// Every alarm raised after the first minute, by name.
+    pub alarms_raised: Vec<String>,
+    /// Sources found to be falsetickers at the end, by number.
+    pub falsetickers: Vec<usize>,
+    /// The GPS was distrusted at some point.
+    pub distrusted: bool,
+    /// Stratum and reference ID served ten minutes past the holdover
+    /// limit of a GPS outage.
+    pub beyond_holdover: Option<(u8, String)>,
 }
 
 /// An alarm raised or cleared at a simulated second.
@@ -241,6 +363,9 @@ pub struct AlarmEvent {
     pub t: f64,
     pub alarm: &'static str,
     pub raised: bool,
+    /// The reason, for the integrity alarms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 struct Noise {
@@ -346,6 +471,12 @@ pub fn run(sc: &Scenario) -> Outcome {
     let in_gap = |t: f64| sc.gap.is_some_and(|(s, l)| t >= s && t < s + l);
     let mut alarms = Alarms::new(AlarmConfig::default());
     let mut alarm_events = Vec::new();
+    let servers = sc
+        .network
+        .as_ref()
+        .map(|m| m.servers(|| 2.0 * noise.rng.gen::<f64>() - 1.0))
+        .unwrap_or_default();
+    let mut track = sc.network.as_ref().map(|_| Track::default());
     let mut receiver = GpsObservation {
         nmea_lines: sc.nmea.then_some(0),
         fix_valid: true,
@@ -383,6 +514,7 @@ pub fn run(sc: &Scenario) -> Outcome {
         offsets.push(err);
         freq_err.push(d.estimate().map_or(f64::NAN, |e| e.rho + osc(t, walk)));
         let gps = !in_gap(t);
+        let spoofed = NtpDuration::from_seconds_f64(sc.spoof.map_or(0.0, |s| s.offset(t)));
         if let Some((s, l)) = sc.gap {
             if (t - (s + l)).abs() < 0.5 {
                 holdover.0 = Some(err.abs());
@@ -411,7 +543,7 @@ pub fn run(sc: &Scenario) -> Outcome {
                 source: 0,
                 kind: SourceKind::Pps,
                 local_time: local_ts,
-                offset: utc(t) - local_ts,
+                offset: (utc(t) - local_ts) + spoofed,
                 dispersion: NtpDuration::from_nanos(1_000),
             };
             advance(&mut clock, &mut d, &mut wake, t + 0.002, y);
@@ -424,7 +556,7 @@ pub fn run(sc: &Scenario) -> Outcome {
             let delay = 0.3 + sc.nmea_jitter_s * noise.gauss();
             advance(&mut clock, &mut d, &mut wake, t + delay.max(0.01), y);
             let now = clock.now().unwrap();
-            let mut off = (utc(t) + NtpDuration::from_seconds_f64(0.3)) - now;
+            let mut off = (utc(t) + NtpDuration::from_seconds_f64(0.3)) - now + spoofed;
             if noise.chance(sc.nmea_garbage_prob) {
                 off = off
                     + NtpDuration::from_seconds_f64(
@@ -447,18 +579,37 @@ pub fn run(sc: &Scenario) -> Outcome {
             let a = d.handle_sample(now, &s);
             apply(&mut clock, &a, &mut wake);
         }
-        // The daemon's 1 Hz tick.
+        // The daemon's 1 Hz tick, after the upstream servers' replies.
         advance(&mut clock, &mut d, &mut wake, t + 0.5, y);
+        if let Some(m) = &sc.network {
+            for srv in servers.iter().filter(|srv| m.polled(srv, t)) {
+                let local = clock.now().unwrap();
+                let (sample, upstream) = m.sample(srv, local, -clock.phase(), noise.gauss());
+                let a = d.handle_network_sample(local, &sample, &upstream);
+                apply(&mut clock, &a, &mut wake);
+            }
+        }
         let now = clock.now().unwrap();
         let a = d.tick(now);
         apply(&mut clock, &a, &mut wake);
         let sync = d.sync_state(now);
-        let o = observation(&d, now, sync.stratum, &receiver);
+        if let Some(tr) = track.as_mut() {
+            tr.second(sc, &d, t, err, &sync, now);
+        }
+        let mut o = observation(&d, now, sync.stratum, &receiver);
+        if sc.network.is_some() {
+            network_observation(&mut o, &d, &sync, servers.len());
+        }
         for c in alarms.observe(&o) {
             alarm_events.push(AlarmEvent {
                 t,
                 alarm: c.kind.name(),
                 raised: c.raised,
+                reason: matches!(
+                    c.kind,
+                    skytime_alarms::AlarmKind::GpsDisagrees | skytime_alarms::AlarmKind::GpsJumped
+                )
+                .then(|| c.alarm.reason.clone()),
             });
         }
         leap_announced |= sync.leap == LeapIndicator::InsertSecond;
@@ -487,7 +638,7 @@ pub fn run(sc: &Scenario) -> Outcome {
         walk += sc.walk * noise.gauss();
     }
 
-    summarize(
+    let mut outcome = summarize(
         sc,
         &offsets,
         &freq_err,
@@ -499,7 +650,159 @@ pub fn run(sc: &Scenario) -> Outcome {
         pps_always,
         smear_rate_err,
         alarm_events,
-    )
+    );
+    outcome.integrity = track.map(|tr| tr.finish(&d, clock.now().unwrap(), &outcome.alarm_events));
+    outcome
+}
+
+/// The integrity measurements, second by second.
+#[derive(Debug, Default)]
+struct Track {
+    detected: Option<(f64, f64)>,
+    distrusted: bool,
+    max_after_start: Option<f64>,
+    last_hour: Vec<f64>,
+    violations: u64,
+    final_stratum: u8,
+    final_reference: String,
+    beyond_holdover: Option<(u8, String)>,
+}
+
+impl Track {
+    fn second(
+        &mut self,
+        sc: &Scenario,
+        d: &Discipline,
+        t: f64,
+        err: f64,
+        sync: &skytime_proto::SyncState,
+        now: NtpTimestamp,
+    ) {
+        // The lie, or the GPS outage, starts here.
+        let start = sc.spoof.map(Spoof::start).or(sc.gap.map(|g| g.0));
+        let distrusted = d.integrity().distrust.is_some();
+        self.distrusted |= distrusted;
+        let followed_network = d
+            .source_states()
+            .iter()
+            .skip(network::FIRST_SOURCE)
+            .any(|s| *s == SelectState::Selected);
+        if let Some(s) = start.filter(|s| t >= *s) {
+            self.max_after_start = Some(self.max_after_start.unwrap_or(0.0).max(err.abs()));
+            let detected = if sc.spoof.is_some() {
+                distrusted
+            } else {
+                followed_network
+            };
+            if detected && self.detected.is_none() {
+                self.detected = Some((t - s, err.abs()));
+            }
+        }
+        if t >= sc.hours * 3600.0 - 3600.0 {
+            self.last_hour.push(err);
+        }
+        if let Some((after, _)) = self.detected {
+            let settled = start.is_some_and(|s| t >= s + after + 600.0);
+            let bound = (sync.root_delay.to_seconds_f64() / 2.0
+                + sync.root_dispersion_at(now).to_seconds_f64())
+            .max(0.0);
+            if settled && sync.is_synchronized() && err.abs() > bound {
+                self.violations += 1;
+            }
+        }
+        // Beyond the holdover limit of a GPS outage: what is served.
+        let limit = d.config().holdover_limit_s;
+        if sc
+            .gap
+            .is_some_and(|(g, len)| t == (g + limit + 600.0).floor() && g + len > t)
+        {
+            self.beyond_holdover = Some((sync.stratum, sync.reference_id.to_string()));
+        }
+        self.final_stratum = sync.stratum;
+        self.final_reference = sync.reference_id.to_string();
+    }
+
+    fn finish(self, d: &Discipline, now: NtpTimestamp, events: &[AlarmEvent]) -> IntegrityOutcome {
+        let _ = now;
+        let rms = (self.last_hour.iter().map(|e| e * e).sum::<f64>()
+            / self.last_hour.len().max(1) as f64)
+            .sqrt();
+        IntegrityOutcome {
+            detection_s: self.detected.map(|d| d.0),
+            error_at_detection_us: self.detected.map(|d| d.1 * 1e6),
+            max_error_after_start_us: self.max_after_start.map(|e| e * 1e6),
+            rms_error_last_hour_us: rms * 1e6,
+            bound_violations: self.violations,
+            final_stratum: self.final_stratum,
+            final_reference: self.final_reference,
+            alarm_reason: events
+                .iter()
+                .find(|e| e.raised && (e.alarm == "gps_disagrees" || e.alarm == "gps_jumped"))
+                .and_then(|e| e.reason.clone()),
+            alarms_raised: events
+                .iter()
+                .filter(|e| e.raised && e.t > 60.0)
+                .map(|e| e.alarm.to_owned())
+                .collect(),
+            falsetickers: d
+                .source_states()
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s == SelectState::Falseticker)
+                .map(|(i, _)| i)
+                .collect(),
+            distrusted: self.distrusted,
+            beyond_holdover: self.beyond_holdover,
+        }
+    }
+}
+
+/// What skytimed's monitor adds with upstream sources: the integrity
+/// check and the servers' reachability.
+fn network_observation(
+    o: &mut Observation,
+    d: &Discipline,
+    sync: &skytime_proto::SyncState,
+    servers: usize,
+) {
+    let report = d.integrity();
+    let unix = |t: NtpTimestamp| t.to_unix(0).0;
+    let ns = |s: f64| (s * 1e9) as i64;
+    o.integrity = Some(IntegrityObservation {
+        distrust: report.distrust.map(|x| match x {
+            Distrust::Disagrees {
+                witnesses,
+                against,
+                by_s,
+            } => GpsDistrust::Disagrees {
+                witnesses,
+                against,
+                by_ns: ns(by_s),
+                witness_kind: "NTS".into(),
+            },
+            Distrust::Jumped { by_s } => GpsDistrust::Jumped { by_ns: ns(by_s) },
+        }),
+        since: report.since.map_or(0, unix),
+        serving: if sync.is_synchronized() {
+            format!("stratum {} from {}", sync.stratum, sync.reference_id)
+        } else {
+            "unsynchronized".into()
+        },
+    });
+    let states = d.source_states();
+    let net = states.iter().skip(network::FIRST_SOURCE);
+    o.upstream = Some(UpstreamObservation {
+        configured: servers,
+        reachable: net
+            .clone()
+            .filter(|s| **s != SelectState::Unreachable)
+            .count(),
+        falsetickers: net
+            .enumerate()
+            .filter(|(_, s)| **s == SelectState::Falseticker)
+            .map(|(i, _)| format!("server{}", i + 1))
+            .collect(),
+    });
 }
 
 /// What skytimed's monitor would observe: the discipline's mode and
@@ -622,5 +925,6 @@ fn summarize(
         nmea_falseticker_seen: (sc.nmea_garbage_prob > 0.0).then_some(nmea_false),
         pps_always_selected: pps_always,
         alarm_events,
+        integrity: None,
     }
 }

@@ -18,7 +18,7 @@ fn main() {
         } else if a == "--help" || a == "-h" {
             println!(
                 "usage: skytime-sim [SCENARIO...] [--out DIR]\nscenarios: {}",
-                Scenario::all()
+                Scenario::everything()
                     .iter()
                     .map(|s| s.name)
                     .collect::<Vec<_>>()
@@ -29,7 +29,7 @@ fn main() {
             names.push(a);
         }
     }
-    let all = Scenario::all();
+    let all = Scenario::everything();
     for n in &names {
         if !all.iter().any(|s| s.name == n) {
             die(&format!("unknown scenario {n:?}; try --help"));
@@ -91,6 +91,47 @@ fn main() {
                     ))
             );
         }
+    }
+    let checked: Vec<_> = results.iter().filter(|o| o.integrity.is_some()).collect();
+    if !checked.is_empty() {
+        println!(
+            "\n{:<20} {:>9} {:>12} {:>10} {:>10} {:>6} {:>8} {:>11}  alarm",
+            "integrity",
+            "detect_s",
+            "err_at_det",
+            "max_err",
+            "rms_1h_us",
+            "viol",
+            "stratum",
+            "reference"
+        );
+        for o in checked {
+            let i = o.integrity.as_ref().expect("filtered");
+            let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}us"));
+            println!(
+                "{:<20} {:>9} {:>12} {:>10} {:>10.1} {:>6} {:>8} {:>11}  {}",
+                o.name,
+                i.detection_s.map_or("-".into(), |d| format!("{d:.0}")),
+                us(i.error_at_detection_us),
+                us(i.max_error_after_start_us),
+                i.rms_error_last_hour_us,
+                i.bound_violations,
+                i.final_stratum,
+                i.final_reference,
+                i.alarm_reason
+                    .clone()
+                    .unwrap_or_else(|| i.alarms_raised.join(", ")),
+            );
+        }
+        for o in results.iter() {
+            if let Some((stratum, reference)) =
+                o.integrity.as_ref().and_then(|i| i.beyond_holdover.clone())
+            {
+                println!("{}: past the holdover limit without GPS, served stratum {stratum} from {reference}", o.name);
+            }
+        }
+        println!("detect_s: seconds from the lie (or the GPS outage) to the GPS being distrusted (or the network steering);");
+        println!("err_at_det, max_err: true clock error then, and the largest after the start; viol: seconds the error exceeded the served root distance after settling.");
     }
     println!("floor_ns: steady-state RMS phase error of the optimal two-state Kalman filter for the scenario's jitter and walk;");
     println!("pred_ns: its one-step prediction error (the best a steered clock can be at the next pulse). steps: total/after lock.");

@@ -109,8 +109,14 @@ enum Command {
     Status,
     /// The system clock, like `chronyc tracking`.
     Tracking,
-    /// Time sources, like `chronyc sources`, with GPS details.
-    Sources,
+    /// Time sources, like `chronyc sources`, with GPS details and the
+    /// upstream servers (`^`).
+    Sources {
+        /// How each upstream server is authenticated instead, like
+        /// `chronyc authdata` (NTS key exchanges, cookies, NAKs, keys).
+        #[arg(long)]
+        auth: bool,
+    },
     /// Source statistics, like `chronyc sourcestats`.
     Sourcestats,
     /// NTP and NTS server counters, like `chronyc serverstats`.
@@ -298,9 +304,13 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
             let r = t.tracking().await?;
             Output::new(&r, text::tracking(&r))
         }
-        Command::Sources => {
+        Command::Sources { auth: false } => {
             let list = t.sources().await?;
             Output::new(&list, text::sources(&list))
+        }
+        Command::Sources { auth: true } => {
+            let list = t.source_auth().await?;
+            Output::new(&list, text::authdata(&list))
         }
         Command::Sourcestats => {
             let list = t.sources().await?;

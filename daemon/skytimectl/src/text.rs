@@ -5,7 +5,7 @@
 use crate::render::{ago, fields, offset, table, utc};
 use skytime_api::{
     verdict, AlarmReport, CertificateReport, ClientReport, HistoryPoint, NtsReport, ServerReport,
-    SourceReport, TrackingReport,
+    SourceAuthReport, SourceReport, TrackingReport,
 };
 
 pub fn tracking(t: &TrackingReport) -> String {
@@ -110,6 +110,33 @@ pub fn sources(list: &[SourceReport]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|x| {
+            // An upstream server: chronyc's `^` mode, and how it is
+            // authenticated and reached.
+            if x.kind == "ntp" {
+                let mut details = format!(
+                    "{} {}",
+                    x.authentication.as_deref().unwrap_or("none"),
+                    x.address.as_deref().unwrap_or("-")
+                );
+                if let Some(st) = x.status.as_deref().filter(|s| *s != "polling") {
+                    details.push_str(&format!(" ({st})"));
+                }
+                return vec![
+                    format!("^{}", state_mark(&x.state)),
+                    x.name.clone(),
+                    x.stratum.to_string(),
+                    x.poll.to_string(),
+                    format!("{:o}", x.reach),
+                    ago(x.last_sample_ago),
+                    format!(
+                        "{}[{}] +/- {}",
+                        offset(x.last_offset_adjusted),
+                        offset(x.last_offset),
+                        offset(x.last_error).trim_start_matches('+')
+                    ),
+                    details,
+                ];
+            }
             let gps = match &x.gps_fix {
                 Some(fix) => {
                     let sats = x
@@ -150,10 +177,82 @@ pub fn sources(list: &[SourceReport]) -> String {
             "Reach",
             "LastRx",
             "Last sample",
-            "GPS",
+            "GPS / upstream",
         ],
         &rows,
         &[false, false, true, true, true, true, true, false],
+    )
+}
+
+/// How each upstream server is authenticated, as `chronyc authdata`
+/// shows it (Last: since the last NTS key exchange; Atmp: exchanges tried
+/// since; NAK: NTS NAKs since; Cook, CLen: cookies held and their length).
+pub fn authdata(list: &[SourceAuthReport]) -> String {
+    if list.is_empty() {
+        return "No upstream servers are configured.".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            let name = match &a.address {
+                Some(addr) if !addr.starts_with(&a.name) => format!("{} ({addr})", a.name),
+                _ => a.name.clone(),
+            };
+            let nts = a.mode == "NTS";
+            let mut row = vec![
+                name,
+                a.mode.clone(),
+                a.key_id.map_or("-".into(), |k| k.to_string()),
+                a.key_type.clone().unwrap_or_else(|| "-".into()),
+                a.key_bits.to_string(),
+                if nts { ago(a.last_ke_ago) } else { "-".into() },
+                if nts {
+                    a.ke_attempts.to_string()
+                } else {
+                    "-".into()
+                },
+                if nts { a.naks.to_string() } else { "-".into() },
+                if nts {
+                    a.cookies.to_string()
+                } else {
+                    "-".into()
+                },
+                if nts {
+                    a.cookie_length.to_string()
+                } else {
+                    "-".into()
+                },
+                a.auth_failures.to_string(),
+            ];
+            if let Some(e) = &a.error {
+                row.push(format!("key exchange failing: {e}"));
+            } else if a.restored {
+                row.push("session restored at start".into());
+            } else {
+                row.push(String::new());
+            }
+            row
+        })
+        .collect();
+    table(
+        &[
+            "Name/IP address",
+            "Mode",
+            "KeyID",
+            "Type",
+            "KLen",
+            "Last",
+            "Atmp",
+            "NAK",
+            "Cook",
+            "CLen",
+            "AuthFail",
+            "",
+        ],
+        &rows,
+        &[
+            false, false, true, false, true, true, true, true, true, true, true, false,
+        ],
     )
 }
 
@@ -468,6 +567,64 @@ mod tests {
         assert_eq!(reference("7F7F0101", ""), "7F7F0101");
         assert_eq!(reference("C0000201", "gps0"), "C0000201 (gps0)");
         assert_eq!(capitalized("not synchronised"), "Not synchronised");
+    }
+
+    #[test]
+    fn upstream_servers_read_like_chronyc() {
+        let server = SourceReport {
+            name: "ntp1.example".into(),
+            kind: "ntp".into(),
+            state: "selected".into(),
+            stratum: 1,
+            poll: 6,
+            reach: 0o377,
+            address: Some("192.0.2.1:123".into()),
+            authentication: Some("nts".into()),
+            status: Some("polling".into()),
+            ..SourceReport::default()
+        };
+        let t = sources(&[server]);
+        // Header, rule, then the row.
+        let row = t.lines().nth(2).unwrap();
+        assert!(row.starts_with("^*"), "{t}");
+        assert!(
+            row.contains("ntp1.example") && row.contains("nts 192.0.2.1:123"),
+            "{t}"
+        );
+        let a = authdata(&[
+            SourceAuthReport {
+                name: "ntp1.example".into(),
+                address: Some("192.0.2.1:123".into()),
+                mode: "NTS".into(),
+                key_type: Some("AES-SIV-CMAC-256".into()),
+                key_bits: 256,
+                last_ke_ago: 65.0,
+                cookies: 8,
+                cookie_length: 104,
+                ..SourceAuthReport::default()
+            },
+            SourceAuthReport {
+                name: "10.0.0.2".into(),
+                mode: "SK".into(),
+                key_id: Some(7),
+                key_type: Some("SHA1".into()),
+                key_bits: 160,
+                last_ke_ago: -1.0,
+                ..SourceAuthReport::default()
+            },
+        ]);
+        assert!(a.starts_with("Name/IP address"), "{a}");
+        let nts = a.lines().nth(2).unwrap();
+        assert!(
+            nts.contains("NTS") && nts.contains("AES-SIV-CMAC-256") && nts.contains("104"),
+            "{a}"
+        );
+        let sk = a.lines().nth(3).unwrap();
+        assert!(
+            sk.contains("SK") && sk.contains('7') && sk.contains("SHA1"),
+            "{a}"
+        );
+        assert_eq!(authdata(&[]), "No upstream servers are configured.");
     }
 
     #[test]

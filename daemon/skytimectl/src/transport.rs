@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 use skytime_api::http::{method_path, properties_path};
 use skytime_api::{
     client, interface, CertificateReport, ClientReport, ConfigOutcome, HistoryPoint,
-    MonitorProperties, NtsReport, ServerReport, SourceReport, TrackingReport,
+    MonitorProperties, NtsReport, ServerReport, SourceAuthReport, SourceReport, TrackingReport,
 };
 use std::path::PathBuf;
 use zbus::Connection;
@@ -74,6 +74,20 @@ impl Transport {
                 .map_err(classify),
             Self::Https(g) => record(
                 g.get(&method_path(interface::SOURCES, "GetSources"))
+                    .await?,
+            ),
+        }
+    }
+
+    pub async fn source_auth(&self) -> Result<Vec<SourceAuthReport>, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::sources_proxy(c)
+                .await?
+                .get_auth_data()
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.get(&method_path(interface::SOURCES, "GetAuthData"))
                     .await?,
             ),
         }

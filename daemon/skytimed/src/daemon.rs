@@ -9,6 +9,7 @@ use crate::notify::{self, Health, Notifier};
 use crate::ntp::{self, Clients, PolicyPublisher, ServePolicy, ServerContext, ServerStats};
 use crate::nts::NtsService;
 use crate::refclock::Refclocks;
+use crate::upstream::Upstreams;
 use skytime_api::ApplianceBackend;
 use skytime_proto::SyncState;
 use std::net::SocketAddr;
@@ -45,6 +46,10 @@ pub enum DaemonError {
     NtpThreads(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeysError),
+    #[error("upstream sources: {0}")]
+    Upstream(#[from] crate::upstream::UpstreamError),
 }
 
 /// How long a main loop may stay silent before the watchdog stops
@@ -75,6 +80,10 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         None => SyncState::unsynchronized(precision),
     };
     let (sync_tx, sync_rx) = watch::channel(initial);
+    let keys = crate::keys::load(&config.keys)?;
+    if let Some(k) = &keys {
+        tracing::info!(keys = k.len(), "symmetric keys loaded");
+    }
 
     // Each address is served by one socket and thread per CPU (see
     // ntp::io), so that the server scales across cores without a shared
@@ -119,6 +128,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         nts: nts.clone(),
         stats: stats.clone(),
         clients: clients.clone(),
+        keys: keys.clone(),
     });
 
     let ntp_threads = ntp::spawn_threads(groups, &ctx, Some(&health), MAX_SILENCE, &shutdown)
@@ -126,6 +136,17 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     let mut tasks = JoinSet::new();
 
     let (sample_tx, sample_rx) = mpsc::channel(256);
+    let (network_tx, network_rx) = mpsc::channel(64);
+    let upstreams = Arc::new(Upstreams::start(
+        &config.upstream,
+        &config.nts_client,
+        keys,
+        config.keys.file.as_deref(),
+        &config.data_dir,
+        precision,
+        network_tx,
+        shutdown.child_token(),
+    )?);
     // The refclocks see the published sync state so that PPS alone can
     // carry on through short NMEA outages once the clock is synchronized.
     let refclocks = Arc::new(
@@ -150,7 +171,10 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
                 clock,
                 data_dir,
                 local_stratum,
-                sample_rx,
+                crate::clock::Inputs {
+                    samples: sample_rx,
+                    network: network_rx,
+                },
                 sync_tx,
                 token,
                 status,
@@ -179,6 +203,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         nts: nts.clone(),
         policy,
         monitor: monitor.clone(),
+        upstreams: upstreams.clone(),
     }));
     tasks.spawn(monitor::run(
         monitor,
@@ -238,6 +263,8 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     if let Some(w) = watchdog {
         let _ = w.join();
     }
+    // The upstream tasks save their NTS sessions on the way out.
+    upstreams.join().await;
     while tasks.join_next().await.is_some() {}
     // The NTP threads look up at least twice a second.
     let _ = tokio::task::spawn_blocking(move || {

@@ -6,6 +6,9 @@
 //! `skytime-proto`, the live access list and rate limit, client table and
 //! counters), runs NTS ([`nts`]), the reference clocks ([`refclock`]) and
 //! the clock discipline ([`clock`], which also reads the system clock),
+//! the upstream NTP and NTS servers it checks its GPS against and falls
+//! back to ([`upstream`]), symmetric keys for clients and servers
+//! ([`keys`]),
 //! offers the management API of `skytime-api` on D-Bus ([`dbus`] over
 //! [`appliance`]), keeps alarms and history ([`monitor`]), talks to
 //! systemd ([`notify`]), and ties them together
@@ -19,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dbus;
+pub mod keys;
 pub mod logging;
 pub mod monitor;
 pub mod notify;
@@ -26,3 +30,4 @@ pub mod ntp;
 pub mod nts;
 pub mod persist;
 pub mod refclock;
+pub mod upstream;

@@ -103,14 +103,31 @@ impl Discipline {
             .last_update
             .map_or(0.0, |t| (now - t).to_seconds_f64().max(0.0));
         let est = e.var_theta_after(since).sqrt();
-        let unsteered = if self.cfg.steer { 0.0 } else { e.theta.abs() };
+        // What the clock is still off by: the correction in progress when
+        // steering (large just after a switch of source), the whole offset
+        // when only measuring.
+        let pending = if self.cfg.steer {
+            self.offset_now(now).abs()
+        } else {
+            e.theta.abs()
+        };
         (
             self.selected_dispersion
                 + 3.0 * est
-                + unsteered
+                + pending
                 + self.cfg.holdover_drift_ppm * 1e-6 * since,
             est,
         )
+    }
+
+    /// The estimated offset of the clock at `now` (reference - local):
+    /// the filter's prediction less the steering applied since.
+    pub(super) fn offset_now(&self, now: NtpTimestamp) -> f64 {
+        self.filter.as_ref().map_or(0.0, |f| {
+            let e = f.bank.estimate();
+            e.theta + e.rho * (now - f.t).to_seconds_f64()
+                - (self.control.applied(now) - self.control.applied(f.t))
+        })
     }
 
     /// What NTP replies should say at `now`.
@@ -136,9 +153,14 @@ impl Discipline {
                 {
                     return fallback();
                 }
-                let reference_id = match self.selected_kind {
-                    Some(SourceKind::Pps) => ReferenceId::PPS,
-                    Some(SourceKind::Nmea) => ReferenceId::GPS,
+                let upstream = match self.selected_kind {
+                    Some(SourceKind::Ntp) => self.followed,
+                    _ => None,
+                };
+                let reference_id = match (self.selected_kind, upstream) {
+                    (Some(SourceKind::Pps), _) => ReferenceId::PPS,
+                    (Some(SourceKind::Nmea), _) => ReferenceId::GPS,
+                    (Some(SourceKind::Ntp), Some(u)) => u.reference_id,
                     _ => ReferenceId::ascii("SOCK"),
                 };
                 // The error bound now, expressed at the last update so the
@@ -147,17 +169,31 @@ impl Discipline {
                 let (disp, _) = self.error_bounds(now);
                 let rate = self.cfg.holdover_drift_ppm;
                 let since = (now - last).to_seconds_f64().max(0.0);
-                let at_ref = (disp - rate * 1e-6 * since).max(0.0);
+                let mut at_ref = (disp - rate * 1e-6 * since).max(0.0);
+                // A network source's dispersion carries its root distance,
+                // delay included; the delay is served as root delay, so
+                // count only the dispersion here.
+                let (stratum, root_delay) = match upstream {
+                    Some(u) => {
+                        let delay = u.root_delay + u.delay;
+                        at_ref = (at_ref - delay / 2.0).max(u.root_dispersion);
+                        (u.stratum.saturating_add(1).min(16), delay)
+                    }
+                    None => (1, 0.0),
+                };
+                if stratum >= skytime_proto::sync_state::STRATUM_UNSYNCHRONIZED {
+                    return fallback();
+                }
                 let leap = match (self.cfg.leap_mode, self.pending_leap(now)) {
                     (LeapMode::Step, Some(l)) => l.indicator(),
                     _ => LeapIndicator::NoWarning,
                 };
                 SyncState {
                     leap,
-                    stratum: 1,
+                    stratum,
                     reference_id,
                     reference_time: last,
-                    root_delay: NtpDuration::ZERO,
+                    root_delay: NtpDuration::from_seconds_f64(root_delay),
                     root_dispersion: NtpDuration::from_seconds_f64(at_ref),
                     dispersion_rate_ppm: rate,
                     precision: p,
@@ -171,11 +207,7 @@ impl Discipline {
     pub fn tracking(&self, now: NtpTimestamp) -> Tracking {
         let sync = self.sync_state(now);
         let e = self.estimate();
-        let theta_now = self.filter.as_ref().map_or(0.0, |f| {
-            let e = f.bank.estimate();
-            e.theta + e.rho * (now - f.t).to_seconds_f64()
-                - (self.control.applied(now) - self.control.applied(f.t))
-        });
+        let theta_now = self.offset_now(now);
         let interval = self
             .sources
             .iter()
@@ -196,7 +228,7 @@ impl Discipline {
             residual_freq_ppm: e.map_or(0.0, |e| (self.control.current() - e.rho) * 1e6),
             skew_ppm: e.map_or(0.0, |e| e.var_rho.sqrt() * 1e6),
             wander_ppb: e.map_or(0.0, |e| e.q.sqrt() * 1e9),
-            root_delay_s: 0.0,
+            root_delay_s: sync.root_delay.to_seconds_f64(),
             root_dispersion_s: sync.root_dispersion_at(now).to_seconds_f64(),
             update_interval_s: interval,
             leap: sync.leap,

@@ -47,6 +47,7 @@ pub enum Op {
     /// `GetAll` of the interface: the record of its properties.
     Properties,
     GetSources,
+    GetAuthData,
     GetStatistics,
     GetClients,
     GetStatus,
@@ -123,6 +124,12 @@ const fn write(
 pub const ROUTES: &[Route] = &[
     read(interface::TRACKING, None, &[], Op::Properties),
     read(interface::SOURCES, Some("GetSources"), &[], Op::GetSources),
+    read(
+        interface::SOURCES,
+        Some("GetAuthData"),
+        &[],
+        Op::GetAuthData,
+    ),
     read(
         interface::SERVER,
         Some("GetStatistics"),
@@ -235,6 +242,14 @@ pub async fn call(route: &Route, bus: &Bus, a: Map<String, Json>) -> Result<Json
                 .await
                 .map_err(dbus)?
                 .get_sources()
+                .await
+                .map_err(dbus)?,
+        ),
+        Op::GetAuthData => to_json(
+            &SourcesProxy::new(c)
+                .await
+                .map_err(dbus)?
+                .get_auth_data()
                 .await
                 .map_err(dbus)?,
         ),

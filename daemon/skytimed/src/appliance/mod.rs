@@ -13,6 +13,7 @@
 
 mod observe;
 pub mod reports;
+pub mod upstream;
 
 use crate::clock::{now, ClockStatus};
 use crate::config::managed::{self, ManagedError, Outcome, Running};
@@ -23,9 +24,10 @@ use crate::nts::certificate::{self, CertificateError, InstallError};
 use crate::nts::keystore::unix_now;
 use crate::nts::{KeyRole, NtsConfig, NtsError, NtsService};
 use crate::refclock::{Refclocks, SourceId};
+use crate::upstream::Upstreams;
 use skytime_api::{
     AlarmReport, ApiError, ApplianceBackend, CertificateReport, ClientReport, ConfigOutcome,
-    HistoryPoint, NtsReport, ServerReport, SourceReport, TrackingReport,
+    HistoryPoint, NtsReport, ServerReport, SourceAuthReport, SourceReport, TrackingReport,
 };
 use skytime_proto::SyncState;
 use std::path::PathBuf;
@@ -56,6 +58,8 @@ pub struct Appliance {
     monitor: Arc<Monitor>,
     /// The end of validity of `served_certificate`.
     served_not_after: Mutex<Option<i64>>,
+    /// The upstream NTP/NTS servers.
+    upstreams: Arc<Upstreams>,
 }
 
 /// Everything [`Appliance`] is built from.
@@ -70,6 +74,7 @@ pub struct Parts {
     pub nts: Arc<NtsService>,
     pub policy: Arc<PolicyPublisher>,
     pub monitor: Arc<Monitor>,
+    pub upstreams: Arc<Upstreams>,
 }
 
 impl Appliance {
@@ -86,6 +91,7 @@ impl Appliance {
             served_certificate: Mutex::new(None),
             monitor: p.monitor,
             served_not_after: Mutex::new(None),
+            upstreams: p.upstreams,
         };
         // NtsService::start has just loaded this file.
         a.remember_served_certificate();
@@ -129,7 +135,22 @@ impl ApplianceBackend for Appliance {
         let clock = self.clock.snapshot();
         let at = clock.as_ref().map_or_else(now, |c| c.at);
         let selected = reports::selected_source(clock.as_ref());
-        reports::tracking_report(&sync, clock.as_ref(), selected, at)
+        let mut t = reports::tracking_report(&sync, clock.as_ref(), selected, at);
+        // Following an upstream server: name it.
+        if t.synchronized && t.reference_name.is_empty() {
+            let followed = clock.as_ref().and_then(|c| {
+                c.sources
+                    .iter()
+                    .find(|s| s.state == skytime_discipline::SelectState::Selected)
+                    .map(|s| s.index)
+            });
+            if let Some(m) =
+                followed.and_then(|i| self.upstreams.status().into_iter().find(|m| m.index == i))
+            {
+                t.reference_name = m.name;
+            }
+        }
+        t
     }
 
     fn sources(&self) -> Vec<SourceReport> {
@@ -140,11 +161,27 @@ impl ApplianceBackend for Appliance {
         // PPS source's input; its own entry (whole SOCK samples) is shown
         // only once such a sample arrives, as chronyc lists no idle input.
         let sock_is_pps_input = gps.pps.is_none() && gps.pps_gpio.is_none();
-        status
+        let mut list: Vec<SourceReport> = status
             .sources
             .iter()
             .filter(|s| !(s.id == SourceId::Sock && sock_is_pps_input && s.stats.samples == 0))
             .map(|s| reports::source_report(s, &status, clock.as_ref(), &gps))
+            .collect();
+        list.extend(
+            self.upstreams
+                .status()
+                .iter()
+                .map(|m| upstream::source_report(m, clock.as_ref(), reports::state_name)),
+        );
+        list
+    }
+
+    fn source_auth(&self) -> Vec<SourceAuthReport> {
+        let now = now();
+        self.upstreams
+            .status()
+            .iter()
+            .map(|m| upstream::auth_report(m, now))
             .collect()
     }
 

@@ -48,7 +48,7 @@ impl Observe for Appliance {
                 nmea_device: gps_config.device.as_ref().map(|d| d.display().to_string()),
             }
         });
-        Observation {
+        let mut o = Observation {
             now: unix(at),
             gps,
             clock: ClockObservation {
@@ -60,9 +60,24 @@ impl Observe for Appliance {
                 .served_not_after
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
-            leap_table_expired: clock.and_then(|c| c.leap_table_expired),
+            leap_table_expired: clock.as_ref().and_then(|c| c.leap_table_expired),
             update: None,
+            integrity: None,
+            upstream: None,
+        };
+        if self.upstreams.configured() > 0 {
+            let members = self.upstreams.status();
+            o.integrity = Some(super::upstream::integrity_observation(
+                &members,
+                clock.as_ref(),
+                &sync,
+            ));
+            o.upstream = Some(super::upstream::upstream_observation(
+                &members,
+                clock.as_ref(),
+            ));
         }
+        o
     }
 
     fn sample(&self) -> Sample {

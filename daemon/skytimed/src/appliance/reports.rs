@@ -22,9 +22,10 @@ fn kind_name(id: SourceId) -> &'static str {
 
 /// chronyc's words for the selection states (`skytimectl sources` turns
 /// them into chronyc's one-character marks).
-fn state_name(state: SelectState) -> &'static str {
+pub fn state_name(state: SelectState) -> &'static str {
     match state {
         SelectState::Selected => "selected",
+        SelectState::Combined => "combined",
         SelectState::Candidate => "candidate",
         SelectState::Falseticker => "falseticker",
         SelectState::Unreachable => "unreachable",
@@ -121,7 +122,8 @@ pub fn source_report(
     r
 }
 
-/// The source the discipline has selected, if any.
+/// The reference clock the discipline has selected, if any (`None` too
+/// while an upstream server is followed: the reference ID names it).
 pub fn selected_source(clock: Option<&ClockSnapshot>) -> Option<SourceId> {
     let c = clock?;
     let s = c

@@ -12,10 +12,11 @@ pub mod kernel;
 pub mod realtime;
 
 use crate::persist::atomic_write;
+use crate::upstream::NetworkSample;
 use serde::Deserialize;
 use skytime_discipline::{
-    Clock, Discipline, DisciplineConfig, Drift, LeapMode, LeapTable, Sample, SmearShape,
-    SourceReport, Tracking,
+    Clock, Discipline, DisciplineConfig, Drift, IntegrityReport, LeapMode, LeapTable, Sample,
+    SmearShape, SourceReport, Tracking,
 };
 use skytime_proto::{NtpDuration, NtpTimestamp, SyncState};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,13 @@ pub struct ClockConfig {
     pub smear_shape: SmearShapeName,
     pub smear_hours: f64,
     pub leap_seconds_file: PathBuf,
+    /// GPS integrity: disagreement with the authenticated upstream
+    /// sources beyond their error bounds that makes the GPS distrusted
+    /// (seconds), the agreement needed to trust it again (seconds), and
+    /// the largest jump of GPS time followed without a witness (seconds).
+    pub gps_max_disagreement: f64,
+    pub gps_trust_after: f64,
+    pub gps_max_jump: f64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -84,6 +92,9 @@ impl Default for ClockConfig {
             smear_shape: SmearShapeName::Cosine,
             smear_hours: 24.0,
             leap_seconds_file: PathBuf::from("/usr/share/zoneinfo/leap-seconds.list"),
+            gps_max_disagreement: d.integrity.bound_s,
+            gps_trust_after: d.integrity.clear_after_s,
+            gps_max_jump: d.integrity.max_jump_s,
         }
     }
 }
@@ -106,6 +117,9 @@ struct ClockToml {
     smear_shape: SmearShapeName,
     smear_hours: f64,
     leap_seconds_file: PathBuf,
+    gps_max_disagreement: f64,
+    gps_trust_after: f64,
+    gps_max_jump: f64,
 }
 
 impl Default for ClockToml {
@@ -126,6 +140,9 @@ impl Default for ClockToml {
             smear_shape: c.smear_shape,
             smear_hours: c.smear_hours,
             leap_seconds_file: c.leap_seconds_file,
+            gps_max_disagreement: c.gps_max_disagreement,
+            gps_trust_after: c.gps_trust_after,
+            gps_max_jump: c.gps_max_jump,
         }
     }
 }
@@ -148,6 +165,9 @@ impl TryFrom<ClockToml> for ClockConfig {
             smear_shape: raw.smear_shape,
             smear_hours: raw.smear_hours,
             leap_seconds_file: raw.leap_seconds_file,
+            gps_max_disagreement: raw.gps_max_disagreement,
+            gps_trust_after: raw.gps_trust_after,
+            gps_max_jump: raw.gps_max_jump,
         };
         let range = |name: &str, v: f64, lo: f64, hi: f64| {
             if v.is_finite() && v >= lo && v <= hi {
@@ -163,6 +183,9 @@ impl TryFrom<ClockToml> for ClockConfig {
         range("holdover_limit", c.holdover_limit, 0.0, 30.0 * 86_400.0)?;
         range("holdover_drift_ppm", c.holdover_drift_ppm, 0.0, 500.0)?;
         range("smear_hours", c.smear_hours, 0.1, 48.0)?;
+        range("gps_max_disagreement", c.gps_max_disagreement, 0.0, 10.0)?;
+        range("gps_trust_after", c.gps_trust_after, 0.0, 86_400.0)?;
+        range("gps_max_jump", c.gps_max_jump, 0.001, 1e9)?;
         if c.makestep_limit < -1 {
             return Err(format!(
                 "[clock] makestep_limit = {} must be -1 (always) or a count of updates",
@@ -205,6 +228,11 @@ impl ClockConfig {
                 },
             },
             precision,
+            integrity: skytime_discipline::IntegrityConfig {
+                bound_s: self.gps_max_disagreement,
+                clear_after_s: self.gps_trust_after,
+                max_jump_s: self.gps_max_jump,
+            },
             ..DisciplineConfig::default()
         }
     }
@@ -232,6 +260,8 @@ pub struct ClockSnapshot {
     /// configured leap smear is in progress).
     pub smear_offset: NtpDuration,
     pub leap_table_expired: Option<bool>,
+    /// The GPS integrity check (network sources judging the GPS).
+    pub integrity: IntegrityReport,
 }
 
 /// A shared handle on the latest snapshot (cheap to clone).
@@ -312,11 +342,13 @@ pub async fn run(
     sync: watch::Sender<SyncState>,
     shutdown: CancellationToken,
 ) -> Result<(), ClockError> {
+    // No network source: a channel nobody sends on.
+    let (_none, network) = mpsc::channel(1);
     run_with_status(
         config,
         data_dir,
         local_stratum,
-        samples,
+        Inputs { samples, network },
         sync,
         shutdown,
         ClockStatus::new(),
@@ -324,16 +356,31 @@ pub async fn run(
     .await
 }
 
+/// What the discipline task consumes: the reference clocks' samples and
+/// the upstream sources'.
+#[derive(Debug)]
+pub struct Inputs {
+    pub samples: mpsc::Receiver<Sample>,
+    pub network: mpsc::Receiver<NetworkSample>,
+}
+
 /// [`run`], also keeping `status` up to date for tracking/sources reports.
 pub async fn run_with_status(
     config: ClockConfig,
     data_dir: PathBuf,
     local_stratum: Option<u8>,
-    mut samples: mpsc::Receiver<Sample>,
+    inputs: Inputs,
     sync: watch::Sender<SyncState>,
     shutdown: CancellationToken,
     status: ClockStatus,
 ) -> Result<(), ClockError> {
+    let Inputs {
+        mut samples,
+        mut network,
+    } = inputs;
+    // Without a GPS the reference clocks' channel closes at once; the
+    // discipline goes on while either input is open.
+    let (mut samples_open, mut network_open) = (true, true);
     let mut clock = KernelClock::new(config.steer);
     let precision = sync.borrow().precision;
     let drift_path = data_dir.join(DRIFT_FILE);
@@ -371,9 +418,25 @@ pub async fn run_with_status(
         };
         let actions = tokio::select! {
             _ = shutdown.cancelled() => break,
-            s = samples.recv() => match s {
+            s = samples.recv(), if samples_open => match s {
                 Some(s) => d.handle_sample(clock.now()?, &s),
-                None => break,
+                None => {
+                    samples_open = false;
+                    if !network_open {
+                        break;
+                    }
+                    continue;
+                }
+            },
+            n = network.recv(), if network_open => match n {
+                Some(n) => d.handle_network_sample(clock.now()?, &n.sample, &n.upstream),
+                None => {
+                    network_open = false;
+                    if !samples_open {
+                        break;
+                    }
+                    continue;
+                }
             },
             _ = tick.tick() => d.tick(clock.now()?),
             _ = tokio::time::sleep(until_wakeup), if wakeup.is_some() => { wakeup = None; d.tick(clock.now()?) }
@@ -400,6 +463,7 @@ pub async fn run_with_status(
             sources: d.sources(now),
             smear_offset: d.smear_offset(now, KernelClock::leap_in_progress()),
             leap_table_expired: d.leap_table().map(|t| t.is_expired(now)),
+            integrity: d.integrity(),
         });
         if last_drift_save.elapsed() >= DRIFT_SAVE_INTERVAL {
             if let Some(drift) = d.drift() {

@@ -70,11 +70,15 @@ async fn measure_only_task_serves_from_samples_and_never_steers() {
     let (sync_tx, mut sync_rx) = watch::channel(SyncState::unsynchronized(-20));
     let token = CancellationToken::new();
     let status = ClockStatus::new();
+    let (_net_tx, network) = mpsc::channel(1);
     let task = tokio::spawn(run_with_status(
         cfg,
         dir.path().to_path_buf(),
         None,
-        rx,
+        Inputs {
+            samples: rx,
+            network,
+        },
         sync_tx,
         token.clone(),
         status.clone(),

@@ -148,6 +148,9 @@ pub fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.clock != new.clock, "clock");
     check(old.dbus != new.dbus, "dbus");
     check(old.monitor != new.monitor, "monitor");
+    check(old.upstream != new.upstream, "upstream");
+    check(old.nts_client != new.nts_client, "nts_client");
+    check(old.keys != new.keys, "keys");
     keys
 }
 

@@ -10,10 +10,12 @@ pub mod managed;
 
 use crate::clock::ClockConfig;
 use crate::dbus::DbusConfig;
+use crate::keys::KeysConfig;
 use crate::monitor::MonitorConfig;
 use crate::ntp::NtpConfig;
 use crate::nts::NtsConfig;
 use crate::refclock::RefclockConfig;
+use crate::upstream::{NtsClientConfig, UpstreamConfig};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,23 @@ pub struct Config {
     pub dbus: DbusConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// Upstream NTP/NTS servers (`[[upstream]]`, like chrony's `server`
+    /// and `pool` lines).
+    #[serde(default, deserialize_with = "upstream_list")]
+    pub upstream: Vec<UpstreamConfig>,
+    /// How upstream NTS servers are trusted; where their cookies live.
+    #[serde(default)]
+    pub nts_client: NtsClientConfig,
+    /// Symmetric keys (chrony's `keyfile`).
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+/// The `[[upstream]]` entries, checked one by one and as a whole.
+fn upstream_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<UpstreamConfig>, D::Error> {
+    let list = Vec::<UpstreamConfig>::deserialize(d)?;
+    crate::upstream::config::check_list(&list).map_err(serde::de::Error::custom)?;
+    Ok(list)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -69,6 +88,9 @@ impl Default for Config {
             clock: ClockConfig::default(),
             dbus: DbusConfig::default(),
             monitor: MonitorConfig::default(),
+            upstream: Vec::new(),
+            nts_client: NtsClientConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }

@@ -143,6 +143,11 @@ impl Sources {
     fn get_sources(&self) -> Vec<SourceReport> {
         self.shared.backend.sources()
     }
+
+    /// How each upstream server is authenticated (chronyc authdata).
+    fn get_auth_data(&self) -> Vec<skytime_api::SourceAuthReport> {
+        self.shared.backend.source_auth()
+    }
 }
 
 /// `org.skytime.Appliance1.Server`: NTP/NTS server counters and clients.

@@ -10,13 +10,16 @@
 //! transmit timestamps for interleaved clients, and counts. What changes
 //! while the server runs (access rules and rate limit, the sync state,
 //! the NTS master keys) is looked up once per batch, each with one atomic
-//! load when nothing changed.
+//! load when nothing changed. Requests with a symmetric-key MAC
+//! (`[keys] file`) are judged here, before the decision, which sees only
+//! their header; the reply gets its MAC once its header is final.
 
 use super::clients::Clients;
 use super::io::{Batch, NtpSocket, BATCH};
 use super::policy::{PolicyPublisher, PolicyView};
 use super::stats::{ServerStats, ThreadStats};
 use crate::clock::realtime;
+use crate::keys::server::{self as symmetric, Verdict as SymVerdict};
 use crate::notify::Beat;
 use crate::nts::keystore::KeyStore;
 use crate::nts::NtsService;
@@ -25,7 +28,7 @@ use skytime_nts::server::NtsServer;
 use skytime_proto::server::{
     Context, DropReason, Handled, Incoming, Prepared, ReplyKind, Server, TxTicket,
 };
-use skytime_proto::{NtpTimestamp, SyncState};
+use skytime_proto::{NtpTimestamp, SyncState, HEADER_LEN};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -46,6 +49,8 @@ pub struct ServerContext {
     pub nts: Arc<NtsService>,
     pub stats: Arc<ServerStats>,
     pub clients: Arc<Clients>,
+    /// Symmetric keys (`[keys] file`): requests with a MAC get one back.
+    pub keys: Option<Arc<skytime_symkey::KeyFile>>,
 }
 
 /// How many threads serve each address: one per CPU this process may run
@@ -122,6 +127,53 @@ impl Tickets {
     }
 }
 
+/// A reply between decision and transmit timestamp: (slot, reply,
+/// destination, source address, symmetric-key trailer).
+type PreparedReply = (
+    usize,
+    Prepared<skytime_nts::server::Pending>,
+    SocketAddr,
+    Option<IpAddr>,
+    Option<Trailer>,
+);
+
+/// What a reply to a request with a symmetric-key MAC ends with.
+#[derive(Clone, Copy, Debug)]
+enum Trailer {
+    /// The key's ID and the MAC of the reply under it.
+    Mac(u32),
+    /// A crypto-NAK (a key ID of zero, RFC 5905 7.4): the key is unknown.
+    CryptoNak,
+}
+
+impl Trailer {
+    /// Appends the trailer to the reply in `out[..len]`; the new length.
+    /// Never longer than the request: the same key and version give a
+    /// MAC of the same length.
+    fn append(
+        self,
+        keys: &skytime_symkey::KeyFile,
+        out: &mut [u8],
+        len: usize,
+    ) -> Result<usize, DropReason> {
+        let tail: Vec<u8> = match self {
+            Trailer::CryptoNak => vec![0; 4],
+            Trailer::Mac(id) => {
+                let key = keys.get(id).ok_or(DropReason::BadMac)?;
+                let version = (out[0] >> 3) & 0b111;
+                let mut tail = id.to_be_bytes().to_vec();
+                tail.extend(key.generate(&out[..len], version));
+                tail
+            }
+        };
+        let end = len + tail.len();
+        out.get_mut(len..end)
+            .ok_or(DropReason::SealFailed)?
+            .copy_from_slice(&tail);
+        Ok(end)
+    }
+}
+
 /// How a server thread reads the system clock (a test makes it fail).
 type ReadClock = fn() -> nix::Result<NtpTimestamp>;
 
@@ -136,14 +188,9 @@ struct Worker {
     keys: Option<Arc<KeyStore>>,
     key_generation: u64,
     batch: Batch,
-    /// The batch's replies between decision and transmit timestamp:
-    /// (slot, reply, destination, source address).
-    prepared: Vec<(
-        usize,
-        Prepared<skytime_nts::server::Pending>,
-        SocketAddr,
-        Option<IpAddr>,
-    )>,
+    symmetric_keys: Option<Arc<skytime_symkey::KeyFile>>,
+    /// The batch's replies between decision and transmit timestamp.
+    prepared: Vec<PreparedReply>,
     slot_tickets: [Option<TxTicket>; BATCH],
     ticket_order: Vec<usize>,
     tickets: Tickets,
@@ -174,6 +221,7 @@ impl Worker {
             sync: ctx.sync.clone(),
             key_generation: keys.as_ref().map_or(0, |k| k.generation()),
             keys,
+            symmetric_keys: ctx.keys.clone(),
             batch: Batch::default(),
             prepared: Vec::with_capacity(BATCH),
             slot_tickets: [None; BATCH],
@@ -238,6 +286,10 @@ impl Worker {
     }
 
     fn serve_batch(&mut self, n: usize) {
+        // One reference count per batch, so the keys outlive the borrows
+        // of the batch below.
+        let symmetric_keys = self.symmetric_keys.clone();
+        let symmetric_keys = symmetric_keys.as_deref();
         let mut server = self.server.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(store) = &self.keys {
             let generation = store.generation();
@@ -270,6 +322,19 @@ impl Worker {
                 self.stats.dropped(DropReason::ClockFailed);
                 continue;
             };
+            // A MAC is not an extension field: the decision sees the
+            // header only, and the trailer is added to its reply.
+            let (data, trailer) = match symmetric_keys.map(|k| symmetric::verdict(data, k)) {
+                Some(SymVerdict::BadMac(_)) => {
+                    self.stats.dropped(DropReason::BadMac);
+                    continue;
+                }
+                Some(SymVerdict::Authentic(key)) => {
+                    (&data[..HEADER_LEN], Some(Trailer::Mac(key.id)))
+                }
+                Some(SymVerdict::UnknownKey(_)) => (&data[..HEADER_LEN], Some(Trailer::CryptoNak)),
+                Some(SymVerdict::NotSymmetric) | None => (data, None),
+            };
             let incoming = Incoming {
                 data,
                 remote: rx.remote,
@@ -277,10 +342,10 @@ impl Worker {
             };
             match server.handle(&ctx, &incoming, out) {
                 Handled::Dropped(reason) => self.stats.dropped(reason),
-                Handled::Reply(p) => self.prepared.push((i, p, rx.remote, rx.local_ip)),
+                Handled::Reply(p) => self.prepared.push((i, p, rx.remote, rx.local_ip, trailer)),
             }
         }
-        for (slot, reply, to, from) in self.prepared.drain(..) {
+        for (slot, reply, to, from, trailer) in self.prepared.drain(..) {
             // The transmit timestamp is read as late as possible: after
             // every decision, just before the header (and the NTS seal
             // that covers it) is written.
@@ -288,7 +353,14 @@ impl Worker {
                 self.stats.dropped(DropReason::ClockFailed);
                 continue;
             };
-            match server.finish(&reply, transmit, self.batch.reply_buffer(slot)) {
+            let out = self.batch.reply_buffer(slot);
+            let finished = server
+                .finish(&reply, transmit, out)
+                .and_then(|(len, ticket)| match (trailer, symmetric_keys) {
+                    (Some(t), Some(keys)) => Ok((t.append(keys, out, len)?, ticket)),
+                    _ => Ok((len, ticket)),
+                });
+            match finished {
                 Ok((len, ticket)) => {
                     match reply.kind() {
                         ReplyKind::Nts => self.stats.nts_replied(),
@@ -360,6 +432,7 @@ mod tests {
             nts: Arc::new(nts),
             stats: stats.clone(),
             clients: Arc::new(Clients::new(64, stats.clone())),
+            keys: None,
         };
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
