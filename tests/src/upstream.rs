@@ -111,15 +111,9 @@ impl ChronyServer {
             .unwrap_or_else(|| panic!("no {name:?} in chronyc serverstats:\n{out}"))
     }
 
-    /// An `[[upstream]]` entry of skytimed for this server over NTS,
-    /// polled every second.
+    /// An `[[upstream]]` entry of skytimed for this server over NTS.
     pub fn upstream_nts(&self) -> String {
-        format!(
-            "[[upstream]]\nserver = \"{}\"\nport = {}\nnts = true\nnts_port = {}\nminpoll = 0\nmaxpoll = 0\n",
-            self.ntp.ip(),
-            self.ntp.port(),
-            self.ke.port()
-        )
+        upstream_nts(self.ntp, self.ke)
     }
 
     /// An `[[upstream]]` entry for this server with symmetric key `id`.
@@ -130,6 +124,17 @@ impl ChronyServer {
             self.ntp.port()
         )
     }
+}
+
+/// An `[[upstream]]` entry of skytimed for an NTS server (NTP and
+/// NTS-KE addresses), polled every second.
+pub fn upstream_nts(ntp: SocketAddr, ke: SocketAddr) -> String {
+    format!(
+        "[[upstream]]\nserver = \"{}\"\nport = {}\nnts = true\nnts_port = {}\nminpoll = 0\nmaxpoll = 0\n",
+        ntp.ip(),
+        ntp.port(),
+        ke.port()
+    )
 }
 
 /// The `[nts_client]` section trusting `cert` alone.
