@@ -21,16 +21,25 @@ use skytime_tests::upstream::{certificate, nts_client_trusting, ChronyServer};
 use skytime_tests::{field, parse_colon_fields, wait_until_every, Chronyd};
 use std::time::{Duration, Instant};
 
-/// Seconds after the simulator's start when its time steps, and by how
-/// much. Whole seconds: the pulses keep their phase and only the NMEA
-/// labels move, so the refclock's glitch filter does not hold the new
-/// time back first (a fractional step is rejected as glitches for 10 s,
-/// the GPS meanwhile in holdover, and then caught the same way).
+/// Seconds after the simulator's start when its time steps.
 const SPOOF_AT: u64 = 20;
-const SPOOF_STEP: f64 = 2.0;
 
+/// A whole-second step: the pulses keep their phase and only the NMEA
+/// labels move.
 #[test]
-fn a_spoofed_gps_is_caught_and_the_network_serves() {
+fn a_whole_second_spoof_step_is_caught_and_the_network_serves() {
+    spoof_is_caught_and_the_network_serves(2.0);
+}
+
+/// A step of a fraction of a second moves the pulses too: the refclock
+/// first rejects them as glitches (the GPS is silent, the clock in
+/// holdover), then takes the new phase, and the cross-check catches it.
+#[test]
+fn a_fractional_spoof_step_is_caught_and_the_network_serves() {
+    spoof_is_caught_and_the_network_serves(-1.204);
+}
+
+fn spoof_is_caught_and_the_network_serves(step: f64) {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(certs.path());
     let chrony_a = ChronyServer::start("127.0.0.2", 1, Some((&cert, &key)), &[]);
@@ -62,7 +71,7 @@ fn a_spoofed_gps_is_caught_and_the_network_serves() {
             "--spoof-step-at",
             &SPOOF_AT.to_string(),
             "--spoof-step",
-            &SPOOF_STEP.to_string(),
+            &step.to_string(),
         ]
         .map(String::from),
     );
@@ -118,10 +127,11 @@ fn a_spoofed_gps_is_caught_and_the_network_serves() {
     });
     let detection = sim_started.elapsed().as_secs_f64() - SPOOF_AT as f64;
     eprintln!(
-        "locked {locked_after:.1} s after the simulator started; {alarm} {detection:.1} s after a {SPOOF_STEP} s spoof step"
+        "locked {locked_after:.1} s after the simulator started; {alarm} {detection:.1} s after a {step} s spoof step"
     );
     let reason = ctl(&bus, None, &["alarms"]).all();
-    assert!(reason.contains("GPS"), "{reason}");
+    let by = format!("{step:+.3} s");
+    assert!(reason.contains("GPS") && reason.contains(&by), "{reason}");
     let list = sources(&bus);
     let gps_sources: Vec<_> = list.iter().filter(|s| s.kind != "ntp").collect();
     assert!(
@@ -169,8 +179,8 @@ fn a_spoofed_gps_is_caught_and_the_network_serves() {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no offset in chronyc ntpdata: {sourcestats:?}"));
     assert!(
-        offset.abs() < SPOOF_STEP / 100.0,
-        "chrony sees skytimed {offset} s off after a {SPOOF_STEP} s spoof"
+        offset.abs() < step.abs() / 100.0,
+        "chrony sees skytimed {offset} s off after a {step} s spoof"
     );
     // Still distrusted while the spoof lasts.
     assert!(alarm_names(&bus).contains(&alarm));
