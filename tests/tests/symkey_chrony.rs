@@ -5,11 +5,16 @@
 //! with a key whose value differs and a key ID skytimed lacks, never
 //! synchronizes, and skytimed counts the bad MACs (no reply) and the
 //! crypto-NAKs. skytimed as the client: chronyd serving with a key is an
-//! `[[upstream]] key = N` source, authenticated and selected. A key file
-//! that others may read is refused at start, naming the file and why.
+//! `[[upstream]] key = N` source, authenticated and selected. Every key
+//! type and NTP version, by raw packets: a reply exactly as long as the
+//! request with a MAC that verifies, a four-byte crypto-NAK for an unknown
+//! key, nothing for a bad MAC. A key file that others may read is refused
+//! at start, naming the file and why.
 
+use skytime_symkey::packet::{self, Auth};
+use skytime_symkey::KeyFile;
 use skytime_tests::dbus::{source_auth, sources, start_daemon, PrivateBus};
-use skytime_tests::ntp::query;
+use skytime_tests::ntp::{exchange, now, query, request};
 use skytime_tests::upstream::{write_private, ChronyServer};
 use skytime_tests::{
     bin, field, parse_colon_fields, run_bounded, wait_until_every, Chronyd, Daemon,
@@ -222,4 +227,66 @@ fn a_key_file_others_can_read_is_refused_at_start() {
     std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let daemon = Daemon::start(&config(&keys, ""), &[]);
     assert!(query(daemon.ntp_addr()).is_some());
+}
+
+#[test]
+fn every_key_type_and_version_gets_a_macd_reply_no_longer_than_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "1 MD5 ASCII:correcthorse\n2 SHA1 HEX:6f1e3ad0b6b9e3c24bd4b8f6c4f5b2a7d39e0c11\n\
+                3 SHA256 HEX:00112233445566778899aabbccddeeff\n4 SHA512 ASCII:batterystaple\n\
+                5 AES128 HEX:8d2f0a6b1c4e7f9a3b5d2c8e6f1a4b7c\n\
+                6 AES256 HEX:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n\
+                7 SHA3-256 ASCII:third\n";
+    let keys_path = dir.path().join("skytime.keys");
+    write_private(&keys_path, text);
+    let keys = KeyFile::parse(text).unwrap();
+    let daemon = Daemon::start(&config(&keys_path, ""), &[]);
+    let server = daemon.ntp_addr();
+    let limit = Duration::from_secs(2);
+    for id in keys.ids() {
+        let key = keys.get(id).unwrap();
+        for version in [3u8, 4] {
+            let mut req = request(version, now()).to_vec();
+            packet::append_mac(&mut req, key);
+            let x = exchange(server, &req, limit)
+                .unwrap_or_else(|| panic!("key {id} {:?} v{version}: no reply", key.kind));
+            assert_eq!(
+                x.raw.len(),
+                req.len(),
+                "key {id} v{version}: reply length differs from the request's"
+            );
+            match packet::parse(&x.raw) {
+                Auth::Mac(m) => assert!(
+                    m.key_id == id && m.verify(&x.raw, key),
+                    "key {id} v{version}: the reply's MAC does not verify"
+                ),
+                other => panic!("key {id} v{version}: {other:?}"),
+            }
+            assert_eq!(x.reply.stratum, 10, "key {id} v{version}");
+        }
+    }
+    // A key the server lacks: a crypto-NAK, four zero bytes after the
+    // header (never longer than the request).
+    let other = KeyFile::parse("9 SHA1 HEX:0a1b2c3d4e5f60718293a4b5c6d7e8f901234567\n").unwrap();
+    let mut req = request(4, now()).to_vec();
+    packet::append_mac(&mut req, other.get(9).unwrap());
+    let x = exchange(server, &req, limit).expect("a crypto-NAK");
+    assert!(
+        matches!(packet::parse(&x.raw), Auth::CryptoNak),
+        "{:?}",
+        x.raw
+    );
+    assert!(x.raw.len() < req.len());
+    // A MAC that does not verify: no answer at all, counted.
+    let mut req = request(4, now()).to_vec();
+    packet::append_mac(&mut req, keys.get(2).unwrap());
+    let last = req.len() - 1;
+    req[last] ^= 1;
+    assert!(
+        exchange(server, &req, limit).is_none(),
+        "a forged MAC was answered"
+    );
+    assert_eq!(daemon.stat_or_zero("dropped_bad_mac"), 1);
+    assert_eq!(daemon.stat_or_zero("crypto_naks"), 1);
+    assert_eq!(daemon.stat_or_zero("key_replied"), 2 * keys.len() as u64);
 }
