@@ -13,7 +13,7 @@
 
 use skytime_symkey::packet::{self, Auth};
 use skytime_symkey::KeyFile;
-use skytime_tests::dbus::{source_auth, sources, start_daemon, PrivateBus};
+use skytime_tests::dbus::{ctl, source_auth, sources, start_daemon, PrivateBus};
 use skytime_tests::ntp::{exchange, now, query, request};
 use skytime_tests::upstream::{write_private, ChronyServer};
 use skytime_tests::{
@@ -167,6 +167,16 @@ fn chrony_clients_with_keys_and_chrony_as_a_keyed_upstream() {
         daemon.log()
     );
     assert!(daemon.nonzero_stat("key_replied") > 0);
+    // The same counters over D-Bus, as `skytimectl serverstats` shows them.
+    let st = ctl(&bus, None, &["--json", "serverstats"]).json();
+    assert!(
+        st["KeyAuthenticated"].as_u64() > Some(0)
+            && st["KeyCryptoNaks"].as_u64() > Some(0)
+            && st["NtpDroppedByReason"]["bad_mac"].as_u64() > Some(0),
+        "{st}"
+    );
+    let text = ctl(&bus, None, &["serverstats"]).all();
+    assert!(text.contains("Crypto-NAKs sent"), "{text}");
     for server in &addrs[2..] {
         let (_, good_rx) = ntpdata(&bad, *server);
         assert_eq!(good_rx, 0, "{server}: chrony took a reply to a bad key");

@@ -156,6 +156,10 @@ record! {
         pub ntp_kernel_timestamps: u64,
         /// NTS-authenticated requests answered.
         pub nts_authenticated: u64,
+        /// Replies MAC'd with a symmetric key of the key file.
+        pub key_authenticated: u64,
+        /// Crypto-NAKs sent: requests MAC'd with a key the file lacks.
+        pub key_crypto_naks: u64,
         pub nts_naks: u64,
         pub nts_ke_accepted: u64,
         /// NTS-KE connections that ended without cookies (failed TLS, no
@@ -419,6 +423,8 @@ mod tests {
                 ntp_kernel_timestamps: 10,
                 nts_authenticated: 3,
                 nts_naks: 1,
+                key_authenticated: 6,
+                key_crypto_naks: 2,
                 nts_ke_accepted: 4,
                 nts_ke_dropped: 1,
                 nts_ke_active: 0,
