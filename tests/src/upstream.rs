@@ -7,11 +7,14 @@
 //! chronyd serves from its own clock with `local stratum N` and never
 //! touches the host clock (`-x`, as [`Chronyd`] always starts it).
 
-use crate::{field, free_tcp_port, free_udp_port, parse_colon_fields, require_program, Chronyd};
-use std::net::SocketAddr;
+use crate::{
+    field, free_tcp_port, free_udp_port, parse_colon_fields, require_program, wait_until, Chronyd,
+};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 /// A self-signed end-entity certificate (CA:FALSE) for localhost, ::1
 /// and 127.0.0.1 to 127.0.0.5, with its key, in `dir`: every client
@@ -95,6 +98,18 @@ impl ChronyServer {
         }
         directives.extend(extra.iter().cloned());
         let chronyd = Chronyd::start(&directives);
+        // Serving before anyone is pointed at it: a first request that
+        // finds no socket would only delay the test by a backoff.
+        let up = wait_until(Duration::from_secs(10), || {
+            let ke_up = tls.is_none()
+                || TcpStream::connect_timeout(&ke, Duration::from_millis(200)).is_ok();
+            (ke_up && crate::ntp::query(ntp).is_some()).then_some(())
+        });
+        assert!(
+            up.is_some(),
+            "chronyd does not serve on {ntp} (NTS-KE {ke}):\n{}",
+            chronyd.log()
+        );
         Self { chronyd, ntp, ke }
     }
 
