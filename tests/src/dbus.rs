@@ -371,15 +371,7 @@ pub fn alarm_names(bus: &PrivateBus) -> Vec<String> {
 fn records<T: serde::de::DeserializeOwned>(bus: &PrivateBus, args: &[&str]) -> Vec<T> {
     let r = ctl(bus, None, args);
     assert!(r.ok(), "skytimectl {args:?}: {}", r.all());
-    // A number JSON cannot carry (an infinite skew with one sample) is
-    // printed as null: read it as absent.
-    let mut json = r.json();
-    if let Some(list) = json.as_array_mut() {
-        for record in list.iter_mut().filter_map(|v| v.as_object_mut()) {
-            record.retain(|_, v| !v.is_null());
-        }
-    }
-    serde_json::from_value(json).unwrap_or_else(|e| {
+    serde_json::from_value(r.json()).unwrap_or_else(|e| {
         panic!(
             "skytimectl {args:?} gave unexpected JSON ({e}): {}",
             r.stdout

@@ -563,6 +563,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.address.as_str(), c.interval_log2), ("192.0.2.9", None));
+        // A number JSON cannot write (a skew not yet known) comes back
+        // as NaN rather than failing the whole record.
+        let s = SourceReport {
+            name: "127.0.0.2".into(),
+            skew_ppm: f64::INFINITY,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""SkewPpm":null"#), "{json}");
+        let back: SourceReport = serde_json::from_str(&json).unwrap();
+        assert!(back.skew_ppm.is_nan() && back.name == "127.0.0.2");
     }
 
     #[test]
