@@ -348,3 +348,33 @@ pub fn make_cert(name: &str, not_after_year: i32) -> (String, String) {
     let cert = params.self_signed(&key).unwrap();
     (cert.pem(), key.serialize_pem())
 }
+
+/// `skytimectl --json sources` on `bus`: every source, GPS and upstream.
+pub fn sources(bus: &PrivateBus) -> Vec<skytime_api::SourceReport> {
+    records(bus, &["--json", "sources"])
+}
+
+/// `skytimectl --json sources --auth` on `bus`: how each upstream server
+/// is authenticated.
+pub fn source_auth(bus: &PrivateBus) -> Vec<skytime_api::SourceAuthReport> {
+    records(bus, &["--json", "sources", "--auth"])
+}
+
+/// The names of the active alarms (`skytimectl --json alarms`).
+pub fn alarm_names(bus: &PrivateBus) -> Vec<String> {
+    records::<skytime_api::AlarmReport>(bus, &["--json", "alarms"])
+        .into_iter()
+        .map(|a| a.name)
+        .collect()
+}
+
+fn records<T: serde::de::DeserializeOwned>(bus: &PrivateBus, args: &[&str]) -> Vec<T> {
+    let r = ctl(bus, None, args);
+    assert!(r.ok(), "skytimectl {args:?}: {}", r.all());
+    serde_json::from_value(r.json()).unwrap_or_else(|e| {
+        panic!(
+            "skytimectl {args:?} gave unexpected JSON ({e}): {}",
+            r.stdout
+        )
+    })
+}

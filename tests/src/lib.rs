@@ -34,6 +34,7 @@ pub mod ntp;
 pub mod nts_client;
 pub mod standin;
 pub mod systemd;
+pub mod upstream;
 pub mod vm;
 
 /// Path of a binary built in this workspace, next to the test executable's
@@ -254,6 +255,55 @@ impl Daemon {
             .first()
             .copied()
             .unwrap_or_else(|| panic!("skytimed logged no NTS-KE address:\n{}", self.log()))
+    }
+
+    /// A `key=value` counter from the daemon's latest statistics line,
+    /// which SIGUSR1 asks for; `None` (a failure for the caller) until one
+    /// appears. Counters that are zero may be left out of the line
+    /// (`dropped_REASON`): ask [`Daemon::stat_or_zero`] for those.
+    pub fn stat(&self, key: &str) -> Option<u64> {
+        let line = self.stats_line()?;
+        let needle = format!(" {key}=");
+        line.split(&needle)
+            .nth(1)
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// [`Daemon::stat`] for a counter the line leaves out while it is 0.
+    pub fn stat_or_zero(&self, key: &str) -> u64 {
+        let line = self
+            .stats_line()
+            .unwrap_or_else(|| panic!("no statistics line after SIGUSR1:\n{}", self.log()));
+        let needle = format!(" {key}=");
+        line.split(&needle)
+            .nth(1)
+            .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The daemon's counter `key`, asked for until it is non-zero.
+    pub fn nonzero_stat(&self, key: &str) -> u64 {
+        wait_until_every(Duration::from_secs(20), Duration::from_millis(200), || {
+            self.stat(key).filter(|v| *v > 0)
+        })
+        .unwrap_or_else(|| panic!("{key} stayed 0 or was never logged:\n{}", self.log()))
+    }
+
+    /// Asks for a statistics line (SIGUSR1) and returns it.
+    fn stats_line(&self) -> Option<String> {
+        const NEEDLE: &str = " received=";
+        let before = self.log().matches(NEEDLE).count();
+        self.signal("USR1");
+        let log = wait_until(Duration::from_secs(5), || {
+            let log = self.log();
+            (log.matches(NEEDLE).count() > before).then_some(log)
+        })?;
+        log.lines()
+            .rev()
+            .find(|l| l.contains(NEEDLE))
+            .map(str::to_owned)
     }
 
     pub fn pid(&self) -> i32 {

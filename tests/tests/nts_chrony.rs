@@ -7,52 +7,13 @@
 //! ntpdata`'s authenticated good replies, `chronyc authdata`'s key
 //! exchanges and NAKs), and the daemon's own counters must agree.
 
+use skytime_tests::upstream::{certificate, chrony_nts_client};
 use skytime_tests::{
     chronyd_query, field, parse_colon_fields, wait_until, wait_until_every, Chronyd, Daemon,
 };
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A self-signed end-entity certificate (CA:FALSE) for localhost,
-/// 127.0.0.1 and ::1, with its key, in `dir`.
-fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new(skytime_tests::require_program("openssl"))
-        .args([
-            "req",
-            "-new",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
 
 /// `[ntp]` and `[nts]` on `host` (as in a socket address: `[::1]`), port
 /// 0 unless the ports are given: the daemon reports what it bound.
@@ -86,42 +47,7 @@ private_key = "{}"
 
 /// A chrony NTS source for the daemon's addresses, trusting `cert`.
 fn client_directives(daemon: &Daemon, cert: &Path) -> Vec<String> {
-    let (ntp, ke) = (daemon.ntp_addr(), daemon.ke_addr());
-    vec![
-        format!(
-            "server {} port {} nts ntsport {} iburst minpoll -2 maxpoll -2",
-            ntp.ip(),
-            ntp.port(),
-            ke.port()
-        ),
-        format!("ntstrustedcerts {}", cert.display()),
-        "nosystemcert".to_owned(),
-    ]
-}
-
-/// A `key=value` counter from the daemon's latest statistics line, which
-/// SIGUSR1 asks for; `None` (a failure for the caller) until one appears.
-fn stat(daemon: &Daemon, key: &str) -> Option<u64> {
-    let needle = format!(" {key}=");
-    let before = daemon.log().matches(&needle).count();
-    daemon.signal("USR1");
-    wait_until(Duration::from_secs(5), || {
-        let log = daemon.log();
-        (log.matches(&needle).count() > before).then_some(log)
-    })?
-    .lines()
-    .rev()
-    .find_map(|l| l.split(&needle).nth(1))
-    .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
-    .and_then(|v| v.parse().ok())
-}
-
-/// The daemon's counter `key`, asked for until it is non-zero.
-fn nonzero_stat(daemon: &Daemon, key: &str) -> u64 {
-    wait_until_every(Duration::from_secs(20), Duration::from_millis(200), || {
-        stat(daemon, key).filter(|v| *v > 0)
-    })
-    .unwrap_or_else(|| panic!("{key} stayed 0 or was never logged:\n{}", daemon.log()))
+    chrony_nts_client(daemon.ntp_addr(), daemon.ke_addr(), cert)
 }
 
 #[test]
@@ -138,7 +64,7 @@ fn chrony_one_shot_measures_over_nts() {
         )
     });
     assert!(offset.abs() < 0.1, "offset {offset} from the same host");
-    assert!(nonzero_stat(&daemon, "nts_replied") >= 1);
+    assert!(daemon.nonzero_stat("nts_replied") >= 1);
 
     // A client that does not trust the certificate gets nothing.
     let other = tempfile::tempdir().unwrap();
@@ -163,7 +89,7 @@ fn chrony_one_shot_over_ipv6() {
         "chronyd -Q over NTS on ::1:\n{text}\nskytimed:\n{}",
         daemon.log()
     );
-    assert!(nonzero_stat(&daemon, "nts_replied") >= 1);
+    assert!(daemon.nonzero_stat("nts_replied") >= 1);
 }
 
 /// `chronyc -c authdata` for the one source: (mode, last KE age s, KE
@@ -249,9 +175,9 @@ fn chrony_keeps_its_cookies_across_key_rotation_and_restart() {
         chronyd.log(),
         daemon.log()
     );
-    assert!(nonzero_stat(&daemon, "nts_replied") >= 1);
+    assert!(daemon.nonzero_stat("nts_replied") >= 1);
     assert_eq!(
-        stat(&daemon, "nts_naks"),
+        daemon.stat("nts_naks"),
         Some(0),
         "no cookie was refused after the restart:\n{}",
         daemon.log()

@@ -156,6 +156,10 @@ record! {
         pub ntp_kernel_timestamps: u64,
         /// NTS-authenticated requests answered.
         pub nts_authenticated: u64,
+        /// Replies MAC'd with a symmetric key of the key file.
+        pub key_authenticated: u64,
+        /// Crypto-NAKs sent: requests MAC'd with a key the file lacks.
+        pub key_crypto_naks: u64,
         pub nts_naks: u64,
         pub nts_ke_accepted: u64,
         /// NTS-KE connections that ended without cookies (failed TLS, no
@@ -419,6 +423,8 @@ mod tests {
                 ntp_kernel_timestamps: 10,
                 nts_authenticated: 3,
                 nts_naks: 1,
+                key_authenticated: 6,
+                key_crypto_naks: 2,
                 nts_ke_accepted: 4,
                 nts_ke_dropped: 1,
                 nts_ke_active: 0,
@@ -557,6 +563,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.address.as_str(), c.interval_log2), ("192.0.2.9", None));
+        // A number JSON cannot write (a skew not yet known) comes back
+        // as NaN rather than failing the whole record.
+        let s = SourceReport {
+            name: "127.0.0.2".into(),
+            skew_ppm: f64::INFINITY,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""SkewPpm":null"#), "{json}");
+        let back: SourceReport = serde_json::from_str(&json).unwrap();
+        assert!(back.skew_ppm.is_nan() && back.name == "127.0.0.2");
     }
 
     #[test]

@@ -347,6 +347,16 @@ fn server(r: &mut Registry, s: &Snapshot) {
         counter(st.nts_naks),
     );
     r.register(
+        "ntp_key_authenticated_replies",
+        "NTP replies MAC'd with a symmetric key",
+        counter(st.key_authenticated),
+    );
+    r.register(
+        "ntp_crypto_naks",
+        "Crypto-NAKs sent (requests MAC'd with an unknown key)",
+        counter(st.key_crypto_naks),
+    );
+    r.register(
         "nts_ke_accepted",
         "NTS-KE sessions that handed out cookies",
         counter(st.nts_ke_accepted),

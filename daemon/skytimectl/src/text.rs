@@ -300,6 +300,11 @@ pub fn serverstats(st: &ServerReport) -> String {
         ),
         ("NTS NAKs sent", st.nts_naks.to_string()),
         (
+            "Key-authenticated NTP packets",
+            st.key_authenticated.to_string(),
+        ),
+        ("Crypto-NAKs sent", st.key_crypto_naks.to_string()),
+        (
             "NTS-KE connections accepted",
             st.nts_ke_accepted.to_string(),
         ),

@@ -220,6 +220,21 @@ mod tests {
         assert!(!c.ntp.listen.is_empty());
     }
 
+    /// The example's commented-out upstream entries parse as written.
+    #[test]
+    fn example_upstream_entries_parse() {
+        let text = include_str!("../../skytime.example.toml");
+        let block: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# Examples (uncomment to use):"))
+            .skip(1)
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let c = parse(&block).unwrap();
+        assert_eq!(c.upstream.len(), 3, "{block}");
+    }
+
     #[test]
     fn demo_file_parses() {
         let c = parse(include_str!("../../demo.toml")).unwrap();

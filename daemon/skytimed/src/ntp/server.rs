@@ -367,6 +367,11 @@ impl Worker {
                         ReplyKind::NtsNak => self.stats.nts_nak(),
                         ReplyKind::Ntp => {}
                     }
+                    match trailer {
+                        Some(Trailer::Mac(_)) => self.stats.key_replied(),
+                        Some(Trailer::CryptoNak) => self.stats.crypto_nak(),
+                        None => {}
+                    }
                     if reply.is_interleaved() {
                         self.stats.interleaved();
                     }

@@ -17,6 +17,9 @@ pub struct ThreadStats {
     replied: AtomicU64,
     nts_replied: AtomicU64,
     nts_naks: AtomicU64,
+    /// Replies MAC'd with a symmetric key, and crypto-NAKs (unknown key).
+    key_replied: AtomicU64,
+    crypto_naks: AtomicU64,
     kernel_timestamps: AtomicU64,
     interleaved: AtomicU64,
     kernel_tx_timestamps: AtomicU64,
@@ -50,6 +53,14 @@ impl ThreadStats {
         add(&self.nts_naks, 1);
     }
 
+    pub fn key_replied(&self) {
+        add(&self.key_replied, 1);
+    }
+
+    pub fn crypto_nak(&self) {
+        add(&self.crypto_naks, 1);
+    }
+
     pub fn interleaved(&self) {
         add(&self.interleaved, 1);
     }
@@ -80,6 +91,10 @@ pub struct StatsSnapshot {
     pub replied: u64,
     pub nts_replied: u64,
     pub nts_naks: u64,
+    /// Replies MAC'd with a symmetric key of the key file.
+    pub key_replied: u64,
+    /// Crypto-NAKs: requests MAC'd with a key the key file lacks.
+    pub crypto_naks: u64,
     pub kernel_timestamps: u64,
     /// Replies in interleaved mode (with an earlier reply's transmit
     /// timestamp).
@@ -110,6 +125,8 @@ impl ServerStats {
             replied: sum(|t| &t.replied),
             nts_replied: sum(|t| &t.nts_replied),
             nts_naks: sum(|t| &t.nts_naks),
+            key_replied: sum(|t| &t.key_replied),
+            crypto_naks: sum(|t| &t.crypto_naks),
             kernel_timestamps: sum(|t| &t.kernel_timestamps),
             interleaved: sum(|t| &t.interleaved),
             kernel_tx_timestamps: sum(|t| &t.kernel_tx_timestamps),
@@ -144,11 +161,13 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} replied={} nts_replied={} nts_naks={} kernel_timestamps={} interleaved={} kernel_tx_timestamps={} dropped={}",
+            "received={} replied={} nts_replied={} nts_naks={} key_replied={} crypto_naks={} kernel_timestamps={} interleaved={} kernel_tx_timestamps={} dropped={}",
             self.received,
             self.replied,
             self.nts_replied,
             self.nts_naks,
+            self.key_replied,
+            self.crypto_naks,
             self.kernel_timestamps,
             self.interleaved,
             self.kernel_tx_timestamps,
@@ -178,6 +197,8 @@ mod tests {
         b.dropped(DropReason::AccessDenied);
         a.replied(1);
         b.interleaved();
+        a.key_replied();
+        b.crypto_nak();
         a.set_clients(3);
         b.set_clients(4);
         let snap = s.snapshot();
@@ -190,6 +211,7 @@ mod tests {
         assert!(line.contains("dropped_too_short=2"), "{line}");
         assert!(line.contains("dropped_access_denied=1"), "{line}");
         assert!(line.contains(" kernel_timestamps=1 "), "{line}");
+        assert!(line.contains(" key_replied=1 crypto_naks=1 "), "{line}");
         assert!(!line.contains("dropped_bad_version"), "{line}");
     }
 }
