@@ -10,7 +10,7 @@
 //! to `audit.log.1` (replacing the previous one, atomically) and a new
 //! file begins: the log never takes more than twice the bound.
 
-use crate::trust::Role;
+use crate::role::Role;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -35,6 +35,7 @@ pub mod identity;
 pub mod listener;
 pub mod metrics;
 pub mod ratelimit;
+pub mod role;
 pub mod routes;
 pub mod server;
 pub mod snapshot;

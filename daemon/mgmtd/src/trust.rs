@@ -28,24 +28,7 @@ use std::sync::Arc;
 /// The file the enrolled operators are kept in, in the data directory.
 pub const ENROLLED_FILE: &str = "enrolled.toml";
 
-/// What an operator may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Every read: status, metrics, the JSON API's GET routes.
-    Read,
-    /// Everything, writes included.
-    Admin,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Admin => "admin",
-        }
-    }
-}
+pub use crate::role::Role;
 
 /// One enrolled certificate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,6 @@ pub mod kernel;
 pub mod realtime;
 
 use crate::persist::atomic_write;
-use crate::upstream::NetworkSample;
 use serde::Deserialize;
 use skytime_discipline::{
     Clock, Discipline, DisciplineConfig, Drift, IntegrityReport, LeapMode, LeapTable, Sample,
@@ -27,6 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 pub use kernel::{KernelClock, KernelClockError};
 pub use realtime::{measure_precision, now};
+
+/// A network source's sample for the discipline: what the upstream
+/// tasks send the clock task.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NetworkSample {
+    pub sample: skytime_discipline::Sample,
+    pub upstream: skytime_discipline::Upstream,
+}
 
 /// Name of the drift file in the data directory.
 pub const DRIFT_FILE: &str = "drift";

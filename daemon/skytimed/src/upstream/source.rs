@@ -37,12 +37,7 @@ const RETRY_MAX: Duration = Duration::from_secs(1024);
 /// (and, with NTS, keys exchanged again).
 const SILENT_REQUESTS: u64 = 8;
 
-/// A network source's sample for the discipline.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NetworkSample {
-    pub sample: Sample,
-    pub upstream: Upstream,
-}
+pub use crate::clock::NetworkSample;
 
 /// What every source task shares.
 #[derive(Debug)]
