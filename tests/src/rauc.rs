@@ -318,8 +318,13 @@ impl Rig {
         self.dir.path().join(rel)
     }
 
-    /// A new rig with its own bus and RAUC service.
+    /// A new rig with its own bus and RAUC service, booted from slot A.
     pub async fn start() -> Self {
+        Self::start_booted("A").await
+    }
+
+    /// A new rig whose RAUC runs as booted from `slot` ("A" or "B").
+    pub async fn start_booted(slot: &str) -> Self {
         let rauc = rauc();
         let dir = tempfile::Builder::new()
             .prefix("skytime-ota-rig")
@@ -351,7 +356,7 @@ impl Rig {
             Command::new(rauc)
                 .arg("service")
                 .arg(format!("--conf={}", d.join("system.conf").display()))
-                .arg("--override-boot-slot=A")
+                .arg(format!("--override-boot-slot={slot}"))
                 .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
                 .env("SKYTIME_OTA_OS_RELEASE", d.join("os-release"))
                 .env("SKYTIME_OTA_STATE", d.join("data/ota/state.json"))

@@ -87,12 +87,14 @@ async fn follow(updater: Arc<Updater>, rauc: Rauc) {
             return;
         }
     };
+    updater.with_view(|v| v.booted_slot.clone_from(&booted));
+    updater.refresh(&rauc).await;
+    // Available only once the slots are known.
     updater.with_view(|v| {
         v.rauc = Some(rauc.clone());
         v.unavailable.clear();
-        v.booted_slot.clone_from(&booted);
     });
-    updater.refresh(&rauc).await;
+    updater.notify(Notice::Changed);
     tracing::info!(slot = %booted, state = updater.state().name(), "updates through RAUC");
     {
         let _t = updater.transition.lock().await;

@@ -408,6 +408,12 @@ impl Updater {
         let primary = rauc.primary().await;
         let operation = rauc.operation().await;
         let last_error = rauc.last_error().await;
+        if let Err(e) = &slots {
+            tracing::warn!("RAUC GetSlotStatus: {e}");
+        }
+        if let Err(e) = &primary {
+            tracing::warn!("RAUC GetPrimary: {e}");
+        }
         self.with_view(|v| {
             if let Ok(s) = slots {
                 v.slots = s;
