@@ -400,6 +400,19 @@ impl Rig {
         }
     }
 
+    /// Asserts what must not change when a bundle is refused: slot B as
+    /// made, no `slot-b/` boot files, the boot order as it was.
+    pub fn assert_untouched(&self) {
+        let b = fs::read(self.path("slots/b.img")).unwrap();
+        assert!(
+            b.iter().all(|&x| x == EMPTY_SLOT),
+            "slot B was written\n{}",
+            self.log()
+        );
+        assert_eq!(self.tree("boot/slot-b"), None, "slot-b/ was written");
+        assert_eq!(self.boot_var("BOOT_ORDER"), "A B");
+    }
+
     /// RAUC's log so far (for failure messages).
     pub fn log(&self) -> String {
         fs::read_to_string(self.path("rauc.log")).unwrap_or_default()

@@ -208,7 +208,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         upstreams: upstreams.clone(),
     }));
     tasks.spawn(monitor::run(
-        monitor,
+        monitor.clone(),
         appliance.clone(),
         shutdown.child_token(),
     ));
@@ -219,6 +219,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     // The update service: its health check asks this daemon, as bound,
     // whether it serves.
     let updater = crate::update::Updater::new(config.update.clone());
+    updater.set_monitor(monitor.clone());
     updater.set_targets(crate::update::probe::Targets {
         ntp: ntp_bound,
         nts_ke: appliance

@@ -77,6 +77,8 @@ pub struct Updater {
     targets: Mutex<probe::Targets>,
     /// The bus connection (set when the driver starts), for logind.
     conn: std::sync::OnceLock<zbus::Connection>,
+    /// Where a failed or rolled-back update raises its alarm.
+    monitor: Mutex<Option<Arc<crate::monitor::Monitor>>>,
 }
 
 /// The kernel's id of this boot: a daemon restart keeps it, a reboot
@@ -140,6 +142,7 @@ impl Updater {
             notices,
             targets: Mutex::default(),
             conn: std::sync::OnceLock::new(),
+            monitor: Mutex::default(),
         })
     }
 
@@ -149,6 +152,35 @@ impl Updater {
         if let Ok(mut t) = self.targets.lock() {
             *t = targets;
         }
+    }
+
+    /// Raises the `update_failed` / `update_rolled_back` alarms through
+    /// `monitor` while the state says so.
+    pub fn set_monitor(&self, monitor: Arc<crate::monitor::Monitor>) {
+        if let Ok(mut m) = self.monitor.lock() {
+            *m = Some(monitor);
+        }
+        self.alarm(&self.state());
+    }
+
+    fn alarm(&self, state: &State) {
+        use skytime_alarms::UpdateProblem;
+        let Ok(m) = self.monitor.lock() else { return };
+        let Some(m) = m.as_ref() else { return };
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        m.set_update_problem(match state {
+            State::Failed { reason, .. } => Some(UpdateProblem::Failed {
+                at,
+                reason: reason.clone(),
+            }),
+            State::RolledBack { reason, .. } => Some(UpdateProblem::RolledBack {
+                at,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        });
     }
 
     fn targets(&self) -> probe::Targets {
@@ -386,6 +418,7 @@ impl Updater {
                     })?;
                     if state.name() != current.name() {
                         tracing::info!(from = current.name(), to = state.name(), "update state");
+                        self.alarm(&state);
                     }
                 }
                 self.with_view(|v| {
