@@ -259,15 +259,26 @@ fn private_bus() -> PathBuf {
 
 impl Bus {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Bus::start`] with `extra` policy bodies (`<policy ...>...</policy>`).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
         let policy = top()
             .join("target/trixie-tools/root/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf");
         assert!(policy.exists(), "{} is missing", policy.display());
+        let mut files = vec![policy];
+        for (i, body) in extra.iter().enumerate() {
+            let p = dir.join(format!("extra-policy{i}.conf"));
+            fs::write(&p, format!("<busconfig>{body}</busconfig>")).unwrap();
+            files.push(p);
+        }
         let dir = dir.join("bus");
         let out = run_bounded(
             Command::new(private_bus())
                 .arg("start")
                 .arg(&dir)
-                .arg(&policy),
+                .args(&files),
             Duration::from_secs(30),
         );
         assert!(
@@ -325,6 +336,12 @@ impl Rig {
 
     /// A new rig whose RAUC runs as booted from `slot` ("A" or "B").
     pub async fn start_booted(slot: &str) -> Self {
+        Self::start_with(slot, &[]).await
+    }
+
+    /// [`Rig::start_booted`] with `extra` bus policy bodies (to let a
+    /// test own another name, such as a stand-in logind).
+    pub async fn start_with(slot: &str, extra: &[&str]) -> Self {
         let rauc = rauc();
         let dir = tempfile::Builder::new()
             .prefix("skytime-ota-rig")
@@ -350,7 +367,7 @@ impl Rig {
         )
         .unwrap();
         fs::write(d.join("system.conf"), host_system_conf(d)).unwrap();
-        let bus = Bus::start(d);
+        let bus = Bus::start_with(d, extra);
         let log = fs::File::create(d.join("rauc.log")).unwrap();
         let service = Killed(
             Command::new(rauc)

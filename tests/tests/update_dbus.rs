@@ -30,19 +30,20 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 /// skytimed's configuration on the rig's bus: NTP and NTS-KE on
 /// loopback, the update state where the rig's RAUC hook reads it.
-fn config(rig: &Rig, bus: &str) -> String {
+fn config(rig: &Rig, allow: &str, deadline: u32) -> String {
     format!(
-        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n\
+        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"{allow}\"]\n\
          local_stratum = 10\n[nts]\nenabled = true\nke_listen = [\"127.0.0.1:0\"]\n\
-         [clock]\nsteer = false\n[dbus]\nbus = \"{bus}\"\n\
-         [update]\nstate_file = \"{}\"\nos_release = \"{}\"\nhealth_deadline = 60\n",
+         [clock]\nsteer = false\n[dbus]\nbus = \"{}\"\n\
+         [update]\nstate_file = \"{}\"\nos_release = \"{}\"\nhealth_deadline = {deadline}\n",
+        rig.bus.address,
         rig.path("data/ota/state.json").display(),
         rig.path("os-release").display(),
     )
 }
 
 fn start_daemon(rig: &Rig, dir: tempfile::TempDir) -> Daemon {
-    Daemon::start_in_env(dir, &config(rig, &rig.bus.address), &[], &[])
+    Daemon::start_in_env(dir, &config(rig, "127.0.0.0/8", 60), &[], &[])
 }
 
 async fn props(conn: &zbus::Connection) -> UpdateProperties {
@@ -321,6 +322,91 @@ async fn a_new_slot_that_serves_is_marked_good() {
     });
     let saved = fs::read_to_string(rig.path("data/ota/state.json")).unwrap();
     assert!(saved.contains("\"confirmed\""), "{saved}");
+}
+
+/// logind as far as a reboot goes: records the calls.
+struct FakeLogind {
+    reboots: std::sync::Arc<std::sync::Mutex<u32>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.login1.Manager")]
+impl FakeLogind {
+    fn reboot(&self, _interactive: bool) {
+        *self.reboots.lock().unwrap() += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_slot_that_does_not_serve_is_marked_bad_and_rebooted() {
+    let rig = Rig::start_with(
+        "B",
+        &["<policy user=\"root\"><allow own=\"org.freedesktop.login1\"/><allow send_destination=\"org.freedesktop.login1\"/></policy>"],
+    )
+    .await;
+    let reboots = std::sync::Arc::new(std::sync::Mutex::new(0u32));
+    let _logind = zbus::connection::Builder::address(rig.bus.address.as_str())
+        .unwrap()
+        .name("org.freedesktop.login1")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/login1",
+            FakeLogind {
+                reboots: reboots.clone(),
+            },
+        )
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    installed_before_reboot(&rig);
+    fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
+    // NTP refuses loopback, so the health check never sees an answer.
+    let daemon = Daemon::start_in_env(
+        initialized_dir(),
+        &config(&rig, "192.0.2.0/24", 30),
+        &[],
+        &[],
+    );
+    let p = wait_props(&rig.conn, "booted unconfirmed", |p| {
+        p.state == "booted-unconfirmed"
+    })
+    .await;
+    assert_eq!(p.booted_slot, "B");
+    let p = wait_props(&rig.conn, "rolled back after the deadline", |p| {
+        p.state == "rolled-back"
+    })
+    .await;
+    assert!(
+        p.state_reason.contains("health check failed on slot B")
+            && p.state_reason.contains("NTP does not answer")
+            && !p.state_reason.contains("NTS-KE"),
+        "{p:?}"
+    );
+    wait_for(LIMIT, "slot B marked bad", || {
+        rig.boot_var("BOOT_ORDER") == "A"
+    });
+    wait_for(LIMIT, "a reboot asked of logind", || {
+        *reboots.lock().unwrap() == 1
+    });
+    // The alarm is raised.
+    let monitor: skytime_api::MonitorProperties = client::properties(&rig.conn, interface::MONITOR)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut alarms = monitor.alarms;
+    while !alarms.iter().any(|a| a.name == "update_rolled_back") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{alarms:?}\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        alarms =
+            client::properties::<skytime_api::MonitorProperties>(&rig.conn, interface::MONITOR)
+                .await
+                .unwrap()
+                .alarms;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

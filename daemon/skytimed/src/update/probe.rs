@@ -30,7 +30,8 @@ fn reachable(a: SocketAddr) -> SocketAddr {
 }
 
 /// Sends a client-mode NTPv4 request and waits for a server-mode reply
-/// carrying the request's transmit timestamp as its origin.
+/// carrying the request's transmit timestamp as its origin; a kiss-o'-death
+/// (stratum 0) is not serving time.
 async fn ntp_answers(addr: SocketAddr) -> bool {
     let addr = reachable(addr);
     let bind: SocketAddr = if addr.is_ipv4() {
@@ -59,7 +60,7 @@ async fn ntp_answers(addr: SocketAddr) -> bool {
         }
     })
     .await;
-    reply.unwrap_or(false) && buf[0] & 0x07 == 4 && buf[24..32] == cookie
+    reply.unwrap_or(false) && buf[0] & 0x07 == 4 && buf[1] != 0 && buf[24..32] == cookie
 }
 
 async fn accepts(addr: SocketAddr) -> bool {
