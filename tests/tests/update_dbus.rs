@@ -523,4 +523,64 @@ async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
     .unwrap();
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(r.json()["error"], "org.skytime.Error.BundleRejected");
+
+    // skytimectl --host: status, and an install uploaded through the
+    // gateway (a forced downgrade), progress as plain lines off a tty.
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = admin.write(files.path(), "admin");
+    let host = format!("localhost:{}", gw.addr.port());
+    let server_cert = gw.server_cert();
+    let ctl = |args: &[&str]| {
+        let mut all = vec![
+            "--host",
+            host.as_str(),
+            "--cert",
+            s(&cert),
+            "--key",
+            s(&key),
+            "--ca",
+            s(&server_cert),
+        ];
+        all.extend(args);
+        tokio::task::block_in_place(|| {
+            run(
+                None,
+                &bin("skytimectl"),
+                &all,
+                &[("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")],
+            )
+        })
+    };
+    let r = ctl(&["--json", "update", "status"]);
+    assert!(r.ok(), "{}", r.all());
+    assert_eq!(r.json()["State"], "installed");
+    let older = bundle(&Spec::plain(OLDER));
+    let r = ctl(&["update", "install", s(&older)]);
+    assert_eq!(r.code, Some(1), "{}", r.all());
+    assert!(
+        r.stderr.contains("org.skytime.Error.Downgrade"),
+        "{}",
+        r.all()
+    );
+    let r = ctl(&["update", "install", s(&older), "--force"]);
+    assert!(r.ok(), "{}\n{}", r.all(), gw.log());
+    assert!(
+        r.stdout.contains(&format!("Installed {OLDER} in slot B")),
+        "{}",
+        r.all()
+    );
+    assert!(
+        !r.stderr.contains('\r')
+            && r.stderr.lines().all(|l| l
+                .split_once("% ")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())),
+        "plain progress lines: {:?}",
+        r.stderr
+    );
+    assert!(slot_b_holds(&rig, OLDER), "{}", rig.log());
+    let junk_file = files.path().join("junk.raucb");
+    fs::write(&junk_file, &junk).unwrap();
+    let r = ctl(&["update", "install", s(&junk_file)]);
+    assert_eq!(r.code, Some(5), "{}", r.all());
+    assert!(r.stderr.contains("BundleRejected"), "{}", r.all());
 }
