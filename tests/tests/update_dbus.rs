@@ -173,6 +173,10 @@ async fn install_through_skytimed_with_progress_refusals_and_restart() {
         .unwrap_err());
     assert_eq!(e.name(), "org.freedesktop.DBus.Error.InvalidArgs");
 
+    // Reboot into an update: nothing is installed.
+    let e = api(update.reboot().await.unwrap_err());
+    assert_eq!(e.name(), "org.skytime.Error.Refused", "{e}");
+
     // Rollback: slot B holds nothing installed.
     let e = api(update.rollback().await.unwrap_err());
     assert_eq!(e.name(), "org.skytime.Error.Refused", "{e}");
@@ -326,7 +330,7 @@ async fn a_new_slot_that_serves_is_marked_good() {
 
 /// logind as far as a reboot goes: records the calls.
 struct FakeLogind {
-    reboots: std::sync::Arc<std::sync::Mutex<u32>>,
+    reboots: Reboots,
 }
 
 #[zbus::interface(name = "org.freedesktop.login1.Manager")]
@@ -336,15 +340,16 @@ impl FakeLogind {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_new_slot_that_does_not_serve_is_marked_bad_and_rebooted() {
-    let rig = Rig::start_with(
-        "B",
-        &["<policy user=\"root\"><allow own=\"org.freedesktop.login1\"/><allow send_destination=\"org.freedesktop.login1\"/></policy>"],
-    )
-    .await;
-    let reboots = std::sync::Arc::new(std::sync::Mutex::new(0u32));
-    let _logind = zbus::connection::Builder::address(rig.bus.address.as_str())
+/// Lets root own logind's name on the rig's bus.
+const LOGIND_POLICY: &str = "<policy user=\"root\"><allow own=\"org.freedesktop.login1\"/>\
+     <allow send_destination=\"org.freedesktop.login1\"/></policy>";
+
+type Reboots = std::sync::Arc<std::sync::Mutex<u32>>;
+
+/// A stand-in logind on the rig's bus; the count of reboots asked.
+async fn fake_logind(rig: &Rig) -> (zbus::Connection, Reboots) {
+    let reboots = Reboots::default();
+    let conn = zbus::connection::Builder::address(rig.bus.address.as_str())
         .unwrap()
         .name("org.freedesktop.login1")
         .unwrap()
@@ -358,6 +363,13 @@ async fn a_new_slot_that_does_not_serve_is_marked_bad_and_rebooted() {
         .build()
         .await
         .unwrap();
+    (conn, reboots)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_slot_that_does_not_serve_is_marked_bad_and_rebooted() {
+    let rig = Rig::start_with("B", &[LOGIND_POLICY]).await;
+    let (_logind, reboots) = fake_logind(&rig).await;
     installed_before_reboot(&rig);
     fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
     // NTP refuses loopback, so the health check never sees an answer.
@@ -469,7 +481,8 @@ async fn without_rauc_the_interface_says_so_and_time_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
-    let rig = Rig::start().await;
+    let rig = Rig::start_with("A", &[LOGIND_POLICY]).await;
+    let reboots = fake_logind(&rig).await;
     let _daemon = start_daemon(&rig, initialized_dir());
     wait_props(&rig.conn, "RAUC found", |p| p.available).await;
     let ca = Ca::new("skytime test operators");
@@ -487,7 +500,7 @@ async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
     let r = tokio::task::block_in_place(|| {
         client.request(
             "POST",
-            &format!("/api/v1/Update/Install?sha256={hash}"),
+            &format!("/api/v1/Update/Install?sha256={hash}&reboot=true"),
             &[],
             &bytes,
         )
@@ -497,6 +510,11 @@ async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
     assert_eq!(r.json()["Version"], NEWER);
     let p = wait_props(&rig.conn, "installed", |p| p.state == "installed").await;
     assert_eq!(p.primary_slot, "B");
+    // reboot=true: once written, skytimed asks logind to reboot.
+    let (_logind, reboots) = reboots;
+    wait_for(LIMIT, "the reboot after the install", || {
+        *reboots.lock().unwrap() == 1
+    });
     assert!(slot_b_holds(&rig, NEWER), "{}", rig.log());
     // The update state through the gateway and in its metrics.
     let r = tokio::task::block_in_place(|| client.get("/api/v1/Update/properties")).unwrap();
