@@ -422,6 +422,44 @@ async fn a_new_slot_that_does_not_serve_is_marked_bad_and_rebooted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollback_goes_back_to_the_slot_a_confirmed_update_came_from() {
+    let rig = Rig::start_with("B", &[LOGIND_POLICY]).await;
+    let (_logind, reboots) = fake_logind(&rig).await;
+    let state = serde_json::json!({
+        "format": 1,
+        "state": {
+            "state": "confirmed",
+            "bundle": {
+                "source": "/data/uploads/next.raucb",
+                "version": NEWER,
+                "manifest_hash": null,
+                "force": false,
+                "transaction": "t-1",
+            },
+            "slot": "B",
+        }
+    });
+    fs::create_dir_all(rig.path("data/ota")).unwrap();
+    fs::write(rig.path("data/ota/state.json"), state.to_string()).unwrap();
+    fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
+    let _daemon = start_daemon(&rig, initialized_dir());
+    let p = wait_props(&rig.conn, "RAUC found", |p| p.available).await;
+    assert_eq!(
+        (p.state.as_str(), p.primary_slot.as_str()),
+        ("confirmed", "B")
+    );
+    UpdateProxy::new(&rig.conn)
+        .await
+        .unwrap()
+        .rollback()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    assert_eq!(rig.boot_var("BOOT_ORDER").split(' ').next(), Some("A"));
+    assert_eq!(*reboots.lock().unwrap(), 1);
+    wait_props(&rig.conn, "slot A primary", |p| p.primary_slot == "A").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_boot_back_on_the_old_slot_is_recorded_as_rolled_back() {
     let rig = Rig::start().await;
     installed_before_reboot(&rig);

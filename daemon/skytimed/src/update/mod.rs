@@ -10,6 +10,7 @@
 //!   version policy) once RAUC has checked its signature;
 //! - [`health`]: the health check's decision after booting a new slot,
 //!   sans I/O; [`probe`]: the facts it decides on;
+//! - [`rollback`]: whether `Rollback` may go back to the other slot;
 //! - [`driver`]: the task that follows RAUC (progress, `Completed`), feeds
 //!   the boot and the health check to the state machine and carries out
 //!   its actions (mark good/bad, reboot);
@@ -24,6 +25,7 @@ pub mod config;
 pub mod driver;
 pub mod health;
 pub mod probe;
+pub mod rollback;
 
 pub use config::UpdateConfig;
 
@@ -361,40 +363,22 @@ impl Updater {
     }
 
     /// `Rollback`: makes the other slot primary when it holds a good
-    /// system, then reboots.
+    /// system that ran ([`rollback::target`]), then reboots.
     pub async fn rollback(&self, conn: &zbus::Connection) -> Result<(), ApiError> {
         let rauc = self.rauc()?;
         let _t = self.transition.lock().await;
-        if matches!(
-            self.state(),
-            State::Staged { .. } | State::Installing { .. }
-        ) {
-            return Err(ApiError::UpdateInProgress(
-                "an install is running; roll back once it has completed".into(),
-            ));
-        }
         let slots = rauc.slot_status().await.map_err(rauc_error)?;
         let booted = rauc.boot_slot().await.map_err(rauc_error)?;
-        let other = slots
-            .iter()
-            .find(|s| s.class == "rootfs" && s.bootname.as_deref().is_some_and(|b| b != booted))
-            .ok_or_else(|| ApiError::Refused("there is no other root slot".into()))?;
+        let other = rollback::target(&self.state(), &slots, &booted)?;
         let name = other.bootname.clone().unwrap_or_default();
-        if other.boot_status.as_deref() != Some("good") {
-            return Err(ApiError::Refused(format!(
-                "slot {name} is not good (boot status {}); nothing to roll back to",
-                other.boot_status.as_deref().unwrap_or("unknown")
-            )));
-        }
-        if other.status.as_deref() != Some("ok") {
-            return Err(ApiError::Refused(format!(
-                "slot {name} holds no completed install (status {}); nothing to roll back to",
-                other.status.as_deref().unwrap_or("never installed")
-            )));
-        }
         rauc.mark(MarkState::Active, &other.name)
             .await
-            .map_err(rauc_error)?;
+            .map_err(|e| match e {
+                RaucError::Rejected(m) => {
+                    ApiError::Refused(format!("RAUC refused to make slot {name} primary: {m}"))
+                }
+                e => rauc_error(e),
+            })?;
         tracing::warn!(slot = %name, "rolling back: slot {name} is primary; rebooting");
         self.refresh(&rauc).await;
         crate::dbus::interfaces::logind(conn, "Reboot").await
