@@ -252,6 +252,20 @@ pub fn write_calls() -> Vec<(&'static str, Vec<String>)> {
         ("Config.Apply", vec![conf, "true".into()]),
         ("Power.Reboot", vec![]),
         ("Power.PowerOff", vec![]),
+        // Update: arguments of the right shape (a bundle path, options).
+        (
+            "Update.Check",
+            vec![gvariant_str("/var/lib/skytime/b.raucb")],
+        ),
+        (
+            "Update.Install",
+            vec![
+                gvariant_str("/var/lib/skytime/b.raucb"),
+                "@a{sv} {'force': <true>}".into(),
+            ],
+        ),
+        ("Update.Reboot", vec![]),
+        ("Update.Rollback", vec![]),
     ]
 }
 
