@@ -625,12 +625,14 @@ async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
         "{}",
         r.all()
     );
+    let lines: Vec<&str> = r.stderr.lines().collect();
     assert!(
         !r.stderr.contains('\r')
-            && r.stderr.lines().all(|l| l
+            && lines.iter().all(|l| l
                 .split_once("% ")
-                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())),
-        "plain progress lines: {:?}",
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok()))
+            && lines.last().is_some_and(|l| l.starts_with("100% ")),
+        "plain progress lines ending at 100 %: {:?}",
         r.stderr
     );
     assert!(slot_b_holds(&rig, OLDER), "{}", rig.log());

@@ -125,8 +125,10 @@ pub async fn follow(t: &Transport) -> Result<UpdateProperties, CtlError> {
                 ));
             }
             _ => {
-                if tty {
-                    show(tty, 100, "done");
+                // The last step, which a short install may pass between
+                // two looks.
+                if (p.progress_percent, p.progress_step.clone()) != last {
+                    show(tty, p.progress_percent, &p.progress_step);
                 }
                 end_line(tty);
                 return Ok(p);
