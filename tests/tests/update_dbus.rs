@@ -286,26 +286,32 @@ async fn install_through_skytimed_with_progress_refusals_and_restart() {
     drop(daemon);
 }
 
-/// Writes the update state a previous boot left: slot B installed from A.
+/// Saves an update state for `rig`'s skytimed to find (the store's
+/// format): `fields` with the bundle of version NEWER.
+fn save_state(rig: &Rig, mut fields: serde_json::Value) {
+    fields["bundle"] = serde_json::json!({
+        "source": "/data/uploads/next.raucb",
+        "version": NEWER,
+        "manifest_hash": null,
+        "force": false,
+        "transaction": "t-1",
+    });
+    let doc = serde_json::json!({"format": 1, "state": fields});
+    fs::create_dir_all(rig.path("data/ota")).unwrap();
+    fs::write(rig.path("data/ota/state.json"), doc.to_string()).unwrap();
+}
+
+/// The update state a previous boot left: slot B installed from A.
 fn installed_before_reboot(rig: &Rig) {
-    let state = serde_json::json!({
-        "format": 1,
-        "state": {
+    save_state(
+        rig,
+        serde_json::json!({
             "state": "installed",
-            "bundle": {
-                "source": "/data/uploads/next.raucb",
-                "version": NEWER,
-                "manifest_hash": null,
-                "force": false,
-                "transaction": "t-1",
-            },
             "from_slot": "A",
             "target_slot": "B",
             "boot_id": "an earlier boot",
-        }
-    });
-    fs::create_dir_all(rig.path("data/ota")).unwrap();
-    fs::write(rig.path("data/ota/state.json"), state.to_string()).unwrap();
+        }),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -425,22 +431,7 @@ async fn a_new_slot_that_does_not_serve_is_marked_bad_and_rebooted() {
 async fn rollback_goes_back_to_the_slot_a_confirmed_update_came_from() {
     let rig = Rig::start_with("B", &[LOGIND_POLICY]).await;
     let (_logind, reboots) = fake_logind(&rig).await;
-    let state = serde_json::json!({
-        "format": 1,
-        "state": {
-            "state": "confirmed",
-            "bundle": {
-                "source": "/data/uploads/next.raucb",
-                "version": NEWER,
-                "manifest_hash": null,
-                "force": false,
-                "transaction": "t-1",
-            },
-            "slot": "B",
-        }
-    });
-    fs::create_dir_all(rig.path("data/ota")).unwrap();
-    fs::write(rig.path("data/ota/state.json"), state.to_string()).unwrap();
+    save_state(&rig, serde_json::json!({"state": "confirmed", "slot": "B"}));
     fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
     let _daemon = start_daemon(&rig, initialized_dir());
     let p = wait_props(&rig.conn, "RAUC found", |p| p.available).await;
