@@ -81,6 +81,8 @@ pub struct Updater {
     conn: std::sync::OnceLock<zbus::Connection>,
     /// Where a failed or rolled-back update raises its alarm.
     monitor: Mutex<Option<Arc<crate::monitor::Monitor>>>,
+    /// The running system's version, or why it is unknown.
+    running: std::sync::OnceLock<Result<skytime_ota::version::Version, String>>,
 }
 
 /// The kernel's id of this boot: a daemon restart keeps it, a reboot
@@ -145,6 +147,7 @@ impl Updater {
             targets: Mutex::default(),
             conn: std::sync::OnceLock::new(),
             monitor: Mutex::default(),
+            running: std::sync::OnceLock::new(),
         })
     }
 
@@ -213,11 +216,16 @@ impl Updater {
         self.with_view(|v| v.state.clone())
     }
 
-    /// The running system's version.
+    /// The running system's version (read once: the root file system
+    /// is read-only and changes only with a reboot).
     fn running(&self) -> Result<skytime_ota::version::Version, String> {
-        let text = std::fs::read_to_string(&self.config.os_release)
-            .map_err(|e| format!("{}: {e}", self.config.os_release.display()))?;
-        skytime_ota::install_check::running_version(&text)
+        self.running
+            .get_or_init(|| {
+                let text = std::fs::read_to_string(&self.config.os_release)
+                    .map_err(|e| format!("{}: {e}", self.config.os_release.display()))?;
+                skytime_ota::install_check::running_version(&text)
+            })
+            .clone()
     }
 
     /// The interface's properties.
