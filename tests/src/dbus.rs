@@ -264,6 +264,14 @@ pub fn write_calls() -> Vec<(&'static str, Vec<String>)> {
                 "@a{sv} {'force': <true>}".into(),
             ],
         ),
+        (
+            "Update.InstallFromUrl",
+            vec![
+                gvariant_str("https://127.0.0.1:9/b.raucb"),
+                gvariant_str(&"ab".repeat(32)),
+                "@a{sv} {}".into(),
+            ],
+        ),
         ("Update.Reboot", vec![]),
         ("Update.Rollback", vec![]),
     ]

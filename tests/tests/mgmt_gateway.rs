@@ -60,6 +60,10 @@ fn admin_write(path: &str) -> (serde_json::Value, u16) {
         // installed to reboot into (Refused, 409).
         "/api/v1/Update/Check" => (json!({"path": "/nonexistent.raucb"}), 503),
         "/api/v1/Update/Rollback" => (json!({}), 503),
+        "/api/v1/Update/InstallFromUrl" => (
+            json!({"url": "https://127.0.0.1:9/b.raucb", "sha256": "ab".repeat(32), "options": {}}),
+            503,
+        ),
         "/api/v1/Update/Reboot" => (json!({}), 409),
         other => panic!("no example write for {other}: add one"),
     }

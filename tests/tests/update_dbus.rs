@@ -46,6 +46,11 @@ fn start_daemon(rig: &Rig, dir: tempfile::TempDir) -> Daemon {
     Daemon::start_in_env(dir, &config(rig, "127.0.0.0/8", 60), &[], &[])
 }
 
+fn sha256_hex(b: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, b);
+    d.as_ref().iter().map(|x| format!("{x:02x}")).collect()
+}
+
 async fn props(conn: &zbus::Connection) -> UpdateProperties {
     client::properties(conn, interface::UPDATE).await.unwrap()
 }
@@ -475,6 +480,116 @@ async fn a_boot_back_on_the_old_slot_is_recorded_as_rolled_back() {
         .unwrap_err());
     assert_eq!(e.name(), "org.skytime.Error.Refused");
     assert!(e.message().contains("not good"), "{e}");
+}
+
+/// An HTTPS server on loopback (`openssl s_server -WWW`) serving the
+/// files of `dir` with a certificate for localhost; its CA file.
+fn https_server(dir: &Path) -> (Killed, u16, std::path::PathBuf) {
+    let (cert, key) = skytime_tests::dbus::make_cert("localhost", 2100);
+    let tls = dir.join("tls");
+    fs::create_dir_all(&tls).unwrap();
+    fs::write(tls.join("cert.pem"), &cert).unwrap();
+    fs::write(tls.join("key.pem"), &key).unwrap();
+    let port = skytime_tests::free_tcp_port();
+    let server = Killed(
+        std::process::Command::new(skytime_tests::require_program("openssl"))
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(tls.join("cert.pem"))
+            .arg("-key")
+            .arg(tls.join("key.pem"))
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(LIMIT, "the HTTPS server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (server, port, tls.join("cert.pem"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn install_from_url_downloads_checks_the_hash_and_installs() {
+    let rig = Rig::start().await;
+    let www = tempfile::tempdir().unwrap();
+    let bytes = fs::read(bundle(&Spec::plain(NEWER))).unwrap();
+    fs::write(www.path().join("next.raucb"), &bytes).unwrap();
+    let (_server, port, ca) = https_server(www.path());
+    let downloads = rig.path("data/downloads");
+    let conf = format!(
+        "{}download_dir = \"{}\"\nurl_ca_file = \"{}\"\n",
+        config(&rig, "127.0.0.0/8", 60),
+        downloads.display(),
+        ca.display()
+    );
+    let _daemon = Daemon::start_in_env(initialized_dir(), &conf, &[], &[]);
+    let conn = rig.conn.clone();
+    wait_props(&conn, "RAUC found", |p| p.available).await;
+    let update = UpdateProxy::new(&conn).await.unwrap();
+    let url = format!("https://localhost:{port}/next.raucb");
+    let mut completed = update.receive_completed().await.unwrap();
+
+    // Arguments are checked before anything is fetched.
+    let e = api(update
+        .install_from_url(
+            &url.replace("https", "http"),
+            &sha256_hex(&bytes),
+            opts(false),
+        )
+        .await
+        .unwrap_err());
+    assert_eq!(e.name(), "org.freedesktop.DBus.Error.InvalidArgs", "{e}");
+    let e = api(update
+        .install_from_url(&url, "abc", opts(false))
+        .await
+        .unwrap_err());
+    assert_eq!(e.name(), "org.freedesktop.DBus.Error.InvalidArgs", "{e}");
+
+    // Another hash: the download is refused and deleted, nothing written.
+    update
+        .install_from_url(&url, &"ab".repeat(32), opts(false))
+        .await
+        .unwrap();
+    let c = tokio::time::timeout(LIMIT, completed.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let args = c.args().unwrap();
+    assert!(!*args.success());
+    assert!(
+        args.message().contains("SHA-256") && args.message().contains("BundleRejected"),
+        "{}",
+        args.message()
+    );
+    rig.assert_untouched();
+    assert_eq!(
+        fs::read_dir(&downloads).unwrap().count(),
+        0,
+        "the download was kept"
+    );
+
+    // The right hash: downloaded, checked by RAUC, installed.
+    update
+        .install_from_url(&url, &sha256_hex(&bytes), opts(false))
+        .await
+        .unwrap();
+    let c = tokio::time::timeout(LIMIT, completed.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let args = c.args().unwrap();
+    assert!(*args.success(), "{}\n{}", args.message(), rig.log());
+    let p = wait_props(&conn, "installed", |p| p.state == "installed").await;
+    assert_eq!(
+        (p.bundle_version.as_str(), p.primary_slot.as_str()),
+        (NEWER, "B")
+    );
+    assert!(slot_b_holds(&rig, NEWER), "{}", rig.log());
+    assert_eq!(fs::read_dir(&downloads).unwrap().count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -121,6 +121,14 @@ pub trait Update {
         path: &str,
         options: std::collections::HashMap<&str, zbus::zvariant::Value<'_>>,
     ) -> zbus::Result<crate::BundleReport>;
+    /// Downloads a bundle over HTTPS (checked against `sha256`), then
+    /// installs it; returns once the download started.
+    fn install_from_url(
+        &self,
+        url: &str,
+        sha256: &str,
+        options: std::collections::HashMap<&str, zbus::zvariant::Value<'_>>,
+    ) -> zbus::Result<()>;
     /// Reboots into the installed slot.
     fn reboot(&self) -> zbus::Result<()>;
     /// Makes the other slot primary (when it is good) and reboots.

@@ -200,9 +200,13 @@ enum UpdateCmd {
     /// With --host, PATH is a file on the appliance.
     Check { path: PathBuf },
     /// Install a bundle into the other slot and follow it to the end
-    /// (with --host it is uploaded first).
+    /// (with --host it is uploaded first). An https:// URL (with
+    /// --sha256) is downloaded by the appliance itself.
     Install {
         path: PathBuf,
+        /// With a URL: the bundle's SHA-256 (sha256sum prints it).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
         /// Install even an older version (or the one running).
         #[arg(long)]
         force: bool,
@@ -415,14 +419,30 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
             }
             UpdateCmd::Install {
                 path,
+                sha256,
                 force,
                 reboot,
             } => {
-                let b = t.update_install(path, *force, *reboot).await?;
+                let url = path.to_string_lossy();
+                let b = if url.starts_with("https://") {
+                    let Some(sha256) = sha256 else {
+                        return Err(CtlError::new(
+                            2,
+                            "installing from a URL needs --sha256 HEX (sha256sum prints it)",
+                        ));
+                    };
+                    t.update_install_url(&url, sha256, *force, *reboot).await?;
+                    None
+                } else {
+                    Some(t.update_install(path, *force, *reboot).await?)
+                };
                 let p = update::follow(&t).await?;
+                let version = b
+                    .as_ref()
+                    .map_or_else(|| p.bundle_version.clone(), |b| b.version.clone());
                 let text = format!(
                     "Installed {} in slot {}; {}.",
-                    b.version,
+                    version,
                     p.primary_slot,
                     if *reboot {
                         "rebooting into it"

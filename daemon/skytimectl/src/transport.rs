@@ -314,6 +314,35 @@ impl Transport {
         }
     }
 
+    /// `InstallFromUrl`: the appliance downloads the bundle itself.
+    pub async fn update_install_url(
+        &self,
+        url: &str,
+        sha256: &str,
+        force: bool,
+        reboot: bool,
+    ) -> Result<(), CtlError> {
+        match self {
+            Self::Dbus(c) => {
+                let mut options = std::collections::HashMap::new();
+                options.insert("force", zbus::zvariant::Value::from(force));
+                options.insert("reboot", zbus::zvariant::Value::from(reboot));
+                bus::update_proxy(c)
+                    .await?
+                    .install_from_url(url, sha256, options)
+                    .await
+                    .map_err(classify)
+            }
+            Self::Https(g) => g
+                .post(
+                    &method_path(interface::UPDATE, "InstallFromUrl"),
+                    json!({"url": url, "sha256": sha256, "options": {"force": force, "reboot": reboot}}),
+                )
+                .await
+                .map(drop),
+        }
+    }
+
     pub async fn update_rollback(&self) -> Result<(), CtlError> {
         match self {
             Self::Dbus(c) => bus::update_proxy(c)

@@ -111,9 +111,21 @@ pub async fn follow(t: &Transport) -> Result<UpdateProperties, CtlError> {
     loop {
         let p = t.update_properties().await?;
         let now = (p.progress_percent, p.progress_step.clone());
-        if now != last && matches!(p.state.as_str(), "staged" | "installing") {
+        let downloading = p.operation == "downloading";
+        if now != last && (downloading || matches!(p.state.as_str(), "staged" | "installing")) {
             show(tty, now.0, &now.1);
             last = now;
+        }
+        if downloading {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        if let Some(why) = p.progress_step.strip_prefix("failed: ") {
+            end_line(tty);
+            return Err(CtlError::new(
+                exit::FAILED,
+                format!("the install failed: {why}"),
+            ));
         }
         match p.state.as_str() {
             "staged" | "installing" => {}

@@ -159,6 +159,12 @@ pub const ROUTES: &[Route] = &[
     read(UPDATE, None, &[], Op::Properties),
     write(UPDATE, "Check", &["path"], Op::Dbus(&[("path", "s")])),
     write(UPDATE, "Install", &["path", "options"], Op::UploadInstall),
+    write(
+        UPDATE,
+        "InstallFromUrl",
+        &["url", "sha256", "options"],
+        Op::Dbus(&[("url", "s"), ("sha256", "s"), ("options", "a{sv}")]),
+    ),
     write(UPDATE, "Reboot", &[], Op::Dbus(&[])),
     write(UPDATE, "Rollback", &[], Op::Dbus(&[])),
 ];

@@ -86,6 +86,27 @@ impl Update {
         self.updater.install(&path, force, reboot).await
     }
 
+    /// Downloads a bundle over HTTPS to the data partition (at most
+    /// `[update] max_bundle_mib`, kept only with the given SHA-256), then
+    /// installs it as `Install` does; returns once the download started
+    /// (Operation "downloading"); `Completed` tells the outcome.
+    async fn install_from_url(
+        &self,
+        url: String,
+        sha256: String,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), ApiError> {
+        self.shared
+            .authorize(conn, &header, "installing an update from a URL")
+            .await?;
+        let (force, reboot) = self::options(&options)?;
+        self.updater
+            .install_from_url(&url, &sha256, force, reboot)
+            .await
+    }
+
     /// Reboots into the installed slot.
     async fn reboot(
         &self,

@@ -30,6 +30,12 @@ pub struct UpdateConfig {
     /// Largest bundle accepted, in MiB; 1 to 16384.
     #[serde(deserialize_with = "max_bundle")]
     pub max_bundle_mib: u64,
+    /// Where `InstallFromUrl` downloads bundles (on the data partition;
+    /// one bundle at a time).
+    pub download_dir: PathBuf,
+    /// PEM file of the CAs `InstallFromUrl` trusts for its HTTPS servers;
+    /// unset: the system's CAs.
+    pub url_ca_file: Option<PathBuf>,
 }
 
 impl Default for UpdateConfig {
@@ -41,6 +47,8 @@ impl Default for UpdateConfig {
             health_deadline: 300.0,
             reboot_after_install: false,
             max_bundle_mib: 2048,
+            download_dir: PathBuf::from("/var/lib/skytime/ota/downloads"),
+            url_ca_file: None,
         }
     }
 }

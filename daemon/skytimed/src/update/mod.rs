@@ -22,6 +22,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod download;
 pub mod driver;
 pub mod health;
 pub mod probe;
@@ -64,6 +65,8 @@ struct View {
     last_error: String,
     /// Reboot when the install in flight completes.
     reboot_when_done: bool,
+    /// An `InstallFromUrl` download is running.
+    downloading: bool,
 }
 
 /// The update service: state, RAUC, and what the interface asks of them.
@@ -128,6 +131,7 @@ impl Updater {
             step: String::new(),
             last_error: String::new(),
             reboot_when_done: false,
+            downloading: false,
         };
         match store.load() {
             Ok(s) => view.state = s,
@@ -298,6 +302,88 @@ impl Updater {
     /// (with a forced version, which RAUC's install-check hook reads) and
     /// starts RAUC; returns once RAUC accepted it.
     pub async fn install(
+        self: &Arc<Self>,
+        path: &str,
+        force: bool,
+        reboot: bool,
+    ) -> Result<BundleReport, ApiError> {
+        if self.with_view(|v| v.downloading) {
+            return Err(ApiError::UpdateInProgress(
+                "a bundle is being downloaded for an install".into(),
+            ));
+        }
+        self.install_file(path, force, reboot).await
+    }
+
+    /// `InstallFromUrl(url, sha256, options)`: checks the arguments and
+    /// RAUC's presence, then downloads in the background (Operation
+    /// "downloading") and installs the file as `Install` does; a failure
+    /// is reported with `Completed(false, reason)`.
+    pub async fn install_from_url(
+        self: &Arc<Self>,
+        url: &str,
+        sha256: &str,
+        force: bool,
+        reboot: bool,
+    ) -> Result<(), ApiError> {
+        download::check(url, sha256)?;
+        self.rauc()?;
+        let _t = self.transition.lock().await;
+        if matches!(
+            self.state(),
+            State::Staged { .. } | State::Installing { .. }
+        ) || self.with_view(|v| std::mem::replace(&mut v.downloading, true))
+        {
+            return Err(ApiError::UpdateInProgress(
+                "an update is already in progress".into(),
+            ));
+        }
+        self.with_view(|v| {
+            v.operation = "downloading".into();
+            v.percent = 0;
+            v.step = format!("downloading {url}");
+        });
+        self.notify(Notice::Changed);
+        tracing::info!(url, "downloading a bundle to install");
+        let (me, url, sha256) = (self.clone(), url.to_owned(), sha256.to_owned());
+        tokio::spawn(async move {
+            let fetched = download::fetch(&download::Fetch {
+                url: &url,
+                sha256: &sha256,
+                dir: &me.config.download_dir,
+                max: me.config.max_bundle_bytes(),
+                ca_file: me.config.url_ca_file.as_deref(),
+            })
+            .await;
+            // "downloading" lasts until RAUC has the file (or refused it),
+            // so that a follower never sees a gap between the two.
+            let result = match fetched {
+                Ok(path) => {
+                    me.install_file(&path.to_string_lossy(), force, reboot)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            me.with_view(|v| {
+                v.downloading = false;
+                if v.operation == "downloading" {
+                    v.operation = "idle".into();
+                }
+            });
+            me.notify(Notice::Changed);
+            if let Err(e) = result {
+                tracing::error!(url, "install from URL failed: {e}");
+                me.with_view(|v| v.step = format!("failed: {}", e.message()));
+                me.notify(Notice::Completed(
+                    false,
+                    format!("{} [{}]", e.message(), e.name()),
+                ));
+            }
+        });
+        Ok(())
+    }
+
+    async fn install_file(
         self: &Arc<Self>,
         path: &str,
         force: bool,
