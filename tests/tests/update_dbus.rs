@@ -638,8 +638,7 @@ async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
     let gw = Gateway::start(dir);
     let admin = ca.client("admin", 2100, Usage::ClientAuth);
     let bytes = fs::read(bundle(&Spec::plain(NEWER))).unwrap();
-    let d = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    let hash: String = d.as_ref().iter().map(|x| format!("{x:02x}")).collect();
+    let hash = sha256_hex(&bytes);
     let client = gw.client(Some(&admin));
     let r = tokio::task::block_in_place(|| {
         client.request(
@@ -672,8 +671,7 @@ async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
     );
     // A refused bundle through the gateway keeps its name.
     let junk = b"not a bundle at all".to_vec();
-    let d = ring::digest::digest(&ring::digest::SHA256, &junk);
-    let hash: String = d.as_ref().iter().map(|x| format!("{x:02x}")).collect();
+    let hash = sha256_hex(&junk);
     let r = tokio::task::block_in_place(|| {
         client.request(
             "POST",
