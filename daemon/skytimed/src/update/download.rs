@@ -9,12 +9,14 @@
 //! hash check refuses a damaged or substituted file before RAUC opens it.
 //! The cost is the bundle's size on the data partition, once.
 
+use super::{Notice, Updater};
 use bytes::Buf;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, ServerName};
 use skytime_api::ApiError;
+use skytime_ota::state::State;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,6 +244,76 @@ async fn receive(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+impl Updater {
+    /// `InstallFromUrl(url, sha256, options)`: checks the arguments and
+    /// RAUC's presence, then downloads in the background (Operation
+    /// "downloading") and installs the file as `Install` does; a failure
+    /// is reported with `Completed(false, reason)`.
+    pub async fn install_from_url(
+        self: &Arc<Self>,
+        url: &str,
+        sha256: &str,
+        force: bool,
+        reboot: bool,
+    ) -> Result<(), ApiError> {
+        check(url, sha256)?;
+        self.rauc()?;
+        let _t = self.transition.lock().await;
+        if matches!(
+            self.state(),
+            State::Staged { .. } | State::Installing { .. }
+        ) || self.with_view(|v| std::mem::replace(&mut v.downloading, true))
+        {
+            return Err(ApiError::UpdateInProgress(
+                "an update is already in progress".into(),
+            ));
+        }
+        self.with_view(|v| {
+            v.operation = "downloading".into();
+            v.percent = 0;
+            v.step = format!("downloading {url}");
+        });
+        self.notify(Notice::Changed);
+        tracing::info!(url, "downloading a bundle to install");
+        let (me, url, sha256) = (self.clone(), url.to_owned(), sha256.to_owned());
+        tokio::spawn(async move {
+            let fetched = fetch(&Fetch {
+                url: &url,
+                sha256: &sha256,
+                dir: &me.config.download_dir,
+                max: me.config.max_bundle_bytes(),
+                ca_file: me.config.url_ca_file.as_deref(),
+            })
+            .await;
+            // "downloading" lasts until RAUC has the file (or refused it),
+            // so that a follower never sees a gap between the two.
+            let result = match fetched {
+                Ok(path) => {
+                    me.install_file(&path.to_string_lossy(), force, reboot)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            me.with_view(|v| {
+                v.downloading = false;
+                if v.operation == "downloading" {
+                    v.operation = "idle".into();
+                }
+            });
+            me.notify(Notice::Changed);
+            if let Err(e) = result {
+                tracing::error!(url, "install from URL failed: {e}");
+                me.with_view(|v| v.step = format!("failed: {}", e.message()));
+                me.notify(Notice::Completed(
+                    false,
+                    format!("{} [{}]", e.message(), e.name()),
+                ));
+            }
+        });
+        Ok(())
+    }
 }
 
 #[cfg(test)]

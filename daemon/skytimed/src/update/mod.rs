@@ -11,6 +11,7 @@
 //! - [`health`]: the health check's decision after booting a new slot,
 //!   sans I/O; [`probe`]: the facts it decides on;
 //! - [`rollback`]: whether `Rollback` may go back to the other slot;
+//! - [`download`]: `InstallFromUrl`'s HTTPS download (size cap, SHA-256);
 //! - [`driver`]: the task that follows RAUC (progress, `Completed`), feeds
 //!   the boot and the health check to the state machine and carries out
 //!   its actions (mark good/bad, reboot);
@@ -315,74 +316,7 @@ impl Updater {
         self.install_file(path, force, reboot).await
     }
 
-    /// `InstallFromUrl(url, sha256, options)`: checks the arguments and
-    /// RAUC's presence, then downloads in the background (Operation
-    /// "downloading") and installs the file as `Install` does; a failure
-    /// is reported with `Completed(false, reason)`.
-    pub async fn install_from_url(
-        self: &Arc<Self>,
-        url: &str,
-        sha256: &str,
-        force: bool,
-        reboot: bool,
-    ) -> Result<(), ApiError> {
-        download::check(url, sha256)?;
-        self.rauc()?;
-        let _t = self.transition.lock().await;
-        if matches!(
-            self.state(),
-            State::Staged { .. } | State::Installing { .. }
-        ) || self.with_view(|v| std::mem::replace(&mut v.downloading, true))
-        {
-            return Err(ApiError::UpdateInProgress(
-                "an update is already in progress".into(),
-            ));
-        }
-        self.with_view(|v| {
-            v.operation = "downloading".into();
-            v.percent = 0;
-            v.step = format!("downloading {url}");
-        });
-        self.notify(Notice::Changed);
-        tracing::info!(url, "downloading a bundle to install");
-        let (me, url, sha256) = (self.clone(), url.to_owned(), sha256.to_owned());
-        tokio::spawn(async move {
-            let fetched = download::fetch(&download::Fetch {
-                url: &url,
-                sha256: &sha256,
-                dir: &me.config.download_dir,
-                max: me.config.max_bundle_bytes(),
-                ca_file: me.config.url_ca_file.as_deref(),
-            })
-            .await;
-            // "downloading" lasts until RAUC has the file (or refused it),
-            // so that a follower never sees a gap between the two.
-            let result = match fetched {
-                Ok(path) => {
-                    me.install_file(&path.to_string_lossy(), force, reboot)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            me.with_view(|v| {
-                v.downloading = false;
-                if v.operation == "downloading" {
-                    v.operation = "idle".into();
-                }
-            });
-            me.notify(Notice::Changed);
-            if let Err(e) = result {
-                tracing::error!(url, "install from URL failed: {e}");
-                me.with_view(|v| v.step = format!("failed: {}", e.message()));
-                me.notify(Notice::Completed(
-                    false,
-                    format!("{} [{}]", e.message(), e.name()),
-                ));
-            }
-        });
-        Ok(())
-    }
-
+    /// `Install`'s work, also after an `InstallFromUrl` download.
     async fn install_file(
         self: &Arc<Self>,
         path: &str,
