@@ -14,9 +14,9 @@
 
 use crate::state::State;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The document format this code writes and reads.
@@ -124,7 +124,9 @@ impl Store {
         })
         .map_err(|e| io_err(io::Error::other(e)))?;
         text.push(b'\n');
-        atomic_write(&self.path, &text).map_err(io_err)
+        // The project's one atomic write (temporary file, fsync, rename,
+        // fsync of the directory); 0600: only skytimed and root read it.
+        skytime_persist::atomic::atomic_write(&self.path, &text, 0o600).map_err(io_err)
     }
 
     /// Renames a corrupt file to `<name>.corrupt` (replacing an older
@@ -172,39 +174,6 @@ fn decode(bytes: &[u8]) -> Result<State, DecodeError> {
         return Err(DecodeError::Format(doc.format));
     }
     serde_json::from_value(doc.state).map_err(|e| DecodeError::Corrupt(format!("state: {e}")))
-}
-
-/// Writes `contents` to `path` so that a crash leaves the old file or the
-/// new one: temporary file beside it, fsync, rename, fsync the directory.
-pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path names no file"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

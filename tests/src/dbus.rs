@@ -252,6 +252,28 @@ pub fn write_calls() -> Vec<(&'static str, Vec<String>)> {
         ("Config.Apply", vec![conf, "true".into()]),
         ("Power.Reboot", vec![]),
         ("Power.PowerOff", vec![]),
+        // Update: arguments of the right shape (a bundle path, options).
+        (
+            "Update.Check",
+            vec![gvariant_str("/var/lib/skytime/b.raucb")],
+        ),
+        (
+            "Update.Install",
+            vec![
+                gvariant_str("/var/lib/skytime/b.raucb"),
+                "@a{sv} {'force': <true>}".into(),
+            ],
+        ),
+        (
+            "Update.InstallFromUrl",
+            vec![
+                gvariant_str("https://127.0.0.1:9/b.raucb"),
+                gvariant_str(&"ab".repeat(32)),
+                "@a{sv} {}".into(),
+            ],
+        ),
+        ("Update.Reboot", vec![]),
+        ("Update.Rollback", vec![]),
     ]
 }
 

@@ -8,8 +8,9 @@
 //! stopping the daemon with a config (and learning the addresses it
 //! bound), driving chronyd in a mode that never touches the host clock
 //! (`-x`), bounded commands and polls ([`run_bounded`], [`wait_until`]),
-//! the private D-Bus and its users ([`dbus`]), and a stand-in for the
-//! daemon behind the management interfaces ([`standin`]).
+//! the private D-Bus and its users ([`dbus`]), a stand-in for the
+//! daemon behind the management interfaces ([`standin`]), and RAUC 1.13
+//! on the host with file-backed slots and test bundles ([`rauc`]).
 //!
 //! It depends on no crate of the daemon but the API vocabulary
 //! (`skytime-api`), so that skytimed's own tests may use it.
@@ -32,6 +33,7 @@ pub mod gpssim;
 pub mod mgmt;
 pub mod ntp;
 pub mod nts_client;
+pub mod rauc;
 pub mod standin;
 pub mod systemd;
 pub mod upstream;

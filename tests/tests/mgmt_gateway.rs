@@ -40,7 +40,8 @@ fn files(o: &Operators) -> Vec<(&str, &str)> {
 
 /// A write that would pass, for each write route: (body, status the
 /// admin gets). No logind runs on the test bus, so power actions fail
-/// with PowerFailed (500) in skytimed; the update route needs an upload.
+/// with PowerFailed (500) in skytimed; the update route needs an upload,
+/// and without RAUC the other update writes say it is unavailable.
 fn admin_write(path: &str) -> (serde_json::Value, u16) {
     let (cert, key) = make_cert("installed.example.test", 2100);
     match path {
@@ -55,6 +56,15 @@ fn admin_write(path: &str) -> (serde_json::Value, u16) {
         ),
         "/api/v1/Power/Reboot" | "/api/v1/Power/PowerOff" => (json!({}), 500),
         "/api/v1/Update/Install" => (json!({}), 400),
+        // No RAUC on the test bus: UpdateUnavailable (503); nothing is
+        // installed to reboot into (Refused, 409).
+        "/api/v1/Update/Check" => (json!({"path": "/nonexistent.raucb"}), 503),
+        "/api/v1/Update/Rollback" => (json!({}), 503),
+        "/api/v1/Update/InstallFromUrl" => (
+            json!({"url": "https://127.0.0.1:9/b.raucb", "sha256": "ab".repeat(32), "options": {}}),
+            503,
+        ),
+        "/api/v1/Update/Reboot" => (json!({}), 409),
         other => panic!("no example write for {other}: add one"),
     }
 }

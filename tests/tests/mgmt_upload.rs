@@ -1,10 +1,9 @@
 //! Update bundles through the gateway: streamed to the data directory
 //! with a size cap and a hash check, then handed to
-//! `org.skytime.Appliance1.Update.Install(path, options)`. skytimed's
-//! Update interface comes with the OTA work; here a stand-in owns the
-//! bus name and serves only `Update`, recording what it is handed and
-//! the bytes of the file at that moment. The install itself is tested
-//! end to end later, with RAUC.
+//! `org.skytime.Appliance1.Update.Install(path, options)`. Here a
+//! stand-in owns the bus name and serves only `Update`, recording what it
+//! is handed and the bytes of the file at that moment; the install
+//! through the real skytimed and RAUC is tests/tests/update_dbus.rs.
 
 use serde_json::json;
 use skytime_tests::dbus::{PrivateBus, BUS_NAME, OBJECT_PATH};

@@ -104,3 +104,42 @@ pub trait Power {
 pub trait Monitor {
     fn history(&self, seconds: u32) -> zbus::Result<Vec<HistoryPoint>>;
 }
+
+#[zbus::proxy(
+    interface = "org.skytime.Appliance1.Update",
+    default_service = "org.skytime.Appliance1",
+    default_path = "/org/skytime/Appliance1",
+    gen_blocking = false
+)]
+pub trait Update {
+    /// Checks a bundle (signature, compatible, version policy).
+    fn check(&self, path: &str) -> zbus::Result<crate::BundleReport>;
+    /// Starts an install; returns once RAUC accepted it. Options:
+    /// `force` (b), `reboot` (b).
+    fn install(
+        &self,
+        path: &str,
+        options: std::collections::HashMap<&str, zbus::zvariant::Value<'_>>,
+    ) -> zbus::Result<crate::BundleReport>;
+    /// Downloads a bundle over HTTPS (checked against `sha256`), then
+    /// installs it; returns once the download started.
+    fn install_from_url(
+        &self,
+        url: &str,
+        sha256: &str,
+        options: std::collections::HashMap<&str, zbus::zvariant::Value<'_>>,
+    ) -> zbus::Result<()>;
+    /// Reboots into the installed slot.
+    fn reboot(&self) -> zbus::Result<()>;
+    /// Makes the other slot primary (when it is good) and reboots.
+    fn rollback(&self) -> zbus::Result<()>;
+    /// An install finished: whether it succeeded, and what happened.
+    #[zbus(signal)]
+    fn completed(&self, success: bool, message: &str) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn progress_percent(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn progress_step(&self) -> zbus::Result<String>;
+}

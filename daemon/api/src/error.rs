@@ -47,6 +47,26 @@ pub enum ApiError {
     /// `org.skytime.Error.PowerFailed`: logind refused or is unreachable.
     #[error("{0}")]
     PowerFailed(String),
+    // --- Updates (org.skytime.Appliance1.Update) ---
+    /// `org.skytime.Error.BundleRejected`: RAUC or the install check
+    /// refused the bundle (signature, compatible, format, a damaged or
+    /// foreign file); the message carries RAUC's reason. Nothing was
+    /// written.
+    #[error("{0}")]
+    BundleRejected(String),
+    /// `org.skytime.Error.UpdateInProgress`: an install is running (or
+    /// RAUC is busy); try again when it has completed.
+    #[error("{0}")]
+    UpdateInProgress(String),
+    /// `org.skytime.Error.Downgrade`: the bundle is older than (or the
+    /// same as) the running system; install it with the force option to
+    /// go ahead anyway.
+    #[error("{0}")]
+    Downgrade(String),
+    /// `org.skytime.Error.UpdateUnavailable`: RAUC is not on the bus (a
+    /// development host, the demo) or cannot be reached.
+    #[error("{0}")]
+    UpdateUnavailable(String),
 }
 
 /// Makes the variant a name stands for.
@@ -54,7 +74,7 @@ type Make = fn(String) -> ApiError;
 
 /// Every variant with its D-Bus name, in one place: the server names its
 /// replies from it and clients recognise replies by it.
-const NAMES: [(&str, Make); 10] = [
+const NAMES: [(&str, Make); 14] = [
     (
         "org.freedesktop.DBus.Error.InvalidArgs",
         ApiError::InvalidArgs,
@@ -77,6 +97,16 @@ const NAMES: [(&str, Make); 10] = [
     ("org.skytime.Error.PersistFailed", ApiError::PersistFailed),
     ("org.skytime.Error.ApplyFailed", ApiError::ApplyFailed),
     ("org.skytime.Error.PowerFailed", ApiError::PowerFailed),
+    ("org.skytime.Error.BundleRejected", ApiError::BundleRejected),
+    (
+        "org.skytime.Error.UpdateInProgress",
+        ApiError::UpdateInProgress,
+    ),
+    ("org.skytime.Error.Downgrade", ApiError::Downgrade),
+    (
+        "org.skytime.Error.UpdateUnavailable",
+        ApiError::UpdateUnavailable,
+    ),
 ];
 
 impl ApiError {
@@ -97,7 +127,11 @@ impl ApiError {
             | Self::Refused(m)
             | Self::PersistFailed(m)
             | Self::ApplyFailed(m)
-            | Self::PowerFailed(m) => m,
+            | Self::PowerFailed(m)
+            | Self::BundleRejected(m)
+            | Self::UpdateInProgress(m)
+            | Self::Downgrade(m)
+            | Self::UpdateUnavailable(m) => m,
         }
     }
 
@@ -113,6 +147,10 @@ impl ApiError {
             Self::PersistFailed(_) => 7,
             Self::ApplyFailed(_) => 8,
             Self::PowerFailed(_) => 9,
+            Self::BundleRejected(_) => 10,
+            Self::UpdateInProgress(_) => 11,
+            Self::Downgrade(_) => 12,
+            Self::UpdateUnavailable(_) => 13,
         }
     }
 

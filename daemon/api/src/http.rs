@@ -80,11 +80,15 @@ pub fn status_of(error: &str) -> u16 {
         names::ACCESS_DENIED => 403,
         names::NOT_FOUND => 404,
         names::METHOD_NOT_ALLOWED => 405,
-        "org.skytime.Error.NotAvailable" | "org.skytime.Error.Refused" => 409,
+        "org.skytime.Error.NotAvailable"
+        | "org.skytime.Error.Refused"
+        | "org.skytime.Error.UpdateInProgress"
+        | "org.skytime.Error.Downgrade" => 409,
         names::TOO_LARGE => 413,
         "org.skytime.Error.InvalidConfig"
         | "org.skytime.Error.InvalidCertificate"
         | "org.skytime.Error.CertificateExpired"
+        | "org.skytime.Error.BundleRejected"
         | names::HASH_MISMATCH => 422,
         names::RATE_LIMITED => 429,
         // A member the running skytimed does not have (an older version,
@@ -94,6 +98,7 @@ pub fn status_of(error: &str) -> u16 {
         | "org.freedesktop.DBus.Error.UnknownObject"
         | "org.freedesktop.DBus.Error.UnknownProperty" => 501,
         names::UNAVAILABLE
+        | "org.skytime.Error.UpdateUnavailable"
         | "org.freedesktop.DBus.Error.ServiceUnknown"
         | "org.freedesktop.DBus.Error.NameHasNoOwner"
         | "org.freedesktop.DBus.Error.NoReply"
@@ -134,6 +139,10 @@ mod tests {
             (ApiError::PersistFailed(String::new()), 500),
             (ApiError::ApplyFailed(String::new()), 500),
             (ApiError::PowerFailed(String::new()), 500),
+            (ApiError::BundleRejected(String::new()), 422),
+            (ApiError::UpdateInProgress(String::new()), 409),
+            (ApiError::Downgrade(String::new()), 409),
+            (ApiError::UpdateUnavailable(String::new()), 503),
         ];
         for (e, status) in cases {
             assert_eq!(status_of(e.name()), status, "{}", e.name());

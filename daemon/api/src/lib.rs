@@ -5,7 +5,8 @@
 //! the daemon, `skytimectl` and the management gateway cannot drift:
 //!
 //! - [`records`]: the records (tracking, sources, server statistics,
-//!   clients, NTS status, configuration outcome). Each is a D-Bus `a{sv}`
+//!   clients, NTS status, configuration outcome); [`update`]: the update
+//!   interface's (slots, bundle, update properties). Each is a D-Bus `a{sv}`
 //!   dictionary and a JSON object with the same PascalCase keys, through
 //!   one serde implementation (see [`record`]).
 //! - [`ApiError`]: one D-Bus error name per failure, for the server's
@@ -36,6 +37,7 @@ pub mod error;
 pub mod http;
 pub mod record;
 pub mod records;
+pub mod update;
 
 pub use backend::{ApplianceBackend, MAX_DOCUMENT};
 pub use error::ApiError;
@@ -46,6 +48,7 @@ pub use records::{
     CertificateReport, ClientReport, ConfigOutcome, NtsReport, ServerReport, SourceReport,
     TrackingReport,
 };
+pub use update::{BundleReport, SlotReport, UpdateProperties};
 
 /// The well-known bus name (the `1` is the API version).
 pub const BUS_NAME: &str = "org.skytime.Appliance1";
@@ -62,6 +65,10 @@ pub mod interface {
     pub const POWER: &str = "org.skytime.Appliance1.Power";
     /// Alarms, history and version.
     pub const MONITOR: &str = "org.skytime.Appliance1.Monitor";
+    /// A/B updates through RAUC.
+    pub const UPDATE: &str = "org.skytime.Appliance1.Update";
     /// Every interface, in the order of the introspection document.
-    pub const ALL: [&str; 7] = [CONFIG, MONITOR, NTS, POWER, SERVER, SOURCES, TRACKING];
+    pub const ALL: [&str; 8] = [
+        CONFIG, MONITOR, NTS, POWER, SERVER, SOURCES, TRACKING, UPDATE,
+    ];
 }

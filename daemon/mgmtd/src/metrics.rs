@@ -45,6 +45,42 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// The update state: one info metric with the state and slots, and
+/// gauges for what alerts want (RAUC present, progress, a failed or
+/// rolled-back update).
+fn update(r: &mut Registry, u: &skytime_api::UpdateProperties) {
+    r.register(
+        "update",
+        "The A/B update state, the booted and primary slots and the running version",
+        Info::new(labels(&[
+            ("state", u.state.as_str()),
+            ("booted_slot", u.booted_slot.as_str()),
+            ("primary_slot", u.primary_slot.as_str()),
+            ("current_version", u.current_version.as_str()),
+        ])),
+    );
+    r.register(
+        "update_available",
+        "Whether RAUC is on the bus (1) so that updates can be installed",
+        gauge(if u.available { 1.0 } else { 0.0 }),
+    );
+    r.register_with_unit(
+        "update_progress",
+        "Progress of the install running (or last run), 0 to 1",
+        Unit::Other("ratio".into()),
+        gauge(f64::from(u.progress_percent) / 100.0),
+    );
+    r.register(
+        "update_failed",
+        "1 while the last update failed or was rolled back",
+        gauge(if u.state == "failed" || u.state == "rolled-back" {
+            1.0
+        } else {
+            0.0
+        }),
+    );
+}
+
 /// The snapshot in the OpenMetrics text format.
 pub fn openmetrics(s: &Snapshot) -> String {
     let mut root = Registry::with_prefix("skytime");
@@ -63,6 +99,10 @@ pub fn openmetrics(s: &Snapshot) -> String {
             "The root file system slot the appliance booted",
             Info::new(labels(&[("slot", slot)])),
         );
+    }
+
+    if let Some(u) = &s.update {
+        update(r, u);
     }
 
     let t = &s.tracking;
@@ -446,6 +486,15 @@ mod tests {
             ..SourceReport::default()
         });
         s.monitor.version = "0.1.0".into();
+        s.update = Some(skytime_api::UpdateProperties {
+            available: true,
+            booted_slot: "A".into(),
+            primary_slot: "B".into(),
+            state: "installed".into(),
+            current_version: "0.2.0+20250301.000000".into(),
+            progress_percent: 100,
+            ..Default::default()
+        });
         s.monitor.alarms.push(AlarmReport {
             name: "holdover".into(),
             severity: "warning".into(),
@@ -468,6 +517,10 @@ mod tests {
             "skytime_alarm_active{alarm=\"holdover\",severity=\"warning\"} 1.0",
             "skytime_alarm_active{alarm=\"pps_missing\",severity=\"warning\"} 0.0",
             "# UNIT skytime_tracking_offset_seconds seconds",
+            "skytime_update_info{state=\"installed\",booted_slot=\"A\",primary_slot=\"B\",current_version=\"0.2.0+20250301.000000\"} 1",
+            "skytime_update_available 1.0",
+            "skytime_update_progress_ratio 1.0",
+            "skytime_update_failed 0.0",
             "# EOF",
         ] {
             assert!(

@@ -29,6 +29,9 @@ pub struct Snapshot {
     /// The root file system slot the system booted ("A", "B"), from the
     /// kernel command line's `rauc.slot=` as RAUC reads it.
     pub boot_slot: Option<String>,
+    /// The update interface's properties (absent from a skytimed without
+    /// it).
+    pub update: Option<skytime_api::UpdateProperties>,
     pub gateway_version: &'static str,
 }
 
@@ -65,6 +68,7 @@ impl Snapshot {
         } else {
             Vec::new()
         };
+        let update = client::properties(c, interface::UPDATE).await.ok();
         Ok(Self {
             at: unix_now(),
             tracking,
@@ -76,6 +80,7 @@ impl Snapshot {
             monitor,
             history,
             boot_slot: boot_slot(),
+            update,
             gateway_version: env!("CARGO_PKG_VERSION"),
         })
     }

@@ -1,8 +1,8 @@
 //! `GET /`: one read-only HTML page rendered on the appliance, usable
 //! without JavaScript: the verdict (OK / DEGRADED / FAIL and why), the
 //! clock, the active alarms, the sources, the server's load, the NTS
-//! certificate, the versions and boot slot, and SVG plots of the last 24
-//! hours. It refreshes itself every 30 seconds (a meta refresh).
+//! certificate, the versions, boot slot and update state, and SVG plots
+//! of the last 24 hours. It refreshes itself every 30 seconds (a meta refresh).
 
 use crate::snapshot::Snapshot;
 use crate::svg::{escape, Plot};
@@ -213,19 +213,27 @@ fn certificate(h: &mut String, s: &Snapshot) {
 }
 
 fn system(h: &mut String, s: &Snapshot) {
-    table(
-        h,
-        "system",
-        "System",
-        &[
-            ("skytimed", s.monitor.version.clone()),
-            ("Gateway", s.gateway_version.to_owned()),
-            (
-                "Boot slot",
-                s.boot_slot.clone().unwrap_or_else(|| "unknown".into()),
-            ),
-        ],
-    );
+    let mut rows = vec![
+        ("skytimed", s.monitor.version.clone()),
+        ("Gateway", s.gateway_version.to_owned()),
+        (
+            "Boot slot",
+            s.boot_slot.clone().unwrap_or_else(|| "unknown".into()),
+        ),
+    ];
+    // The update state, from skytimed's Update interface.
+    if let Some(u) = &s.update {
+        let mut state = u.state.clone();
+        if !u.bundle_version.is_empty() {
+            state.push_str(&format!(" ({})", u.bundle_version));
+        }
+        if !u.state_reason.is_empty() {
+            state.push_str(&format!(": {}", u.state_reason));
+        }
+        rows.push(("Update", state));
+        rows.push(("Next boot", format!("slot {}", u.primary_slot)));
+    }
+    table(h, "system", "System", &rows);
 }
 
 fn history(h: &mut String, s: &Snapshot) {
@@ -333,5 +341,25 @@ mod tests {
             "{page}"
         );
         assert!(!page.contains("<script>"));
+    }
+
+    #[test]
+    fn the_update_state_is_shown_when_skytimed_has_it() {
+        let mut s = Snapshot::default();
+        assert!(!render(&s).contains("<th>Update</th>"));
+        s.update = Some(skytime_api::UpdateProperties {
+            state: "rolled-back".into(),
+            bundle_version: "0.3.0+20250401.120000".into(),
+            state_reason: "slot B did not boot".into(),
+            primary_slot: "A".into(),
+            ..Default::default()
+        });
+        let page = render(&s);
+        assert!(
+            page.contains(
+                "<th>Update</th><td>rolled-back (0.3.0+20250401.120000): slot B did not boot</td>"
+            ) && page.contains("<th>Next boot</th><td>slot A</td>"),
+            "{page}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! of `skytime-api`, and errors as exit codes.
 
 use skytime_api::client::{
-    ConfigProxy, MonitorProxy, NtsProxy, PowerProxy, ServerProxy, SourcesProxy,
+    ConfigProxy, MonitorProxy, NtsProxy, PowerProxy, ServerProxy, SourcesProxy, UpdateProxy,
 };
 use skytime_api::{ApiError, BUS_NAME};
 use zbus::Connection;
@@ -67,6 +67,7 @@ proxies!(
     config_proxy => ConfigProxy,
     power_proxy => PowerProxy,
     monitor_proxy => MonitorProxy,
+    update_proxy => UpdateProxy,
 );
 
 /// An API error as a message and an exit code; `who` says who may
@@ -83,7 +84,8 @@ pub fn classify_api(api: &ApiError, who: &str) -> CtlError {
         | ApiError::InvalidConfig(_)
         | ApiError::InvalidCertificate(_)
         | ApiError::CertificateExpired(_) => exit::INVALID_INPUT,
-        ApiError::NotAvailable(_) => exit::NOT_AVAILABLE,
+        ApiError::NotAvailable(_) | ApiError::UpdateUnavailable(_) => exit::NOT_AVAILABLE,
+        ApiError::BundleRejected(_) => exit::INVALID_INPUT,
         _ => exit::FAILED,
     };
     CtlError::new(code, format!("{} [{}]", api.message(), api.name()))

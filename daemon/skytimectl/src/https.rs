@@ -150,6 +150,18 @@ impl Gateway {
         self.request(Method::POST, path, Some(body)).await
     }
 
+    /// POST a file's bytes to `path` (an upload route such as
+    /// `Update/Install?sha256=...`); `limit` bounds the whole exchange.
+    pub async fn upload(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+        limit: Duration,
+    ) -> Result<Json, CtlError> {
+        self.send(Method::POST, path, bytes, "application/octet-stream", limit)
+            .await
+    }
+
     async fn request(
         &self,
         method: Method,
@@ -157,20 +169,32 @@ impl Gateway {
         body: Option<Json>,
     ) -> Result<Json, CtlError> {
         let bytes = body.map_or_else(Vec::new, |b| serde_json::to_vec(&b).unwrap_or_default());
+        self.send(method, path, bytes, "application/json", TIMEOUT)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        limit: Duration,
+    ) -> Result<Json, CtlError> {
         let req = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.host)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| CtlError::new(exit::FAILED, e.to_string()))?;
         let mut sender = self.sender.lock().await;
-        let response = tokio::time::timeout(TIMEOUT, sender.send_request(req))
+        let response = tokio::time::timeout(limit, sender.send_request(req))
             .await
             .map_err(|_| {
                 CtlError::new(
                     exit::NOT_RUNNING,
-                    format!("{}: no answer within {} s", self.host, TIMEOUT.as_secs()),
+                    format!("{}: no answer within {} s", self.host, limit.as_secs()),
                 )
             })?
             .map_err(|e| tls_error(&self.host, &e))?;

@@ -13,6 +13,7 @@ mod https;
 mod render;
 mod text;
 mod transport;
+mod update;
 
 use bus::{exit, CtlError};
 use clap::{Parser, Subcommand};
@@ -144,6 +145,9 @@ enum Command {
     /// Check, apply or reload the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// A/B updates: status, check, install, rollback.
+    #[command(subcommand)]
+    Update(UpdateCmd),
     /// Reboot the appliance.
     Reboot,
     /// Shut the appliance down.
@@ -186,6 +190,32 @@ enum CertificateCmd {
     /// Install CERT (PEM chain, server certificate first) and KEY (PEM);
     /// they are checked against each other and for expiry first.
     Install { cert: PathBuf, key: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum UpdateCmd {
+    /// Slots, versions, the update state and an install's progress.
+    Status,
+    /// Check a bundle (signature, device, version) without installing it.
+    /// With --host, PATH is a file on the appliance.
+    Check { path: PathBuf },
+    /// Install a bundle into the other slot and follow it to the end
+    /// (with --host it is uploaded first). An https:// URL (with
+    /// --sha256) is downloaded by the appliance itself.
+    Install {
+        path: PathBuf,
+        /// With a URL: the bundle's SHA-256 (sha256sum prints it).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Install even an older version (or the one running).
+        #[arg(long)]
+        force: bool,
+        /// Reboot into it once it is installed.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Boot the other slot again, when it holds a good system (reboots).
+    Rollback,
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,6 +408,61 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
             }
             Output::new(&r, text)
         }
+        Command::Update(cmd) => match cmd {
+            UpdateCmd::Status => {
+                let p = t.update_properties().await?;
+                Output::new(&p, update::status(&p))
+            }
+            UpdateCmd::Check { path } => {
+                let b = t.update_check(&path.to_string_lossy()).await?;
+                Output::new(&b, update::bundle(&b))
+            }
+            UpdateCmd::Install {
+                path,
+                sha256,
+                force,
+                reboot,
+            } => {
+                let url = path.to_string_lossy();
+                let b = if url.starts_with("https://") {
+                    let Some(sha256) = sha256 else {
+                        return Err(CtlError::new(
+                            2,
+                            "installing from a URL needs --sha256 HEX (sha256sum prints it)",
+                        ));
+                    };
+                    t.update_install_url(&url, sha256, *force, *reboot).await?;
+                    None
+                } else {
+                    Some(t.update_install(path, *force, *reboot).await?)
+                };
+                let p = update::follow(&t).await?;
+                let version = b
+                    .as_ref()
+                    .map_or_else(|| p.bundle_version.clone(), |b| b.version.clone());
+                let text = format!(
+                    "Installed {} in slot {}; {}.",
+                    version,
+                    p.primary_slot,
+                    if *reboot {
+                        "rebooting into it"
+                    } else {
+                        "it runs after a reboot (skytimectl reboot)"
+                    }
+                );
+                Output {
+                    json: json!({"bundle": b, "update": p}),
+                    text,
+                }
+            }
+            UpdateCmd::Rollback => {
+                t.update_rollback().await?;
+                Output {
+                    json: json!({"ok": true}),
+                    text: "Rolling back: the other slot boots next; rebooting.".into(),
+                }
+            }
+        },
         Command::Reboot => {
             t.reboot().await?;
             Output {

@@ -12,6 +12,7 @@ use skytime_api::{
     client, interface, CertificateReport, ClientReport, ConfigOutcome, HistoryPoint,
     MonitorProperties, NtsReport, ServerReport, SourceAuthReport, SourceReport, TrackingReport,
 };
+use skytime_api::{BundleReport, UpdateProperties};
 use std::path::PathBuf;
 use zbus::Connection;
 
@@ -236,6 +237,121 @@ impl Transport {
                 .map_err(classify),
             Self::Https(g) => g
                 .post(&method_path(interface::POWER, "PowerOff"), json!({}))
+                .await
+                .map(drop),
+        }
+    }
+
+    // --- Update (org.skytime.Appliance1.Update) ---
+
+    pub async fn update_properties(&self) -> Result<UpdateProperties, CtlError> {
+        match self {
+            Self::Dbus(c) => client::properties(c, interface::UPDATE)
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(g.get(&properties_path(interface::UPDATE)).await?),
+        }
+    }
+
+    /// `Check(path)`: with `--host`, `path` is a file on the appliance.
+    pub async fn update_check(&self, path: &str) -> Result<BundleReport, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::update_proxy(c)
+                .await?
+                .check(path)
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.post(
+                    &method_path(interface::UPDATE, "Check"),
+                    json!({ "path": path }),
+                )
+                .await?,
+            ),
+        }
+    }
+
+    /// `Install`: over D-Bus the path is handed over as it is; through
+    /// the gateway the file is uploaded with its SHA-256 first.
+    pub async fn update_install(
+        &self,
+        path: &std::path::Path,
+        force: bool,
+        reboot: bool,
+    ) -> Result<BundleReport, CtlError> {
+        match self {
+            Self::Dbus(c) => {
+                let abs = std::path::absolute(path).map_err(|e| {
+                    CtlError::new(bus::exit::INVALID_INPUT, format!("{}: {e}", path.display()))
+                })?;
+                let mut options = std::collections::HashMap::new();
+                options.insert("force", zbus::zvariant::Value::from(force));
+                options.insert("reboot", zbus::zvariant::Value::from(reboot));
+                bus::update_proxy(c)
+                    .await?
+                    .install(&abs.to_string_lossy(), options)
+                    .await
+                    .map_err(classify)
+            }
+            Self::Https(g) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    CtlError::new(
+                        bus::exit::INVALID_INPUT,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+                let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                let route = format!(
+                    "{}?sha256={hex}&force={force}&reboot={reboot}",
+                    method_path(interface::UPDATE, "Install")
+                );
+                record(
+                    g.upload(&route, bytes, std::time::Duration::from_secs(600))
+                        .await?,
+                )
+            }
+        }
+    }
+
+    /// `InstallFromUrl`: the appliance downloads the bundle itself.
+    pub async fn update_install_url(
+        &self,
+        url: &str,
+        sha256: &str,
+        force: bool,
+        reboot: bool,
+    ) -> Result<(), CtlError> {
+        match self {
+            Self::Dbus(c) => {
+                let mut options = std::collections::HashMap::new();
+                options.insert("force", zbus::zvariant::Value::from(force));
+                options.insert("reboot", zbus::zvariant::Value::from(reboot));
+                bus::update_proxy(c)
+                    .await?
+                    .install_from_url(url, sha256, options)
+                    .await
+                    .map_err(classify)
+            }
+            Self::Https(g) => g
+                .post(
+                    &method_path(interface::UPDATE, "InstallFromUrl"),
+                    json!({"url": url, "sha256": sha256, "options": {"force": force, "reboot": reboot}}),
+                )
+                .await
+                .map(drop),
+        }
+    }
+
+    pub async fn update_rollback(&self) -> Result<(), CtlError> {
+        match self {
+            Self::Dbus(c) => bus::update_proxy(c)
+                .await?
+                .rollback()
+                .await
+                .map_err(classify),
+            Self::Https(g) => g
+                .post(&method_path(interface::UPDATE, "Rollback"), json!({}))
                 .await
                 .map(drop),
         }

@@ -90,6 +90,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
     // lock, queue or runtime on the request path.
     let threads = ntp::threads_per_address();
     let mut groups = Vec::new();
+    let mut ntp_bound = Vec::new();
     for addr in &config.ntp.listen {
         let group = ntp::io::bind_group(*addr, threads).map_err(|source| {
             let hint = if source.kind() == std::io::ErrorKind::PermissionDenied {
@@ -104,6 +105,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
             }
         })?;
         tracing::info!(address = %group[0].local_addr(), threads = group.len(), "serving NTP");
+        ntp_bound.push(group[0].local_addr());
         groups.push(group);
     }
 
@@ -206,7 +208,7 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         upstreams: upstreams.clone(),
     }));
     tasks.spawn(monitor::run(
-        monitor,
+        monitor.clone(),
         appliance.clone(),
         shutdown.child_token(),
     ));
@@ -214,9 +216,23 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         &appliance.tracking(),
         appliance.client_count(),
     ));
+    // The update service: its health check asks this daemon, as bound,
+    // whether it serves.
+    let updater = crate::update::Updater::new(config.update.clone());
+    updater.set_monitor(monitor.clone());
+    updater.set_targets(crate::update::probe::Targets {
+        ntp: ntp_bound,
+        nts_ke: appliance
+            .nts()
+            .ke_addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect(),
+    });
     start_management_api(
         &config.dbus,
         appliance.clone(),
+        updater,
         &health,
         notifier.clone(),
         &shutdown,
@@ -290,9 +306,11 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
 /// with backoff, and READY=1 waits for it (under systemd, the start
 /// timeout then decides). A name owned by another process is fatal: that
 /// is a second skytimed, or a policy that does not let this user own it.
+#[allow(clippy::too_many_arguments)]
 async fn start_management_api(
     config: &DbusConfig,
     appliance: Arc<Appliance>,
+    updater: Arc<crate::update::Updater>,
     health: &Health,
     notifier: Arc<Notifier>,
     shutdown: &CancellationToken,
@@ -303,9 +321,10 @@ async fn start_management_api(
         notifier.ready();
         return Ok(());
     }
-    let first = dbus::serve(
+    let first = dbus::serve_with_update(
         config,
         appliance.clone(),
+        updater.clone(),
         Some(health),
         shutdown.child_token(),
     )
@@ -328,9 +347,10 @@ async fn start_management_api(
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(wait) => {}
                     }
-                    match dbus::serve(
+                    match dbus::serve_with_update(
                         &config,
                         appliance.clone(),
+                        updater.clone(),
                         Some(&health),
                         shutdown.child_token(),
                     )

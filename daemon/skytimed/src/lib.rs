@@ -30,4 +30,5 @@ pub mod ntp;
 pub mod nts;
 pub mod persist;
 pub mod refclock;
+pub mod update;
 pub mod upstream;

@@ -9,10 +9,9 @@
 //! route is a read exactly when the policy lets every local user call
 //! the member.
 //!
-//! Interfaces still to come (the OTA work's `Update`) are listed in
-//! [`PENDING`]: a route for one of their members is one table entry with
+//! A member without a typed call of its own is one table entry with
 //! [`Op::Dbus`] (arguments by D-Bus signature, the reply converted to
-//! JSON), and the test holds it to the XML once the interface is there.
+//! JSON), as the `Update` interface's are.
 
 use crate::appliance::{from_json, Bus};
 use crate::http::Failure;
@@ -26,10 +25,8 @@ use skytime_api::client::{
 use skytime_api::http::{method_path, names, properties_path};
 use skytime_api::{interface, MonitorProperties, TrackingReport};
 
-/// The update interface the OTA work adds to skytimed.
-pub const UPDATE: &str = "org.skytime.Appliance1.Update";
-/// Interfaces whose routes exist before skytimed has them.
-pub const PENDING: [&str; 1] = [UPDATE];
+/// The update interface (A/B updates through RAUC).
+pub const UPDATE: &str = interface::UPDATE;
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,9 +154,19 @@ pub const ROUTES: &[Route] = &[
         &["seconds"],
         Op::History,
     ),
-    // --- Update (the OTA work): one entry per member, Op::Dbus for any
-    // that needs no upload.
+    // --- Update: Install takes the bundle as an upload; the others are
+    // plain calls.
+    read(UPDATE, None, &[], Op::Properties),
+    write(UPDATE, "Check", &["path"], Op::Dbus(&[("path", "s")])),
     write(UPDATE, "Install", &["path", "options"], Op::UploadInstall),
+    write(
+        UPDATE,
+        "InstallFromUrl",
+        &["url", "sha256", "options"],
+        Op::Dbus(&[("url", "s"), ("sha256", "s"), ("options", "a{sv}")]),
+    ),
+    write(UPDATE, "Reboot", &[], Op::Dbus(&[])),
+    write(UPDATE, "Rollback", &[], Op::Dbus(&[])),
 ];
 
 /// The route for `path` and whether `method` is the one it takes:

@@ -151,6 +151,7 @@ pub fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.upstream != new.upstream, "upstream");
     check(old.nts_client != new.nts_client, "nts_client");
     check(old.keys != new.keys, "keys");
+    check(old.update != new.update, "update");
     keys
 }
 

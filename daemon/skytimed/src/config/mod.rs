@@ -15,6 +15,7 @@ use crate::monitor::MonitorConfig;
 use crate::ntp::NtpConfig;
 use crate::nts::NtsConfig;
 use crate::refclock::RefclockConfig;
+use crate::update::UpdateConfig;
 use crate::upstream::{NtsClientConfig, UpstreamConfig};
 use serde::Deserialize;
 use std::fmt;
@@ -64,6 +65,9 @@ pub struct Config {
     /// Symmetric keys (chrony's `keyfile`).
     #[serde(default)]
     pub keys: KeysConfig,
+    /// A/B updates through RAUC.
+    #[serde(default)]
+    pub update: UpdateConfig,
 }
 
 /// The `[[upstream]]` entries, checked one by one and as a whole.
@@ -91,6 +95,7 @@ impl Default for Config {
             upstream: Vec::new(),
             nts_client: NtsClientConfig::default(),
             keys: KeysConfig::default(),
+            update: UpdateConfig::default(),
         }
     }
 }

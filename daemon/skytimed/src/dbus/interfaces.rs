@@ -23,7 +23,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    async fn authorize(
+    pub(super) async fn authorize(
         &self,
         conn: &Connection,
         header: &Header<'_>,
@@ -326,7 +326,7 @@ impl Monitor {
 /// image), asks systemd itself to start `reboot.target` or
 /// `poweroff.target` the way `systemctl reboot` does then, so units
 /// still stop in order.
-async fn logind(conn: &Connection, method: &str) -> Result<(), ApiError> {
+pub(crate) async fn logind(conn: &Connection, method: &str) -> Result<(), ApiError> {
     tracing::warn!("asking logind to {method}");
     let err = match conn
         .call_method(

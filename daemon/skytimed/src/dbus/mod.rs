@@ -6,6 +6,7 @@
 //! - [`interfaces`]: one small versioned interface per concern (Tracking,
 //!   Sources, Server, Nts, Config, Power, Monitor); writes check the caller and the
 //!   arguments' size before the backend sees them.
+//! - [`update`]: `Update`, A/B updates over [`crate::update::Updater`].
 //! - [`auth`]: root or the admin group may write; everyone may read.
 //! - [`config`]: the `[dbus]` section.
 //!
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod config;
 pub mod interfaces;
+pub mod update;
 
 pub use config::DbusConfig;
 
@@ -76,6 +78,22 @@ impl DbusHandle {
 pub async fn serve(
     config: &DbusConfig,
     backend: Arc<dyn ApplianceBackend>,
+    health: Option<&Health>,
+    shutdown: CancellationToken,
+) -> Result<DbusHandle, DbusError> {
+    // The interface is always there; with the default configuration it
+    // finds RAUC on the bus or says that it is absent.
+    let updater = crate::update::Updater::new(crate::update::UpdateConfig::default());
+    serve_with_update(config, backend, updater, health, shutdown).await
+}
+
+/// [`serve`] with the daemon's [`Updater`](crate::update::Updater) behind
+/// `org.skytime.Appliance1.Update`; starts its driver (RAUC, the boot,
+/// the health check) once the name is owned.
+pub async fn serve_with_update(
+    config: &DbusConfig,
+    backend: Arc<dyn ApplianceBackend>,
+    updater: Arc<crate::update::Updater>,
     health: Option<&Health>,
     shutdown: CancellationToken,
 ) -> Result<DbusHandle, DbusError> {
@@ -139,6 +157,15 @@ pub async fn serve(
                 },
             )
         })
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                update::Update {
+                    shared: shared.clone(),
+                    updater: updater.clone(),
+                },
+            )
+        })
         .and_then(|b| b.serve_at(OBJECT_PATH, Power { shared }))
         .map_err(DbusError::Export)?
         .build()
@@ -174,6 +201,21 @@ pub async fn serve(
         .interface::<_, Monitor>(OBJECT_PATH)
         .await
         .map_err(DbusError::Export)?;
+    let update_iface = connection
+        .object_server()
+        .interface::<_, update::Update>(OBJECT_PATH)
+        .await
+        .map_err(DbusError::Export)?;
+    tokio::spawn(update::signal_changes(
+        update_iface,
+        updater.clone(),
+        shutdown.child_token(),
+    ));
+    tokio::spawn(crate::update::driver::run(
+        updater,
+        connection.clone(),
+        shutdown.child_token(),
+    ));
     let beat = health.map(|h| h.register("dbus", HEALTH_SILENCE));
     let poller = tokio::spawn(poll_tracking(tracking, monitor, backend, beat, shutdown));
     Ok(DbusHandle { connection, poller })

@@ -1,0 +1,220 @@
+//! `skytimectl update`: status, check, install (following the install to
+//! its end, with a progress bar on a terminal and plain lines otherwise)
+//! and rollback, over D-Bus or through the gateway.
+
+use crate::bus::{exit, CtlError};
+use crate::transport::Transport;
+use skytime_api::{BundleReport, UpdateProperties};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// How often a running install is looked at.
+const POLL: Duration = Duration::from_millis(500);
+/// The longest an install is followed.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The status as text.
+pub fn status(p: &UpdateProperties) -> String {
+    let mut out = Vec::new();
+    let state = match p.state.as_str() {
+        "installed" => "installed (reboot pending)".to_owned(),
+        s => s.to_owned(),
+    };
+    out.push(format!("Update state    : {state}"));
+    if !p.bundle_version.is_empty() {
+        out.push(format!("Bundle version  : {}", p.bundle_version));
+    }
+    if !p.state_reason.is_empty() {
+        out.push(format!("Reason          : {}", p.state_reason));
+    }
+    out.push(format!(
+        "Running         : {} (slot {})",
+        dash(&p.current_version),
+        dash(&p.booted_slot)
+    ));
+    out.push(format!("Next boot       : slot {}", dash(&p.primary_slot)));
+    out.push(format!(
+        "RAUC            : {}",
+        if p.available {
+            "available"
+        } else {
+            "not available"
+        }
+    ));
+    if p.operation == "installing" || p.state == "installing" {
+        out.push(format!(
+            "Progress        : {}% {}",
+            p.progress_percent, p.progress_step
+        ));
+    }
+    if !p.last_error.is_empty() {
+        out.push(format!("Last error      : {}", p.last_error));
+    }
+    if !p.slots.is_empty() {
+        out.push(String::new());
+        out.push(format!(
+            "{:<4} {:<9} {:<9} {:<5} {:<8} {:<24} {}",
+            "Slot", "Name", "State", "Boot", "Install", "Version", "Installed at"
+        ));
+        for s in &p.slots {
+            out.push(format!(
+                "{:<4} {:<9} {:<9} {:<5} {:<8} {:<24} {}",
+                s.bootname,
+                s.name,
+                s.state,
+                dash(&s.boot_status),
+                s.install_status.as_deref().unwrap_or("-"),
+                s.bundle_version.as_deref().unwrap_or("-"),
+                s.installed_at.as_deref().unwrap_or("-"),
+            ));
+        }
+    }
+    out.join("\n")
+}
+
+fn dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// A checked bundle as text.
+pub fn bundle(b: &BundleReport) -> String {
+    let verdict = match b.policy.as_str() {
+        "upgrade" => "newer than the running system: installable",
+        "same" => "the version already running: install with --force to write it again",
+        "older" => "older than the running system: install with --force to downgrade",
+        _ => "the running version is unknown: install with --force",
+    };
+    let mut out = vec![
+        format!("Bundle          : {}", b.path),
+        format!("Version         : {}", b.version),
+        format!("Compatible      : {}", b.compatible),
+        format!("Format          : {}", b.format),
+        format!("Manifest hash   : {}", b.manifest_hash),
+    ];
+    if let Some(r) = &b.running_version {
+        out.push(format!("Running version : {r}"));
+    }
+    out.push(format!("Policy          : {verdict}"));
+    out.join("\n")
+}
+
+/// Follows an install that RAUC accepted until it has completed; shows
+/// progress on stderr. The final properties, or an error when it failed.
+pub async fn follow(t: &Transport) -> Result<UpdateProperties, CtlError> {
+    let tty = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut last = (u32::MAX, String::new());
+    loop {
+        let p = t.update_properties().await?;
+        let now = (p.progress_percent, p.progress_step.clone());
+        let downloading = p.operation == "downloading";
+        if now != last && (downloading || matches!(p.state.as_str(), "staged" | "installing")) {
+            show(tty, now.0, &now.1);
+            last = now;
+        }
+        if downloading {
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
+        if let Some(why) = p.progress_step.strip_prefix("failed: ") {
+            end_line(tty);
+            return Err(CtlError::new(
+                exit::FAILED,
+                format!("the install failed: {why}"),
+            ));
+        }
+        match p.state.as_str() {
+            "staged" | "installing" => {}
+            "failed" => {
+                end_line(tty);
+                return Err(CtlError::new(
+                    exit::FAILED,
+                    format!("the install failed: {}", p.state_reason),
+                ));
+            }
+            _ => {
+                // The last step, which a short install may pass between
+                // two looks.
+                if (p.progress_percent, p.progress_step.clone()) != last {
+                    show(tty, p.progress_percent, &p.progress_step);
+                }
+                end_line(tty);
+                return Ok(p);
+            }
+        }
+        if start.elapsed() > FOLLOW_LIMIT {
+            end_line(tty);
+            return Err(CtlError::new(
+                exit::FAILED,
+                format!(
+                    "the install is still running after {} s; see skytimectl update status",
+                    FOLLOW_LIMIT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn show(tty: bool, percent: u32, step: &str) {
+    let mut err = std::io::stderr().lock();
+    if tty {
+        let filled = (percent.min(100) / 5) as usize;
+        let _ = write!(
+            err,
+            "\r[{}{}] {percent:>3}% {:<40.40}",
+            "#".repeat(filled),
+            " ".repeat(20 - filled),
+            step
+        );
+    } else {
+        let _ = writeln!(err, "{percent}% {step}");
+    }
+    let _ = err.flush();
+}
+
+fn end_line(tty: bool) {
+    if tty {
+        eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skytime_api::SlotReport;
+
+    #[test]
+    fn status_names_state_slots_and_versions() {
+        let p = UpdateProperties {
+            available: true,
+            booted_slot: "A".into(),
+            primary_slot: "B".into(),
+            current_version: "0.2.0+20250301.000000".into(),
+            state: "installed".into(),
+            bundle_version: "0.3.0+20250401.120000".into(),
+            slots: vec![SlotReport {
+                name: "rootfs.1".into(),
+                bootname: "B".into(),
+                state: "inactive".into(),
+                boot_status: "good".into(),
+                install_status: Some("ok".into()),
+                bundle_version: Some("0.3.0+20250401.120000".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = status(&p);
+        assert!(
+            text.contains("Update state    : installed (reboot pending)"),
+            "{text}"
+        );
+        assert!(text.contains("Next boot       : slot B"), "{text}");
+        assert!(text.contains("rootfs.1"), "{text}");
+        assert!(!text.contains("Progress"), "{text}");
+    }
+}
