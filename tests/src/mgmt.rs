@@ -403,13 +403,19 @@ impl Client {
         }
         head.push_str("\r\n");
         s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-        s.write_all(body).map_err(|e| e.to_string())?;
-        s.flush().map_err(|e| e.to_string())?;
+        // The gateway may answer (413) and close before the body is all
+        // sent, as HTTP allows: then the write fails, and the answer is
+        // still there to read.
+        let sent = s.write_all(body).and_then(|()| s.flush());
         let mut raw = Vec::new();
-        match s.read_to_end(&mut raw) {
+        let read = s.read_to_end(&mut raw);
+        if raw.is_empty() {
+            sent.map_err(|e| format!("sending the body: {e}"))?;
+        }
+        match read {
             Ok(_) => {}
             // The gateway may close without close_notify after the reply.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            Err(_) if !raw.is_empty() => {}
             Err(e) => return Err(e.to_string()),
         }
         parse(&raw)

@@ -94,6 +94,34 @@ pub fn with_type(status: StatusCode, content_type: &str, body: Vec<u8>) -> Reply
     r
 }
 
+/// The most of a refused body that is read and thrown away before the
+/// refusal is sent (see [`discard`]).
+const DISCARD_MAX: u64 = 8 << 20;
+
+/// Reads and drops what the client is still sending of a body that is
+/// refused (413) before it was read, at most [`DISCARD_MAX`] bytes and for
+/// at most `within`, as nginx's lingering close does: closing a socket
+/// with unread data makes the kernel reset the connection, and a client
+/// still sending would then lose the refusal. Nothing read is kept.
+pub async fn discard(body: Incoming, announced: Option<u64>, within: Duration) {
+    if announced.is_some_and(|n| n > DISCARD_MAX) {
+        return;
+    }
+    let drain = async {
+        let mut body = body;
+        let mut read = 0u64;
+        while read <= DISCARD_MAX {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, drain).await;
+}
+
 /// Reads a whole request body as JSON: at most `max` bytes (413 beyond,
 /// told by Content-Length before anything is read), within `limit`.
 /// An empty body reads as an empty object.
@@ -110,6 +138,7 @@ pub async fn read_json(
         )
     };
     if content_length.is_some_and(|n| n > max) {
+        discard(body, content_length, limit.min(Duration::from_secs(2))).await;
         return Err(too_large());
     }
     let collected = tokio::time::timeout(limit, Limited::new(body, max as usize).collect())

@@ -80,6 +80,7 @@ impl Uploads {
             )
         };
         if content_length.is_some_and(|n| n > self.max) {
+            crate::http::discard(body, content_length, Duration::from_secs(2)).await;
             return Err(too_large());
         }
         let _one = self.busy.try_lock().map_err(|_| {
