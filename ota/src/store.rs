@@ -14,9 +14,9 @@
 
 use crate::state::State;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The document format this code writes and reads.
@@ -104,6 +104,16 @@ impl Store {
     /// Replaces the saved state: temporary file, fsync, rename, fsync of
     /// the directory (created when missing, mode 0700).
     pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        self.save_with(state, &mut skytime_persist::atomic::NoFaults)
+    }
+
+    /// [`save`](Self::save) through `steps` (the crash-safety tests fail
+    /// or crash the write at each step).
+    fn save_with(
+        &self,
+        state: &State,
+        steps: &mut dyn skytime_persist::Steps,
+    ) -> Result<(), StoreError> {
         let io_err = |source| StoreError::Io {
             path: self.path.clone(),
             source,
@@ -124,7 +134,7 @@ impl Store {
         })
         .map_err(|e| io_err(io::Error::other(e)))?;
         text.push(b'\n');
-        atomic_write(&self.path, &text).map_err(io_err)
+        skytime_persist::atomic_write_steps(&self.path, &text, Some(0o600), steps).map_err(io_err)
     }
 
     /// Renames a corrupt file to `<name>.corrupt` (replacing an older
@@ -172,39 +182,6 @@ fn decode(bytes: &[u8]) -> Result<State, DecodeError> {
         return Err(DecodeError::Format(doc.format));
     }
     serde_json::from_value(doc.state).map_err(|e| DecodeError::Corrupt(format!("state: {e}")))
-}
-
-/// Writes `contents` to `path` so that a crash leaves the old file or the
-/// new one: temporary file beside it, fsync, rename, fsync the directory.
-pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path names no file"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -282,6 +259,32 @@ mod tests {
         let aside = store.set_aside().unwrap();
         assert!(aside.to_string_lossy().ends_with("state.json.corrupt"));
         assert_eq!(store.load().unwrap(), State::Idle);
+    }
+
+    /// The write failed or "crashed" at each step (skytime-persist's
+    /// injector): the loader then reads the old state or the new one,
+    /// never an error, and a temporary file left by a crash is not it.
+    #[test]
+    fn a_fault_at_any_step_loads_the_old_or_the_new_state() {
+        use skytime_persist::{Fault, FaultAt, Step};
+        for step in Step::ALL {
+            for fault in [Fault::Fail, Fault::Crash] {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::new(dir.path().join("ota/state.json"));
+                store.save(&State::Idle).unwrap();
+                let r = store.save_with(&installing(), &mut FaultAt(step, fault));
+                assert!(r.is_err(), "{step:?} {fault:?}");
+                let loaded = store.load().unwrap();
+                let want = if step == Step::SyncDir {
+                    installing()
+                } else {
+                    State::Idle
+                };
+                assert_eq!(loaded, want, "{step:?} {fault:?}");
+                store.save(&installing()).unwrap();
+                assert_eq!(store.load().unwrap(), installing());
+            }
+        }
     }
 
     #[test]
