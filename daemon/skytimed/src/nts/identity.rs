@@ -13,7 +13,7 @@
 use super::config::NtsConfig;
 use super::keystore::create_key_file_if_missing;
 use super::NtsError;
-use crate::persist::atomic_write;
+use skytime_persist::pair::{recover_pair, write_pair, PairFile};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -48,18 +48,29 @@ pub fn generate_identity(
         }
     }
     let mut report = IdentityReport::default();
+    // A first boot cut short between the two files is finished or dropped.
+    recover_pair(&key_path, &cert_path)
+        .map_err(|e| NtsError::Identity(format!("cannot recover {}: {e}", cert_path.display())))?;
     match (cert_path.exists(), key_path.exists()) {
         (true, true) => report.kept.extend([cert_path.clone(), key_path.clone()]),
         (false, false) => {
             let (cert_pem, key_pem) = self_signed(hostname, addresses)?;
-            let write = |p: &Path, s: &str| {
-                atomic_write(p, s.as_bytes(), 0o600)
-                    .map_err(|e| NtsError::Identity(format!("cannot write {}: {e}", p.display())))
-            };
-            // Key first: a crash in between leaves a key without certificate,
-            // which the next run reports instead of silently pairing anew.
-            write(&key_path, &key_pem)?;
-            write(&cert_path, &cert_pem)?;
+            // Both or neither, even across a crash (see skytime_persist::pair).
+            write_pair(
+                PairFile {
+                    path: &key_path,
+                    contents: key_pem.as_bytes(),
+                    mode: 0o600,
+                },
+                PairFile {
+                    path: &cert_path,
+                    contents: cert_pem.as_bytes(),
+                    mode: 0o600,
+                },
+            )
+            .map_err(|e| {
+                NtsError::Identity(format!("cannot write {}: {e}", cert_path.display()))
+            })?;
             report.created.extend([key_path.clone(), cert_path.clone()]);
         }
         (cert, _) => {
