@@ -109,6 +109,18 @@ fn sigkill_during_state_writes_leaves_a_daemon_that_starts_and_serves() {
                 daemon.log()
             )
         });
+        // Temporary files of the writes the kill cut short were swept at
+        // start; only the running daemon's own may be there.
+        let own = format!(".tmp-{}", daemon.pid());
+        let stale: Vec<String> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-") && !n.ends_with(&own))
+            .collect();
+        assert!(
+            stale.is_empty(),
+            "round {round}: stale temporary files {stale:?}"
+        );
         if let Ok(text) = std::fs::read_to_string(data.join("skytime.toml")) {
             assert!(
                 (9..=10).any(|s| text == config(s).replace("@DATA@", &data.display().to_string())),

@@ -169,6 +169,47 @@ pub fn atomic_write_steps(
     result
 }
 
+/// Removes the temporary files that writes cut short by a crash left in
+/// `dir` (and in its subdirectories, one level down): hidden files named
+/// `.<name>.tmp-<pid>` whose process is gone. No reader ever loads them;
+/// this only keeps them from piling up on the data partition across power
+/// cuts. A file of a live process (another writer) is left alone. Returns
+/// how many were removed.
+pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            if let Ok(sub) = fs::read_dir(&path) {
+                for e in sub.flatten() {
+                    removed += remove_if_stale(&e.path())?;
+                }
+            }
+        } else {
+            removed += remove_if_stale(&path)?;
+        }
+    }
+    Ok(removed)
+}
+
+fn remove_if_stale(path: &Path) -> io::Result<usize> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(0);
+    };
+    let pid = name
+        .strip_prefix('.')
+        .and_then(|n| n.rsplit_once(".tmp-"))
+        .and_then(|(_, pid)| pid.parse::<u32>().ok());
+    match pid {
+        Some(pid) if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() => {
+            fs::remove_file(path)?;
+            Ok(1)
+        }
+        _ => Ok(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +277,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn stale_temporary_files_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("nts-client");
+        fs::create_dir(&sub).unwrap();
+        // No process has a PID this large (the kernel's limit is 2^22).
+        let dead = u32::MAX - 1;
+        let own = std::process::id();
+        for p in [
+            dir.path().join(format!(".keys.tmp-{dead}")),
+            sub.join(format!(".a.nts.tmp-{dead}")),
+            dir.path().join(format!(".drift.tmp-{own}")),
+            dir.path().join(".drift.tmp-1"),
+            dir.path().join("keys"),
+            dir.path().join("notes.tmp-7"),
+        ] {
+            fs::write(p, "x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 2);
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!(".drift.tmp-{own}"),
+            ".drift.tmp-1".into(),
+            "keys".into(),
+            "nts-client".into(),
+            "notes.tmp-7".into(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(fs::read_dir(&sub).unwrap().count(), 0);
     }
 
     #[test]
