@@ -104,6 +104,16 @@ impl Store {
     /// Replaces the saved state: temporary file, fsync, rename, fsync of
     /// the directory (created when missing, mode 0700).
     pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        self.save_with(state, &mut skytime_persist::atomic::NoFaults)
+    }
+
+    /// [`save`](Self::save) through `steps` (the crash-safety tests fail
+    /// or crash the write at each step).
+    fn save_with(
+        &self,
+        state: &State,
+        steps: &mut dyn skytime_persist::Steps,
+    ) -> Result<(), StoreError> {
         let io_err = |source| StoreError::Io {
             path: self.path.clone(),
             source,
@@ -126,7 +136,7 @@ impl Store {
         text.push(b'\n');
         // The project's one atomic write (temporary file, fsync, rename,
         // fsync of the directory); 0600: only skytimed and root read it.
-        skytime_persist::atomic::atomic_write(&self.path, &text, 0o600).map_err(io_err)
+        skytime_persist::atomic_write_steps(&self.path, &text, Some(0o600), steps).map_err(io_err)
     }
 
     /// Renames a corrupt file to `<name>.corrupt` (replacing an older
@@ -251,6 +261,32 @@ mod tests {
         let aside = store.set_aside().unwrap();
         assert!(aside.to_string_lossy().ends_with("state.json.corrupt"));
         assert_eq!(store.load().unwrap(), State::Idle);
+    }
+
+    /// The write failed or "crashed" at each step (skytime-persist's
+    /// injector): the loader then reads the old state or the new one,
+    /// never an error, and a temporary file left by a crash is not it.
+    #[test]
+    fn a_fault_at_any_step_loads_the_old_or_the_new_state() {
+        use skytime_persist::{Fault, FaultAt, Step};
+        for step in Step::ALL {
+            for fault in [Fault::Fail, Fault::Crash] {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::new(dir.path().join("ota/state.json"));
+                store.save(&State::Idle).unwrap();
+                let r = store.save_with(&installing(), &mut FaultAt(step, fault));
+                assert!(r.is_err(), "{step:?} {fault:?}");
+                let loaded = store.load().unwrap();
+                let want = if step == Step::SyncDir {
+                    installing()
+                } else {
+                    State::Idle
+                };
+                assert_eq!(loaded, want, "{step:?} {fault:?}");
+                store.save(&installing()).unwrap();
+                assert_eq!(store.load().unwrap(), installing());
+            }
+        }
     }
 
     #[test]

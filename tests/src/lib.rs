@@ -12,8 +12,10 @@
 //! daemon behind the management interfaces ([`standin`]), and RAUC 1.13
 //! on the host with file-backed slots and test bundles ([`rauc`]).
 //!
-//! It depends on no crate of the daemon but the API vocabulary
-//! (`skytime-api`), so that skytimed's own tests may use it.
+//! Of the daemon's crates it uses only the API vocabulary (`skytime-api`),
+//! so that skytimed's own tests may use it; its dependency on skytimed is
+//! there only to turn on skytimed's `test-hooks` feature in every build
+//! the tests run (tests/tests/test_hooks.rs).
 //!
 //! The binaries must be built first (`make test` does it):
 //! `cargo build --workspace --bins`.
@@ -319,6 +321,17 @@ impl Daemon {
             .status()
             .unwrap();
         assert!(status.success(), "kill -s {name}");
+    }
+
+    /// Kills the daemon with SIGKILL (a power cut, as far as its files
+    /// know) and returns its directory, to start it again on what is on
+    /// disk.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
     }
 
     /// Stops the daemon with SIGTERM and returns its exit success and log.

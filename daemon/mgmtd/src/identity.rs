@@ -52,23 +52,34 @@ pub fn ensure(
     addresses: &[IpAddr],
 ) -> Result<bool, IdentityError> {
     let (cert, key) = (data_dir.join(CERT_FILE), data_dir.join(KEY_FILE));
+    // A first run cut short between the two files is finished or dropped.
+    skytime_persist::pair::recover_pair(&key, &cert).map_err(|source| IdentityError::Write {
+        path: cert.clone(),
+        source,
+    })?;
     match (cert.exists(), key.exists()) {
         (true, true) => Ok(false),
         (false, false) => {
             let (cert_pem, key_pem) =
                 skytime_persist::identity::self_signed(hostname, addresses, "skytime management")?;
-            let write = |p: &Path, text: &str, mode| {
-                skytime_persist::atomic_write(p, text.as_bytes(), mode).map_err(|source| {
-                    IdentityError::Write {
-                        path: p.to_owned(),
-                        source,
-                    }
-                })
-            };
-            // Key first: a crash in between leaves a key alone, which the
-            // next run reports instead of pairing anew.
-            write(&key, &key_pem, 0o600)?;
-            write(&cert, &cert_pem, 0o644)?;
+            // Both or neither, even across a crash.
+            use skytime_persist::pair::{write_pair, PairFile};
+            write_pair(
+                PairFile {
+                    path: &key,
+                    contents: key_pem.as_bytes(),
+                    mode: 0o600,
+                },
+                PairFile {
+                    path: &cert,
+                    contents: cert_pem.as_bytes(),
+                    mode: 0o644,
+                },
+            )
+            .map_err(|source| IdentityError::Write {
+                path: cert.clone(),
+                source,
+            })?;
             Ok(true)
         }
         (true, false) => Err(IdentityError::Half {
@@ -85,6 +96,10 @@ pub fn ensure(
 /// Reads the identity.
 pub fn load(data_dir: &Path) -> Result<ServerIdentity, IdentityError> {
     let (cert, key) = (data_dir.join(CERT_FILE), data_dir.join(KEY_FILE));
+    skytime_persist::pair::recover_pair(&key, &cert).map_err(|e| IdentityError::Read {
+        path: cert.clone(),
+        message: format!("cannot finish an interrupted write: {e}"),
+    })?;
     let read_err = |path: &Path, message: String| IdentityError::Read {
         path: path.to_owned(),
         message,

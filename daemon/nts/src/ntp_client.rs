@@ -155,7 +155,15 @@ impl NtsSession {
         .ok_or(NtsReplyError::AuthenticationFailed)?;
         let inner = parse_fields(&plain, 0).map_err(|_| NtsReplyError::Malformed)?;
         let mut new_cookies = 0;
-        for f in inner.iter().filter(|f| f.field_type == field_type::COOKIE) {
+        // A cookie of no or absurd length is a hostile or broken server's:
+        // never kept (it would make requests the server cannot take, and
+        // a session file that does not read back).
+        let usable = |f: &&crate::extension::ExtensionField<'_>| {
+            f.field_type == field_type::COOKIE
+                && !f.body.is_empty()
+                && f.body.len() <= crate::ke_client::MAX_COOKIE
+        };
+        for f in inner.iter().filter(usable) {
             if self.cookies.len() < COOKIES_WANTED {
                 self.cookies.push_back(f.body.to_vec());
                 new_cookies += 1;
@@ -410,6 +418,105 @@ mod tests {
         assert_eq!(s.check_reply(&nak, &[1; 32]), Err(NtsReplyError::WrongUid));
         s.clear_cookies();
         assert!(s.request(&header(), &mut rng).is_none());
+    }
+
+    /// A reply sealed by the server's S2C key with `inner` as its
+    /// encrypted fields and `uid` echoed: what a hostile but keyed server
+    /// (or a bug) could send.
+    fn sealed_reply(s: &NtsSession, uid: &[u8], inner: &[u8]) -> Vec<u8> {
+        let mut out = header().to_vec();
+        out[0] = 0x24;
+        write_field(&mut out, field_type::UNIQUE_IDENTIFIER, uid);
+        let nonce = [7u8; NONCE_LEN];
+        let ct = aead::seal(s.keys.aead, &s.keys.s2c, &nonce, &out, inner).unwrap();
+        Authenticator {
+            nonce: &nonce,
+            ciphertext: &ct,
+        }
+        .write(&mut out);
+        out
+    }
+
+    #[test]
+    fn cookies_of_no_or_absurd_length_are_not_kept() {
+        let (mut rng, _, mut s) = setup(4, 8);
+        let (_, uid) = s.request(&header(), &mut rng).unwrap();
+        let mut inner = Vec::new();
+        write_field(&mut inner, field_type::COOKIE, &[]);
+        write_field(
+            &mut inner,
+            field_type::COOKIE,
+            &[1; crate::ke_client::MAX_COOKIE + 4],
+        );
+        write_field(&mut inner, field_type::COOKIE, &[2; 100]);
+        let reply = sealed_reply(&s, &uid, &inner);
+        assert_eq!(
+            s.check_reply(&reply, &uid),
+            Ok(NtsReply::Authentic { new_cookies: 1 })
+        );
+        // The jar still saves and reads back.
+        let saved = SavedSession {
+            ke_server: "k:4460".into(),
+            ntp_server: None,
+            ntp_port: None,
+            session: s,
+        };
+        assert_eq!(SavedSession::parse(&saved.render()), Ok(saved));
+    }
+
+    proptest::proptest! {
+        /// Any bytes at all as a reply: an answer, never a panic, and no
+        /// cookie taken from something that is not authentic.
+        #[test]
+        fn any_reply_is_checked_without_panic(
+            reply in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            echo_uid in proptest::prelude::any::<bool>(),
+        ) {
+            let (mut rng, _, mut s) = setup(5, 8);
+            let (_, uid) = s.request(&header(), &mut rng).unwrap();
+            let mut reply = reply;
+            if echo_uid && reply.len() >= 48 + 36 {
+                // Our identifier in the right place, to get past that check.
+                reply[48..52].copy_from_slice(&[0x01, 0x04, 0, 36]);
+                reply[52..84].copy_from_slice(&uid);
+            }
+            let before = s.cookies();
+            if let Ok(NtsReply::Authentic { .. }) = s.check_reply(&reply, &uid) {
+                proptest::prop_assert!(false, "random bytes authenticated");
+            }
+            proptest::prop_assert_eq!(s.cookies(), before);
+        }
+
+        /// A real reply truncated anywhere, or with any byte changed, or
+        /// with bytes appended: never a panic, never authentic unless it
+        /// is the reply unchanged.
+        #[test]
+        fn truncated_and_mutated_real_replies_are_checked_without_panic(
+            cut in 0usize..400,
+            at in 0usize..400,
+            xor in 1u8..=255,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let (mut rng, keys, s) = setup(6, 8);
+            let mut s = s;
+            let (req, uid) = s.request(&header(), &mut rng).unwrap();
+            let reply = serve(&req, &keys, &mut rng);
+            let cut = cut.min(reply.len());
+            let truncated = &reply[..cut];
+            let r = s.clone().check_reply(truncated, &uid);
+            proptest::prop_assert!(cut == reply.len() || !matches!(r, Ok(NtsReply::Authentic { .. })), "cut at {}", cut);
+            let mut mutated = reply.clone();
+            let i = at % mutated.len();
+            mutated[i] ^= xor;
+            // Only the cookie inside padding could change unnoticed; the
+            // header, fields and authenticator are all covered.
+            let r = s.clone().check_reply(&mutated, &uid);
+            proptest::prop_assert!(!matches!(r, Ok(NtsReply::Authentic { .. })), "byte {} changed", i);
+            let mut longer = reply.clone();
+            longer.extend_from_slice(&tail);
+            let r = s.clone().check_reply(&longer, &uid);
+            proptest::prop_assert!(tail.is_empty() || !matches!(r, Ok(NtsReply::Authentic { .. })), "{} bytes appended", tail.len());
+        }
     }
 
     #[test]

@@ -6,7 +6,13 @@
 //!
 //! - [`atomic_write`]: replace a file so that a crash leaves the old or
 //!   the new contents, never a mix (temporary file, fsync, rename, fsync
-//!   of the directory), with an exact mode (0600 for keys).
+//!   of the directory), with an exact mode (0600 for keys); every state
+//!   file of skytimed, the gateway and the update store is written this
+//!   way, and [`atomic_write_steps`] lets tests fail or crash the
+//!   sequence at each [`Step`].
+//! - [`pair`]: two files that change together (certificate and key):
+//!   both old or both new after a crash, once a reader has called
+//!   [`pair::recover_pair`].
 //! - [`toml_file`]: configuration files, with errors that name the file
 //!   and line.
 //! - [`identity`]: a self-signed end-entity TLS certificate for the
@@ -22,6 +28,9 @@
 
 pub mod atomic;
 pub mod identity;
+pub mod pair;
 pub mod toml_file;
 
-pub use atomic::{atomic_write, atomic_write_modeless};
+pub use atomic::{
+    atomic_write, atomic_write_modeless, atomic_write_steps, Fault, FaultAt, Step, Steps,
+};

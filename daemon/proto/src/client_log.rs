@@ -526,6 +526,46 @@ mod tests {
         assert_eq!(kept.ntp_replies, 10_000);
     }
 
+    /// Slots holding a client, counted the slow way: every tag byte.
+    fn brute_count(log: &ClientLog) -> usize {
+        log.tags
+            .iter()
+            .map(|t| {
+                (0..BUCKET_SLOTS)
+                    .filter(|i| (t >> (8 * i)) & 0xff != 0)
+                    .count()
+            })
+            .sum()
+    }
+
+    proptest::proptest! {
+        /// The count kept as clients arrive and replace each other equals
+        /// a full scan of the table after every step, for small tables
+        /// (many evictions) and repeated addresses alike.
+        #[test]
+        fn the_kept_count_equals_a_scan(
+            capacity in 1usize..64,
+            steps in proptest::collection::vec((0u32..200, proptest::prelude::any::<bool>(), 0u32..1000), 1..400),
+        ) {
+            let mut log = ClientLog::new(capacity);
+            for (i, (n, v6, dt)) in steps.into_iter().enumerate() {
+                let ip = if v6 {
+                    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n as u16))
+                } else {
+                    IpAddr::V4((0xc000_0200 + n).into())
+                };
+                record(&mut log, ip, at(i as f64 + f64::from(dt) / 1000.0), Event::Ntp);
+                let entries: Vec<_> = log.entries().map(|e| e.address).collect();
+                let distinct: std::collections::HashSet<_> = entries.iter().collect();
+                proptest::prop_assert_eq!(log.len(), brute_count(&log));
+                proptest::prop_assert_eq!(log.len(), entries.len());
+                proptest::prop_assert_eq!(distinct.len(), entries.len());
+                proptest::prop_assert!(log.len() <= log.capacity());
+                proptest::prop_assert!(entries.contains(&ip), "{} just seen, not in the table", ip);
+            }
+        }
+    }
+
     #[test]
     fn interleaving_timestamps_follow_the_last_reply_only() {
         let mut log = ClientLog::new(64);

@@ -72,6 +72,16 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
         path: config.data_dir.clone(),
         source,
     })?;
+    // Temporary files of writes a power cut interrupted: never read, but
+    // they would pile up on the data partition.
+    match skytime_persist::atomic::remove_stale_temps(&config.data_dir) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            files = n,
+            "removed temporary files left by an interrupted write"
+        ),
+        Err(e) => tracing::warn!("cannot sweep {}: {e}", config.data_dir.display()),
+    }
 
     let precision = clock::measure_precision();
     let local_stratum = config.ntp.local_stratum.map(|s| s.get());

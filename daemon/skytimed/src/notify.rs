@@ -21,7 +21,9 @@
 //! environment makes the loop registered as `<loop>` block its thread for
 //! good in its first `beat()` after `<seconds>` (for `clock` and
 //! `refclock`, that is the watcher). It exists so that system tests can
-//! prove the watchdog stops; never set it in production.
+//! prove the watchdog stops, and only in builds with the `test-hooks`
+//! feature (which the tests crate turns on; the image's release build
+//! does not, so the appliance ignores the variable).
 
 use skytime_api::{ApplianceBackend, TrackingReport};
 use std::io;
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Environment variable of the test-only hang trigger.
+#[cfg(feature = "test-hooks")]
 pub const TEST_HANG_ENV: &str = "SKYTIME_TEST_HANG";
 
 /// Sends sd_notify messages; does nothing when not started by systemd.
@@ -142,6 +145,7 @@ struct Registered {
 pub struct Beat {
     start: Instant,
     last_ms: Arc<AtomicU64>,
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     hang_after: Option<Duration>,
 }
 
@@ -152,20 +156,13 @@ impl Default for Health {
 }
 
 impl Health {
-    /// A registry; reads the test-only [`TEST_HANG_ENV`] trigger.
+    /// A registry (with `test-hooks`: reads the `SKYTIME_TEST_HANG`
+    /// trigger).
     pub fn new() -> Self {
-        let hang = std::env::var(TEST_HANG_ENV).ok().and_then(|v| {
-            let (name, secs) = v.split_once(':')?;
-            let secs: f64 = secs.parse().ok()?;
-            tracing::warn!(
-                "{TEST_HANG_ENV} is set: loop '{name}' will hang after {secs} s (test only)"
-            );
-            Some((name.to_owned(), Duration::from_secs_f64(secs.max(0.0))))
-        });
         Self {
             start: Instant::now(),
             loops: Arc::default(),
-            hang,
+            hang: test_hang(),
         }
     }
 
@@ -214,10 +211,30 @@ impl Health {
     }
 }
 
+/// The loop to hang and when, from [`TEST_HANG_ENV`].
+#[cfg(feature = "test-hooks")]
+fn test_hang() -> Option<(String, Duration)> {
+    std::env::var(TEST_HANG_ENV).ok().and_then(|v| {
+        let (name, secs) = v.split_once(':')?;
+        let secs: f64 = secs.parse().ok()?;
+        tracing::warn!(
+            "{TEST_HANG_ENV} is set: loop '{name}' will hang after {secs} s (test only)"
+        );
+        Some((name.to_owned(), Duration::from_secs_f64(secs.max(0.0))))
+    })
+}
+
+/// Without `test-hooks` (the appliance): no loop is ever made to hang.
+#[cfg(not(feature = "test-hooks"))]
+fn test_hang() -> Option<(String, Duration)> {
+    None
+}
+
 impl Beat {
     /// "This loop is alive".
     pub fn beat(&self) {
         let now = self.start.elapsed();
+        #[cfg(feature = "test-hooks")]
         if let Some(after) = self.hang_after {
             if now >= after {
                 tracing::warn!("{TEST_HANG_ENV}: this loop hangs now (test only)");

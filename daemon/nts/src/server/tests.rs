@@ -325,3 +325,60 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The test and benchmark client's reply check: any bytes as a reply,
+    /// with or without our identifier (of any length) in front, are
+    /// answered without a panic and never taken as authentic.
+    #[test]
+    fn client_check_of_any_reply_never_panics(
+        data in proptest::collection::vec(any::<u8>(), 0..400),
+        uid_len in 0usize..80,
+        gcm in any::<bool>(),
+    ) {
+        let aead = if gcm { Aead::AesGcmSiv128 } else { Aead::AesSivCmac256 };
+        let f = fixture_with(9, aead);
+        let uid = vec![0xab; uid_len];
+        let mut reply = data;
+        if reply.len() >= HEADER_LEN + 8 {
+            // A Unique Identifier field whose length the peer chose.
+            reply[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&field_type::UNIQUE_IDENTIFIER.to_be_bytes());
+        }
+        let r = check_reply(&reply, &uid, &f.session);
+        prop_assert!(!matches!(r, Some(ReplyCheck::Authentic(_))));
+    }
+
+    /// A real reply cut short anywhere or with one byte changed: never a
+    /// panic, never authentic; our identifier longer than the echoed one
+    /// is simply not ours.
+    #[test]
+    fn client_check_of_cut_or_changed_real_replies(cut in 0usize..400, at in 0usize..400, xor in 1u8..=255) {
+        let mut f = fixture(10);
+        let reply = f.reply_for(&f.request(1, &[]));
+        let cut = cut.min(reply.len() - 1);
+        prop_assert!(!matches!(check_reply(&reply[..cut], &UID, &f.session), Some(ReplyCheck::Authentic(_))));
+        let mut changed = reply.clone();
+        let i = at % changed.len();
+        changed[i] ^= xor;
+        prop_assert!(!matches!(check_reply(&changed, &UID, &f.session), Some(ReplyCheck::Authentic(_))), "byte {} changed", i);
+        let long_uid = [0xab; 100];
+        prop_assert_eq!(check_reply(&reply, &long_uid, &f.session), None);
+    }
+}
+
+/// The real processor's seal failing (here: a buffer too short for the
+/// reply it examined) is an error the server core drops and counts as
+/// `seal_failed`, never an empty or unsealed authenticator sent out.
+#[test]
+fn a_real_seal_failure_is_an_error_not_a_reply() {
+    let mut f = fixture(11);
+    let req = f.request(1, &[]);
+    let (Detail::Authentic { len, pending }, mut out) = f.detail(&req) else {
+        panic!("not authentic")
+    };
+    assert_eq!(
+        NtsProcessor::seal(&mut f.server, &pending, &mut out[..len - 1]),
+        Err(SealFailed)
+    );
+    NtsProcessor::seal(&mut f.server, &pending, &mut out[..len]).unwrap();
+}

@@ -9,11 +9,11 @@
 //! certificate then would lock the operator out.
 
 use super::NtsError;
-use crate::persist::atomic_write;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use skytime_api::CertificateReport;
+use skytime_persist::pair::{write_pair, PairFile};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use x509_parser::extensions::GeneralName;
@@ -136,14 +136,28 @@ pub fn install(
         let path = path.to_owned();
         move |source| InstallError::Persist { path, source }
     };
-    atomic_write(private_key, key_pem.as_bytes(), 0o600).map_err(persist(private_key))?;
-    if let Err(e) = atomic_write(certificate, certificate_pem.as_bytes(), 0o644) {
-        restore(private_key, old_key.as_deref(), 0o600);
-        return Err(persist(certificate)(e));
-    }
+    // Key and certificate change together: a crash leaves the old pair or
+    // the new one (skytime_persist::pair; the loader finishes the write).
+    write_pair(
+        PairFile {
+            path: private_key,
+            contents: key_pem.as_bytes(),
+            mode: 0o600,
+        },
+        PairFile {
+            path: certificate,
+            contents: certificate_pem.as_bytes(),
+            mode: 0o644,
+        },
+    )
+    .map_err(persist(certificate))?;
     if let Err(e) = reload() {
-        restore(private_key, old_key.as_deref(), 0o600);
-        restore(certificate, old_cert.as_deref(), 0o644);
+        restore(
+            certificate,
+            private_key,
+            old_cert.as_deref(),
+            old_key.as_deref(),
+        );
         return Err(InstallError::Reload(e));
     }
     report.path = certificate.display().to_string();
@@ -151,14 +165,27 @@ pub fn install(
     Ok(report)
 }
 
-/// Puts `previous` back at `path` (or removes the file if there was none).
-fn restore(path: &Path, previous: Option<&[u8]>, mode: u32) {
-    let result = match previous {
-        Some(bytes) => atomic_write(path, bytes, mode),
-        None => std::fs::remove_file(path),
+/// Puts the previous pair back (as a pair), or removes the new one if
+/// there was none.
+fn restore(certificate: &Path, private_key: &Path, cert: Option<&[u8]>, key: Option<&[u8]>) {
+    let result = match (cert, key) {
+        (Some(cert), Some(key)) => write_pair(
+            PairFile {
+                path: private_key,
+                contents: key,
+                mode: 0o600,
+            },
+            PairFile {
+                path: certificate,
+                contents: cert,
+                mode: 0o644,
+            },
+        ),
+        // The certificate (the pair's commit record) first.
+        _ => std::fs::remove_file(certificate).and_then(|()| std::fs::remove_file(private_key)),
     };
     if let Err(e) = result {
-        tracing::error!("cannot restore {}: {e}", path.display());
+        tracing::error!("cannot restore {}: {e}", certificate.display());
     }
 }
 

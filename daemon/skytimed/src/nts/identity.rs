@@ -13,7 +13,7 @@
 use super::config::NtsConfig;
 use super::keystore::create_key_file_if_missing;
 use super::NtsError;
-use crate::persist::atomic_write;
+use skytime_persist::pair::{recover_pair, write_pair, PairFile};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -48,18 +48,29 @@ pub fn generate_identity(
         }
     }
     let mut report = IdentityReport::default();
+    // A first boot cut short between the two files is finished or dropped.
+    recover_pair(&key_path, &cert_path)
+        .map_err(|e| NtsError::Identity(format!("cannot recover {}: {e}", cert_path.display())))?;
     match (cert_path.exists(), key_path.exists()) {
         (true, true) => report.kept.extend([cert_path.clone(), key_path.clone()]),
         (false, false) => {
             let (cert_pem, key_pem) = self_signed(hostname, addresses)?;
-            let write = |p: &Path, s: &str| {
-                atomic_write(p, s.as_bytes(), 0o600)
-                    .map_err(|e| NtsError::Identity(format!("cannot write {}: {e}", p.display())))
-            };
-            // Key first: a crash in between leaves a key without certificate,
-            // which the next run reports instead of silently pairing anew.
-            write(&key_path, &key_pem)?;
-            write(&cert_path, &cert_pem)?;
+            // Both or neither, even across a crash (see skytime_persist::pair).
+            write_pair(
+                PairFile {
+                    path: &key_path,
+                    contents: key_pem.as_bytes(),
+                    mode: 0o600,
+                },
+                PairFile {
+                    path: &cert_path,
+                    contents: cert_pem.as_bytes(),
+                    mode: 0o600,
+                },
+            )
+            .map_err(|e| {
+                NtsError::Identity(format!("cannot write {}: {e}", cert_path.display()))
+            })?;
             report.created.extend([key_path.clone(), cert_path.clone()]);
         }
         (cert, _) => {
@@ -93,3 +104,41 @@ pub fn current_addresses() -> Result<Vec<IpAddr>, NtsError> {
 
 /// The organization NTS-KE certificates name.
 const ORGANIZATION: &str = "skytime NTS";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skytime_persist::pair::staged_path;
+
+    /// A first boot cut short between the key and the certificate: once
+    /// both were staged the next run finishes that identity; with only
+    /// the key staged it drops it and makes a whole new one. Never "half
+    /// of a TLS identity".
+    #[test]
+    fn an_interrupted_first_boot_is_finished_or_started_over() {
+        let config = NtsConfig::default();
+        for both_staged in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let cert = NtsConfig::resolve(dir.path(), &config.certificate);
+            let key = NtsConfig::resolve(dir.path(), &config.private_key);
+            std::fs::create_dir_all(cert.parent().unwrap()).unwrap();
+            let (cert_pem, key_pem) = self_signed("staged", &[]).unwrap();
+            std::fs::write(staged_path(&key), &key_pem).unwrap();
+            if both_staged {
+                std::fs::write(staged_path(&cert), &cert_pem).unwrap();
+            }
+            let report = generate_identity(&config, dir.path(), "fresh", &[]).unwrap();
+            assert!(!staged_path(&key).exists() && !staged_path(&cert).exists());
+            let on_disk = std::fs::read_to_string(&key).unwrap();
+            if both_staged {
+                assert_eq!(on_disk, key_pem);
+                assert_eq!(std::fs::read_to_string(&cert).unwrap(), cert_pem);
+                assert!(report.kept.contains(&cert));
+            } else {
+                assert_ne!(on_disk, key_pem);
+                assert!(report.created.contains(&cert));
+            }
+            crate::nts::tls::TlsStore::load(&cert, &key).unwrap();
+        }
+    }
+}

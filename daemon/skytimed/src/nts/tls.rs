@@ -148,6 +148,10 @@ pub fn server_config(
         path: private_key.to_owned(),
         reason,
     };
+    // An install cut short by a crash is finished (or dropped) first, so
+    // the key and certificate read are always a pair.
+    skytime_persist::pair::recover_pair(private_key, certificate)
+        .map_err(|e| cert_err(format!("cannot finish an interrupted install: {e}")))?;
     let pem = std::fs::read(certificate).map_err(|e| cert_err(e.to_string()))?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
