@@ -432,6 +432,17 @@ impl Chronyd {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     }
 
+    /// What `chronyc ntpdata` says of `server`: authenticated, and how
+    /// many of its replies passed every test.
+    pub fn ntpdata(&self, server: std::net::SocketAddr) -> (bool, u64) {
+        let out = self.chronyc(&["ntpdata", &server.ip().to_string()]);
+        let f = parse_colon_fields(&out);
+        let good = field(&f, "Total good RX")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected chronyc ntpdata: {out}"));
+        (field(&f, "Authenticated") == Some("Yes"), good)
+    }
+
     /// `chronyc tracking` as field name -> value.
     pub fn tracking(&self) -> Vec<(String, String)> {
         parse_colon_fields(&self.chronyc(&["tracking"]))

@@ -8,10 +8,7 @@
 //! exchanges and NAKs), and the daemon's own counters must agree.
 
 use skytime_tests::upstream::{certificate, chrony_nts_client};
-use skytime_tests::{
-    chronyd_query, field, parse_colon_fields, wait_until, wait_until_every, Chronyd, Daemon,
-};
-use std::net::SocketAddr;
+use skytime_tests::{chronyd_query, wait_until, wait_until_every, Chronyd, Daemon};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -112,17 +109,6 @@ fn authdata(chronyd: &Chronyd) -> (String, u64, u64, u64, u64) {
     parse().unwrap_or_else(|| panic!("unexpected chronyc authdata: {out}"))
 }
 
-/// What `chronyc ntpdata` says of the server: authenticated, and how many
-/// of its replies passed every test.
-fn ntpdata(chronyd: &Chronyd, server: SocketAddr) -> (bool, u64) {
-    let out = chronyd.chronyc(&["ntpdata", &server.ip().to_string()]);
-    let f = parse_colon_fields(&out);
-    let good = field(&f, "Total good RX")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected chronyc ntpdata: {out}"));
-    (field(&f, "Authenticated") == Some("Yes"), good)
-}
-
 #[test]
 fn chrony_keeps_its_cookies_across_key_rotation_and_restart() {
     let certs = tempfile::tempdir().unwrap();
@@ -143,12 +129,12 @@ fn chrony_keeps_its_cookies_across_key_rotation_and_restart() {
 
     // Several rotations (every 2 s) while chrony polls every 0.25-1 s,
     // and chrony keeps taking authenticated replies through them.
-    let (_, good_before) = ntpdata(&chronyd, server);
+    let (_, good_before) = chronyd.ntpdata(server);
     let rotated = wait_until(Duration::from_secs(20), || {
         (daemon.log().matches("rotated NTS master key").count() >= 3).then_some(())
     });
     assert!(rotated.is_some(), "no rotations:\n{}", daemon.log());
-    let (authenticated, good) = ntpdata(&chronyd, server);
+    let (authenticated, good) = chronyd.ntpdata(server);
     assert!(authenticated, "chrony's source is not authenticated");
     assert!(
         good > good_before,
@@ -164,9 +150,9 @@ fn chrony_keeps_its_cookies_across_key_rotation_and_restart() {
         &nts_config("127.0.0.1", Some(ports), &cert, &key, extra),
         &[],
     );
-    let (_, good_before) = ntpdata(&chronyd, server);
+    let (_, good_before) = chronyd.ntpdata(server);
     let more = wait_until_every(Duration::from_secs(30), Duration::from_millis(250), || {
-        let (authenticated, good) = ntpdata(&chronyd, server);
+        let (authenticated, good) = chronyd.ntpdata(server);
         (authenticated && good > good_before).then_some(good)
     });
     assert!(

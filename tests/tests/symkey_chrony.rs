@@ -16,9 +16,7 @@ use skytime_symkey::KeyFile;
 use skytime_tests::dbus::{ctl, source_auth, sources, start_daemon, PrivateBus};
 use skytime_tests::ntp::{exchange, now, query, request};
 use skytime_tests::upstream::{write_private, ChronyServer};
-use skytime_tests::{
-    bin, field, parse_colon_fields, run_bounded, wait_until_every, Chronyd, Daemon,
-};
+use skytime_tests::{bin, field, run_bounded, wait_until_every, Chronyd, Daemon};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -56,16 +54,6 @@ fn chrony_client(servers: &[(SocketAddr, u32)], keyfile: &Path) -> Chronyd {
         .collect();
     d.push(format!("keyfile {}", keyfile.display()));
     Chronyd::start(&d)
-}
-
-/// `chronyc ntpdata` of `server`: (authenticated, good replies).
-fn ntpdata(chrony: &Chronyd, server: SocketAddr) -> (bool, u64) {
-    let out = chrony.chronyc(&["ntpdata", &server.ip().to_string()]);
-    let f = parse_colon_fields(&out);
-    let good = field(&f, "Total good RX")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected chronyc ntpdata: {out}"));
-    (field(&f, "Authenticated") == Some("Yes"), good)
 }
 
 #[test]
@@ -139,7 +127,7 @@ fn chrony_clients_with_keys_and_chrony_as_a_keyed_upstream() {
         });
     assert_eq!(field(&tracking, "Stratum"), Some("7"), "{tracking:?}");
     for server in &addrs[..2] {
-        let (authenticated, good_rx) = ntpdata(&good, *server);
+        let (authenticated, good_rx) = good.ntpdata(*server);
         assert!(
             authenticated && good_rx > 0,
             "{server}: authenticated {authenticated}, good replies {good_rx}"
@@ -178,7 +166,7 @@ fn chrony_clients_with_keys_and_chrony_as_a_keyed_upstream() {
     let text = ctl(&bus, None, &["serverstats"]).all();
     assert!(text.contains("Crypto-NAKs sent"), "{text}");
     for server in &addrs[2..] {
-        let (_, good_rx) = ntpdata(&bad, *server);
+        let (_, good_rx) = bad.ntpdata(*server);
         assert_eq!(good_rx, 0, "{server}: chrony took a reply to a bad key");
     }
     // Twice as long as the good client needed, and never synchronized.

@@ -110,9 +110,9 @@ pub fn sources(list: &[SourceReport]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|x| {
-            // An upstream server: chronyc's `^` mode, and how it is
-            // authenticated and reached.
-            if x.kind == "ntp" {
+            let (mark, details) = if x.kind == "ntp" {
+                // An upstream server: chronyc's `^` mode, and how it is
+                // authenticated and reached.
                 let mut details = format!(
                     "{} {}",
                     x.authentication.as_deref().unwrap_or("none"),
@@ -121,38 +121,26 @@ pub fn sources(list: &[SourceReport]) -> String {
                 if let Some(st) = x.status.as_deref().filter(|s| *s != "polling") {
                     details.push_str(&format!(" ({st})"));
                 }
-                return vec![
-                    format!("^{}", state_mark(&x.state)),
-                    x.name.clone(),
-                    x.stratum.to_string(),
-                    x.poll.to_string(),
-                    format!("{:o}", x.reach),
-                    ago(x.last_sample_ago),
-                    format!(
-                        "{}[{}] +/- {}",
-                        offset(x.last_offset_adjusted),
-                        offset(x.last_offset),
-                        offset(x.last_error).trim_start_matches('+')
-                    ),
-                    details,
-                ];
-            }
-            let gps = match &x.gps_fix {
-                Some(fix) => {
-                    let sats = x
-                        .gps_satellites_used
-                        .map(|n| format!(" {n} sats"))
-                        .unwrap_or_default();
-                    let delay = x
-                        .nmea_pps_delay
-                        .map(|d| format!(" nmea-pps {}", offset(d)))
-                        .unwrap_or_default();
-                    format!("fix {fix}{sats}{delay}")
-                }
-                None => String::new(),
+                (format!("^{}", state_mark(&x.state)), details)
+            } else {
+                let gps = match &x.gps_fix {
+                    Some(fix) => {
+                        let sats = x
+                            .gps_satellites_used
+                            .map(|n| format!(" {n} sats"))
+                            .unwrap_or_default();
+                        let delay = x
+                            .nmea_pps_delay
+                            .map(|d| format!(" nmea-pps {}", offset(d)))
+                            .unwrap_or_default();
+                        format!("fix {fix}{sats}{delay}")
+                    }
+                    None => String::new(),
+                };
+                (format!("{} {}", x.kind, state_mark(&x.state)), gps)
             };
             vec![
-                format!("{} {}", x.kind, state_mark(&x.state)),
+                mark,
                 x.name.clone(),
                 x.stratum.to_string(),
                 x.poll.to_string(),
@@ -164,7 +152,7 @@ pub fn sources(list: &[SourceReport]) -> String {
                     offset(x.last_offset),
                     offset(x.last_error).trim_start_matches('+')
                 ),
-                gps,
+                details,
             ]
         })
         .collect();
