@@ -86,7 +86,8 @@ if test "${board}" = "rpi"; then
 else
     setenv skytime_console "console=ttyAMA0,115200"
 fi
-setenv bootargs "root=PARTUUID=5c7e0001-0${skytime_rootpart} rootfstype=erofs ro rootwait ${skytime_console} panic=10 skytime.slot=${skytime_slot}"
+# rauc.slot= tells RAUC the booted slot by its bootname (system.conf).
+setenv bootargs "root=PARTUUID=5c7e0001-0${skytime_rootpart} rootfstype=erofs ro rootwait ${skytime_console} panic=10 skytime.slot=${skytime_slot} rauc.slot=${skytime_slot}"
 
 load ${devtype} ${devnum}:${skytime_part} ${kernel_addr_r} ${skytime_dir}/vmlinuz || reset
 load ${devtype} ${devnum}:${skytime_part} ${ramdisk_addr_r} ${skytime_dir}/initrd.img || reset
