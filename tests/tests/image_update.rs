@@ -1,0 +1,268 @@
+//! An update of the SD-card image in QEMU, driven from the host over the
+//! VM management channel alone (skytimectl on the guest's system bus
+//! through the virtio-serial bridge; no shell in the guest), with RAUC
+//! 1.13 from the image, U-Boot's boot.scr and a verity bundle that
+//! `image/bundle.sh` makes from the same build under a newer version.
+//!
+//! Before the first boot the host puts the bundle on the data partition
+//! (grown on the card first: the image's data partition is small). Boot 1
+//! on slot A: first boot makes the keys; a real chrony on the host syncs
+//! over NTS; `skytimectl update status` shows slot A booted and RAUC
+//! available; `skytimectl update install` installs the bundle (progress
+//! lines, then "Installed ... in slot B"); the status says the reboot is
+//! pending with slot B next; `skytimectl reboot`. Boot 2 on slot B:
+//! skytimed's health check marks it good and the update state becomes
+//! "confirmed"; chrony, which ran through the update, gets authenticated
+//! NTS replies again. QEMU's i6300esb watchdog is attached, which systemd
+//! pets (RuntimeWatchdogSec). No failed unit on either console.
+//!
+//! Needs `make image` first, and RAUC 1.13 on the host to sign the
+//! bundle (`tests/scripts/trixie-tools.sh`, run here).
+
+mod image_support;
+
+use image_support::*;
+use skytime_tests::{free_tcp_port, free_udp_port, require_program, wait_until, Chronyd};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// The image's version, as its manifest records it (= IMAGE_VERSION).
+fn image_version() -> String {
+    let manifest = fs::read_to_string(repo().join("target/image/skytime-rpi4.manifest")).unwrap();
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("image_version "))
+        .unwrap_or_else(|| panic!("no image_version in the manifest: run make image"))
+        .to_owned()
+}
+
+/// A version one second newer than `v` (same semantic version).
+fn newer_version(v: &str) -> String {
+    let tool = repo().join("target/image/cargo/release/skytime-ota-build");
+    let epoch = String::from_utf8(run(Command::new(&tool).args(["epoch", v]))).unwrap();
+    let epoch: u64 = epoch.trim().parse().unwrap();
+    let semver = v.split('+').next().unwrap();
+    String::from_utf8(run(Command::new(&tool).args([
+        "version",
+        semver,
+        &(epoch + 1).to_string(),
+    ])))
+    .unwrap()
+    .trim()
+    .to_owned()
+}
+
+/// Grows partition 4 (data) to the end of the card and its ext4 with it,
+/// then writes `file` into it as /NAME (root, 0644).
+fn put_data_file(img: &Path, dir: &Path, file: &Path, name: &str) {
+    let mut sfdisk = Command::new(require_program("sfdisk"))
+        .args(["--no-reread", "--no-tell-kernel", "-q", "-N", "4"])
+        .arg(img)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sfdisk.stdin.take().unwrap().write_all(b",+\n").unwrap();
+    assert!(
+        sfdisk.wait().unwrap().success(),
+        "sfdisk could not grow the data partition"
+    );
+    let part = dir.join("data.ext4");
+    extract(img, 4, &part);
+    run(Command::new("e2fsck").args(["-fy"]).arg(&part));
+    run(Command::new(require_program("resize2fs")).arg(&part));
+    run(Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} {name}", file.display()))
+        .arg(&part));
+    let (start, _) = partition(img, 4);
+    run(Command::new("dd")
+        .arg(format!("if={}", part.display()))
+        .arg(format!("of={}", img.display()))
+        .args([
+            "bs=1M",
+            "oflag=seek_bytes",
+            "conv=notrunc,fsync",
+            "status=none",
+        ])
+        .arg(format!("seek={start}")));
+}
+
+/// `skytimectl ARGS` on the guest's bus, allowed `limit`.
+fn ctl(bus: &Path, args: &[&str], limit: Duration) -> Output {
+    std::thread::sleep(Duration::from_secs(1));
+    skytime_tests::run_bounded(
+        Command::new(skytime_tests::bin("skytimectl"))
+            .args(args)
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", bus.display()),
+            ),
+        limit,
+    )
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Polls `skytimectl update status` until it contains every `want`.
+fn wait_status(bus: &Path, want: &[&str], limit: Duration) -> String {
+    let mut last = String::new();
+    let found = wait_until(limit, || {
+        let out = ctl(bus, &["update", "status"], Duration::from_secs(60));
+        last = text(&out);
+        (out.status.success() && want.iter().all(|w| last.contains(w))).then_some(())
+    });
+    assert!(
+        found.is_some(),
+        "update status never showed {want:?}:\n{last}"
+    );
+    last
+}
+
+#[test]
+fn installs_a_newer_bundle_over_dbus_reboots_into_b_and_confirms_it() {
+    require_program("chronyd");
+    let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
+    let img = copy_image(dir.path());
+    grow_card(&img, 512 << 20);
+    let (ntp, ke) = (free_udp_port(), free_tcp_port());
+
+    // The bundle: the same build, one second newer.
+    let running = image_version();
+    let version = newer_version(&running);
+    let bundle = dir.path().join("update.raucb");
+    let made = skytime_tests::run_bounded(
+        Command::new(repo().join("image/bundle.sh"))
+            .args(["--version", &version, "--to"])
+            .arg(&bundle),
+        Duration::from_secs(900),
+    );
+    assert!(made.status.success(), "image/bundle.sh: {}", text(&made));
+    put_data_file(&img, dir.path(), &bundle, "update.raucb");
+
+    let config = dir.path().join("skytime.toml");
+    fs::write(&config, format!("data_dir = \"/var/lib/skytime\"\n[ntp]\nlisten = [\"0.0.0.0:123\"]\nallow = [\"0.0.0.0/0\", \"::/0\"]\nlocal_stratum = 10\n[nts]\nenabled = true\nke_listen = [\"0.0.0.0:4460\"]\nntp_port = {ntp}\n")).unwrap();
+    put_boot_file(&img, &config, "skytime.toml");
+    let identity = dir.path().join("identity");
+    fs::write(&identity, "hostname = skytime-qemu\naddress = 127.0.0.1\n").unwrap();
+    put_boot_file(&img, &identity, "skytime-identity.conf");
+
+    let bus = dir.path().join("bus.sock");
+    let mut extra = bus_channel_args(&bus);
+    extra.extend(["-device".to_owned(), "i6300esb".to_owned()]);
+
+    // Boot 1: slot A.
+    let mut vm = Qemu::boot_with(&img, dir.path(), "boot1", ntp, ke, &extra);
+    vm.wait_for("skytime: booting slot A", Duration::from_secs(120));
+    vm.wait_for(
+        "Finished skytime-firstboot.service",
+        Duration::from_secs(600),
+    );
+    vm.wait_for("Started skytimed.service", Duration::from_secs(300));
+    let (cert, _) = data_file(&img, dir.path(), "cert.pem");
+    let cert_path = dir.path().join("cert.pem");
+    fs::write(&cert_path, &cert).unwrap();
+    // Polls every 64 s once synchronized: a reboot then costs a few of
+    // its eight cookies, not a new key exchange.
+    let chrony = Chronyd::start(&[
+        format!("server 127.0.0.1 port {ntp} nts ntsport {ke} iburst minpoll 6 maxpoll 6"),
+        format!("ntstrustedcerts {}", cert_path.display()),
+    ]);
+    let server: SocketAddr = format!("127.0.0.1:{ntp}").parse().unwrap();
+    assert!(
+        chrony.wait_synchronized(Duration::from_secs(180)).is_some(),
+        "chrony never synchronized over NTS:\n{}",
+        chrony.log()
+    );
+    let (auth, good_a) = chrony.ntpdata(server);
+    assert!(
+        auth && good_a > 0,
+        "no authenticated NTP replies from slot A"
+    );
+    vm.wait_for(
+        "Finished skytime-mark-good.service",
+        Duration::from_secs(300),
+    );
+
+    let status = wait_status(
+        &bus,
+        &["(slot A)", "RAUC            : available", &running],
+        Duration::from_secs(120),
+    );
+    assert!(status.contains("Next boot       : slot A"), "{status}");
+
+    let install = ctl(
+        &bus,
+        &["update", "install", "/var/lib/skytime/update.raucb"],
+        Duration::from_secs(1200),
+    );
+    let out = text(&install);
+    assert!(
+        install.status.success(),
+        "skytimectl update install:\n{out}\n{}",
+        vm.log()
+    );
+    assert!(out.contains('%'), "no progress shown:\n{out}");
+    assert!(
+        out.contains(&format!("Installed {version} in slot B")),
+        "no completion in slot B:\n{out}"
+    );
+    let status = wait_status(
+        &bus,
+        &["installed (reboot pending)", "Next boot       : slot B"],
+        Duration::from_secs(60),
+    );
+    assert!(status.contains(&version), "{status}");
+
+    let reboot = ctl(&bus, &["reboot"], Duration::from_secs(60));
+    assert!(
+        reboot.status.success(),
+        "skytimectl reboot: {}",
+        text(&reboot)
+    );
+    let console1 = vm.wait_exit(Duration::from_secs(180));
+    assert_no_failed_units(&console1);
+    let env = boot_env(&img, dir.path());
+    assert!(
+        env.contains("BOOT_ORDER=B A"),
+        "slot B is not first:\n{env}"
+    );
+
+    // Boot 2: slot B, the health check confirms it.
+    let mut vm = Qemu::boot_with(&img, dir.path(), "boot2", ntp, ke, &extra);
+    vm.wait_for("skytime: booting slot B", Duration::from_secs(120));
+    vm.wait_for("root=PARTUUID=5c7e0001-03", Duration::from_secs(120));
+    vm.wait_for("Started skytimed.service", Duration::from_secs(600));
+    let status = wait_status(
+        &bus,
+        &["Update state    : confirmed", "(slot B)"],
+        Duration::from_secs(600),
+    );
+    assert!(status.contains(&version), "{status}");
+    // chrony kept its NTS session through the update: more authenticated
+    // replies, now from slot B.
+    let more = wait_until(Duration::from_secs(300), || {
+        let (auth, good) = chrony.ntpdata(server);
+        (auth && good > good_a).then_some(good)
+    });
+    assert!(
+        more.is_some(),
+        "chrony got no authenticated reply from slot B:\n{}\n{}",
+        chrony.chronyc(&["authdata"]),
+        chrony.log()
+    );
+    let console2 = vm.stop();
+    assert_no_failed_units(&console2);
+    let env = boot_env(&img, dir.path());
+    assert!(
+        env.contains("BOOT_B_LEFT=3"),
+        "slot B not marked good:\n{env}"
+    );
+}
