@@ -80,10 +80,11 @@ SKYTIME_OTA_BUILD=$tool RAUC=$rauc "$ROOT/ota/bundle.sh" \
     --build "skytime $(field skytime_commit) rootfs $(field rootfs_sha256)" \
     --out "$bundle" >&2
 
-# Read back as the appliance will: its keyring, its system.conf's formats.
-info=$("$rauc" --keyring "$keyring" info --output-format=shell "$bundle" 2>/dev/null) ||
+# Read back as the appliance will: its system.conf (check-purpose=codesign,
+# bundle-formats=-plain) with the keyring the image has.
+info=$("$rauc" --conf "$ROOT/ota/system.conf" --keyring "$keyring" info --output-format=shell "$bundle" 2>/dev/null) ||
     die "RAUC does not verify $bundle against $keyring"
 grep -qx "RAUC_MF_VERSION='$version'" <<<"$info" || die "$bundle does not carry version $version"
-grep -qx "RAUC_MF_BUNDLE_FORMAT='verity'" <<<"$info" || die "$bundle is not a verity bundle"
+grep -qx "RAUC_MF_FORMAT='verity'" <<<"$info" || die "$bundle is not a verity bundle"
 echo "bundle: $bundle ($(stat -c %s "$bundle") bytes, $kind keyring)" >&2
 echo "$bundle"
