@@ -26,7 +26,7 @@ use skytime_tests::{free_tcp_port, free_udp_port, require_program, wait_until, C
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 /// The image's version, as its manifest records it (= IMAGE_VERSION).
@@ -58,19 +58,17 @@ fn newer_version(v: &str) -> String {
 /// Grows partition 4 (data) to the end of the card and its ext4 with it,
 /// then writes `file` into it as /NAME (root, 0644).
 fn put_data_file(img: &Path, dir: &Path, file: &Path, name: &str) {
-    let mut sfdisk = Command::new(require_program("sfdisk"))
-        .args(["--no-reread", "--no-tell-kernel", "-q", "-N", "4"])
-        .arg(img)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
+    // The MBR's fourth entry: its sector count (bytes 12..16) to the end
+    // of the card, as the appliance's initramfs would grow it.
+    use std::io::{Seek, SeekFrom, Write};
+    let (start, _) = partition(img, 4);
+    let sectors = (fs::metadata(img).unwrap().len() - start) / 512;
+    let mut f = fs::OpenOptions::new().write(true).open(img).unwrap();
+    f.seek(SeekFrom::Start(446 + 16 * 3 + 12)).unwrap();
+    f.write_all(&u32::try_from(sectors).unwrap().to_le_bytes())
         .unwrap();
-    use std::io::Write;
-    sfdisk.stdin.take().unwrap().write_all(b",+\n").unwrap();
-    assert!(
-        sfdisk.wait().unwrap().success(),
-        "sfdisk could not grow the data partition"
-    );
+    f.sync_all().unwrap();
+    drop(f);
     let part = dir.join("data.ext4");
     extract(img, 4, &part);
     run(Command::new("e2fsck").args(["-fy"]).arg(&part));
@@ -80,7 +78,6 @@ fn put_data_file(img: &Path, dir: &Path, file: &Path, name: &str) {
         .arg("-R")
         .arg(format!("write {} {name}", file.display()))
         .arg(&part));
-    let (start, _) = partition(img, 4);
     run(Command::new("dd")
         .arg(format!("if={}", part.display()))
         .arg(format!("of={}", img.display()))
