@@ -108,8 +108,9 @@ fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-/// Polls `skytimectl update status` until it contains every `want`.
-fn wait_status(bus: &Path, want: &[&str], limit: Duration) -> String {
+/// Polls `skytimectl update status` until it contains every `want`; on
+/// timeout fails with the status and the guest's console.
+fn wait_status(vm: &Qemu, bus: &Path, want: &[&str], limit: Duration) -> String {
     let mut last = String::new();
     let found = wait_until(limit, || {
         let out = ctl(bus, &["update", "status"], Duration::from_secs(60));
@@ -118,7 +119,8 @@ fn wait_status(bus: &Path, want: &[&str], limit: Duration) -> String {
     });
     assert!(
         found.is_some(),
-        "update status never showed {want:?}:\n{last}"
+        "update status never showed {want:?}:\n{last}\n{}",
+        vm.log()
     );
     last
 }
@@ -189,6 +191,7 @@ fn installs_a_newer_bundle_over_dbus_reboots_into_b_and_confirms_it() {
     );
 
     let status = wait_status(
+        &vm,
         &bus,
         &["(slot A)", "RAUC            : available", &running],
         Duration::from_secs(120),
@@ -212,6 +215,7 @@ fn installs_a_newer_bundle_over_dbus_reboots_into_b_and_confirms_it() {
         "no completion in slot B:\n{out}"
     );
     let status = wait_status(
+        &vm,
         &bus,
         &["installed (reboot pending)", "Next boot       : slot B"],
         Duration::from_secs(60),
@@ -238,6 +242,7 @@ fn installs_a_newer_bundle_over_dbus_reboots_into_b_and_confirms_it() {
     vm.wait_for("root=PARTUUID=5c7e0001-03", Duration::from_secs(120));
     vm.wait_for("Started skytimed.service", Duration::from_secs(600));
     let status = wait_status(
+        &vm,
         &bus,
         &["Update state    : confirmed", "(slot B)"],
         Duration::from_secs(600),
