@@ -121,14 +121,17 @@ fn skytimed_steps_and_steers_a_vm_clock_to_the_gps() {
     let boot_s = vm.started.elapsed().as_secs_f64();
     eprintln!("clock_vm: first reply {boot_s:.1} s after QEMU started ({accel}): {first:?}");
     // Whole seconds lose up to 2 s: the RTC base (up to 1 s behind the
-    // host) and the kernel's read of the RTC at boot (up to 1 s more). And
-    // an emulated CPU's clock may run a little fast or slow until skytimed
-    // measures it (a tenth of a second by the first reply was seen).
+    // host) and the kernel's read of the RTC at boot (up to 1 s more). An
+    // emulated (TCG) guest on a loaded host also loses time while it boots,
+    // before its clocksource settles: 3.9 s by the first reply was seen on
+    // CI. What matters here is that the clock starts far off (a step is
+    // needed), never ahead of what was injected.
     let short = INJECTED_OFFSET_S as f64 - first.offset;
     let margin = 0.5 + first.delay / 2.0;
     assert!(
-        (-margin..2.0 + margin).contains(&short),
-        "the guest's clock should start 0-2 s short of {INJECTED_OFFSET_S} s ahead: {first:?}\n{}",
+        (-margin..INJECTED_OFFSET_S as f64 / 2.0).contains(&short),
+        "the guest's clock should start between {} and {INJECTED_OFFSET_S} s ahead: {first:?}\n{}",
+        INJECTED_OFFSET_S / 2,
         vm.console()
     );
     assert_eq!(
@@ -139,8 +142,10 @@ fn skytimed_steps_and_steers_a_vm_clock_to_the_gps() {
     // Wait a little: without NMEA the clock must stay where it is.
     std::thread::sleep(Duration::from_secs(3));
     let before = GuestReading::read(port).expect("the guest stopped answering");
+    // A step would move it by about INJECTED_OFFSET_S; an emulated clock
+    // may slip a little against the host's while nothing steers it.
     assert!(
-        (before.offset - first.offset).abs() < 0.5 && before.stratum == 16,
+        (before.offset - first.offset).abs() < 2.0 && before.stratum == 16,
         "the guest's clock moved without a GPS: {first:?} then {before:?}"
     );
     gps.set_open(true);

@@ -85,6 +85,32 @@ impl Steps for FaultAt {
     }
 }
 
+/// One fault at the `n`th step asked about, counting from 0 across every
+/// write it is passed to: for sequences of writes (a pair of files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultAtCall {
+    pub n: usize,
+    pub fault: Fault,
+    seen: usize,
+}
+
+impl FaultAtCall {
+    pub fn new(n: usize, fault: Fault) -> Self {
+        Self { n, fault, seen: 0 }
+    }
+}
+
+impl Steps for FaultAtCall {
+    fn before(&mut self, _: Step) -> Fault {
+        self.seen += 1;
+        if self.seen - 1 == self.n {
+            self.fault
+        } else {
+            Fault::None
+        }
+    }
+}
+
 /// Replaces `path` with `contents`, atomically, with permission `mode`
 /// (for example 0o600 for key material).
 pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {

@@ -32,5 +32,6 @@ pub mod pair;
 pub mod toml_file;
 
 pub use atomic::{
-    atomic_write, atomic_write_modeless, atomic_write_steps, Fault, FaultAt, Step, Steps,
+    atomic_write, atomic_write_modeless, atomic_write_steps, Fault, FaultAt, FaultAtCall, Step,
+    Steps,
 };

@@ -114,24 +114,7 @@ pub fn recover_pair(first: &Path, second: &Path) -> io::Result<Recovery> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Crashes (or fails) at the `n`th step asked about, counting from 0.
-    struct AtCall {
-        n: usize,
-        seen: usize,
-        fault: Fault,
-    }
-
-    impl Steps for AtCall {
-        fn before(&mut self, _: Step) -> Fault {
-            self.seen += 1;
-            if self.seen - 1 == self.n {
-                self.fault
-            } else {
-                Fault::None
-            }
-        }
-    }
+    use crate::FaultAtCall;
 
     fn read(p: &Path) -> Option<Vec<u8>> {
         fs::read(p).ok()
@@ -163,7 +146,7 @@ mod tests {
                         )
                         .unwrap();
                     }
-                    let mut steps = AtCall { n, seen: 0, fault };
+                    let mut steps = FaultAtCall::new(n, fault);
                     let r = write_pair_steps(
                         PairFile {
                             path: &k,

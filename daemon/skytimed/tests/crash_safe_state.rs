@@ -16,7 +16,7 @@ use skytime_nts::aead::{Aead, Key, SessionKeys};
 use skytime_nts::keyset::KeySet;
 use skytime_nts::ntp_client::{NtsSession, SavedSession};
 use skytime_persist::pair::{write_pair, write_pair_steps, PairFile};
-use skytime_persist::{atomic_write, atomic_write_steps, Fault, FaultAt, Step, Steps};
+use skytime_persist::{atomic_write, atomic_write_steps, Fault, FaultAt, FaultAtCall, Step};
 use skytimed::config::Config;
 use skytimed::nts::keystore::{read_key_file, write_key_file};
 use skytimed::nts::tls::TlsStore;
@@ -170,24 +170,6 @@ fn upstream_nts_session() {
     }
 }
 
-/// Fails or crashes at the `n`th step asked about (counting from 0).
-struct AtCall {
-    n: usize,
-    seen: usize,
-    fault: Fault,
-}
-
-impl Steps for AtCall {
-    fn before(&mut self, _: Step) -> Fault {
-        self.seen += 1;
-        if self.seen - 1 == self.n {
-            self.fault
-        } else {
-            Fault::None
-        }
-    }
-}
-
 #[test]
 fn certificate_and_key_change_together() {
     let (old_cert, old_key) =
@@ -223,7 +205,7 @@ fn certificate_and_key_change_together() {
                     contents: new_cert.as_bytes(),
                     mode: 0o644,
                 },
-                &mut AtCall { n, seen: 0, fault },
+                &mut FaultAtCall::new(n, fault),
             );
             if r.is_ok() {
                 break;

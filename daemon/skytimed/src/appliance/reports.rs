@@ -106,12 +106,7 @@ pub fn source_report(
         ..SourceReport::default()
     };
     if let Some(d) = disc {
-        r.samples = d.samples as u32;
-        r.span = d.span_s;
-        r.frequency_ppm = d.freq_ppm;
-        r.skew_ppm = d.skew_ppm;
-        r.offset = d.offset_s;
-        r.std_dev = d.stddev_s;
+        add_statistics(&mut r, d);
     }
     // The GPS details belong to the receiver, shown on both of its sources.
     if matches!(src.id, SourceId::Nmea | SourceId::Pps) && gps.device.is_some() {
@@ -224,6 +219,17 @@ pub fn client_report(e: &ClientEntry, now: NtpTimestamp) -> ClientReport {
         last_seen_ago: ago(e.last_seen),
         first_seen_ago: ago(e.first_seen),
     }
+}
+
+/// The discipline's statistics of a source (`chronyc sourcestats`'s
+/// columns), for the GPS's and the upstream servers' records alike.
+pub(super) fn add_statistics(r: &mut SourceReport, d: &skytime_discipline::SourceReport) {
+    r.samples = d.samples as u32;
+    r.span = d.span_s;
+    r.frequency_ppm = d.freq_ppm;
+    r.skew_ppm = d.skew_ppm;
+    r.offset = d.offset_s;
+    r.std_dev = d.stddev_s;
 }
 
 #[cfg(test)]

@@ -55,12 +55,7 @@ pub fn source_report(
         ..SourceReport::default()
     };
     if let Some(d) = disc {
-        r.samples = d.samples as u32;
-        r.span = d.span_s;
-        r.frequency_ppm = d.freq_ppm;
-        r.skew_ppm = d.skew_ppm;
-        r.offset = d.offset_s;
-        r.std_dev = d.stddev_s;
+        super::reports::add_statistics(&mut r, d);
     }
     r
 }
