@@ -158,13 +158,20 @@ fn assert_refused(vm: &Qemu, bus: &Path, path: &str, name: &str) {
         "install of {path} should be refused with {name}:\n{out}\n{}",
         vm.log()
     );
-    let status = wait_status(
-        vm,
-        bus,
-        &["Update state    : idle", "Next boot       : slot A"],
-        Duration::from_secs(60),
+    // RAUC's own operation may still read "installing" for a moment after
+    // its hook refused the bundle: wait until it is idle again.
+    let mut last = String::new();
+    let settled = wait_until(Duration::from_secs(60), || {
+        last = text(&ctl(bus, &["update", "status"], Duration::from_secs(60)));
+        (last.contains("Update state    : idle")
+            && last.contains("Next boot       : slot A")
+            && !last.contains("Progress"))
+        .then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "after refusing {path}: not idle with slot A next:\n{last}"
     );
-    assert!(!status.contains("Progress"), "{status}");
 }
 
 /// The percentage in a status's `Progress` line.
