@@ -12,7 +12,7 @@ NTPD_RS := target/ntpd-rs/bin/ntp-daemon
 TRIXIE_CHRONY := target/trixie-chrony/bin/chronyd
 IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
-.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test help
+.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test bundle help
 
 help:
 	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123, gateway https://127.0.0.1:18443), Ctrl-C stops it"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench  throughput, CPU, instructions and memory of skytimed against chronyd and ntpd-rs"
 	@echo "make sim    clock-discipline simulator scenarios (target/sim/report.json)"
 	@echo "make image  the Raspberry Pi SD-card image: target/image/skytime-rpi4.img (image/README.md)"
+	@echo "make bundle the signed update bundle of that build: target/image/skytime-rpi4-VERSION.raucb (ota/README.md)"
 	@echo "make image-test  boot it in QEMU (NTS, A/B, clock steering) and check a rebuild is bit-identical"
 
 demo-deps:
@@ -41,6 +42,14 @@ image-deps: test-deps
 image: image-deps
 	image/build.sh
 
+# The signed RAUC bundle (verity) of the last `make image` (its erofs root,
+# slot boot files and hook), signed for the keyring that image trusts;
+# RAUC 1.13 from Debian 13 (target/trixie-tools) makes it and checks it.
+bundle:
+	@tests/scripts/install-deps.sh squashfs-tools openssl
+	tests/scripts/trixie-tools.sh target/trixie-tools
+	image/bundle.sh
+
 # QEMU boots of the image: the Pi 4 boot chain on QEMU 10's raspi4b (Debian
 # 13's QEMU, unpacked under target/trixie-tools beside the host's), the
 # Pi's U-Boot and boot script on raspi3b; on virt: NTS, A/B slots, first
@@ -49,7 +58,7 @@ image: image-deps
 image-test: image
 	tests/scripts/trixie-tools.sh target/trixie-tools
 	$(CARGO) build --locked -p skytime-gpssim -p skytimectl
-	$(CARGO) test --locked -p skytime-tests --features image --test image_rpi4 --test image_uboot_rpi --test image_qemu --test image_clock --test image_reproducible
+	$(CARGO) test --locked -p skytime-tests --features image --test uboot_env --test image_rpi4 --test image_uboot_rpi --test image_qemu --test image_update --test image_clock --test image_reproducible
 
 demo: demo-deps
 	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim -p skytime-mgmtd

@@ -13,6 +13,9 @@
 #   slot-boot/                the slot's boot files (vmlinuz, initrd.img,
 #                             dtbs/): what an update writes to slot-a/ or slot-b/
 #   boot.vfat                 the boot partition
+#   skytime-rauc-hook         the hook every bundle carries (aarch64): with
+#                             rootfs.erofs and slot-boot/, what `make bundle`
+#                             (image/bundle.sh) packs
 # DIR/work/ keeps the intermediate trees (base/ is mmdebstrap's root).
 #
 # Debian 13 (trixie) arm64 packages (mmdebstrap, image/packages.list), the
@@ -76,7 +79,7 @@ done
 rustup target list --installed | grep -qx aarch64-unknown-linux-musl ||
     die "rust target aarch64-unknown-linux-musl missing (run make image-deps)"
 
-stage binaries "skytimed for aarch64-unknown-linux-musl"
+stage binaries "skytimed and the RAUC hook for aarch64-unknown-linux-musl"
 if [ "$reuse_base" = yes ] && [ -d "$WORK/base/usr" ]; then
     echo "== reusing $WORK/base" >&2
 else
@@ -84,6 +87,7 @@ else
 fi
 stage rootfs "the root file system tree"
 stage slot-boot "kernel, initramfs and device trees of a slot"
+stage ota "RAUC: system.conf, keyring, D-Bus policy, the image's version"
 stage modules "kernel modules pruned"
 stage erofs "rootfs.erofs"
 stage boot-vfat "boot.vfat (firmware, U-Boot, boot script, both slots' boot files)"
@@ -96,9 +100,10 @@ stage manifest "skytime-rpi4.manifest"
 # parts of another build.
 current=publish
 cp -a "$WORK/slot-boot" "$STAGING/slot-boot"
+cp -a "$WORK/bin/skytime-rauc-hook" "$STAGING/skytime-rauc-hook"
 rm -f "$OUT/skytime-rpi4.img.sha256"
 rm -rf "$OUT/slot-boot"
-for f in rootfs.erofs boot.vfat slot-boot skytime-rpi4.img skytime-rpi4.manifest skytime-rpi4.img.sha256; do
+for f in rootfs.erofs boot.vfat slot-boot skytime-rauc-hook skytime-rpi4.img skytime-rpi4.manifest skytime-rpi4.img.sha256; do
     mv -fT "$STAGING/$f" "$OUT/$f"
 done
 

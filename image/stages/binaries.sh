@@ -1,11 +1,17 @@
 #!/bin/bash
-# Stage "binaries": skytimed cross-compiled for the appliance.
+# Stage "binaries": skytime's programs cross-compiled for the appliance,
+# and the build host's update tool.
 #
-#   in:  the workspace (Cargo.lock, daemon/)
-#   out: $WORK/bin/skytimed  (aarch64-unknown-linux-musl, static, stripped)
+#   in:  the workspace (Cargo.lock, daemon/, ota/)
+#   out: $WORK/bin/skytimed            (aarch64-unknown-linux-musl, static, stripped)
+#        $WORK/bin/skytime-rauc-hook   the same: the hook every bundle carries
+#                                      (install-check, the boot files)
+#        $WORK/bin/host/skytime-ota-build  for the build host: the image's
+#                                      version, and `make bundle` (ota/bundle.sh)
 #
-# Only the daemon: with no shell on the appliance, skytimectl runs
-# elsewhere (it talks D-Bus).
+# Only the daemon goes into the root file system: with no shell on the
+# appliance, skytimectl runs elsewhere (it talks D-Bus), and the hook
+# travels in the bundles.
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 
@@ -24,9 +30,19 @@ export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
 export RUSTFLAGS="--remap-path-prefix=$ROOT=/skytime --remap-path-prefix=$HOME/.cargo=/cargo"
 
 (cd "$ROOT" && CARGO_TARGET_DIR=$CARGO_TARGET nice -n 10 cargo build --quiet --release --locked \
-    --target aarch64-unknown-linux-musl -p skytimed --bin skytimed)
-mkdir -p "$WORK/bin"
-aarch64-linux-gnu-strip -o "$WORK/bin/skytimed.new" \
-    "$CARGO_TARGET/aarch64-unknown-linux-musl/release/skytimed"
-chmod 0755 "$WORK/bin/skytimed.new"
-mv -f "$WORK/bin/skytimed.new" "$WORK/bin/skytimed"
+    --target aarch64-unknown-linux-musl -p skytimed --bin skytimed \
+    -p skytime-ota --bin skytime-rauc-hook)
+mkdir -p "$WORK/bin/host"
+for bin in skytimed skytime-rauc-hook; do
+    aarch64-linux-gnu-strip -o "$WORK/bin/$bin.new" \
+        "$CARGO_TARGET/aarch64-unknown-linux-musl/release/$bin"
+    chmod 0755 "$WORK/bin/$bin.new"
+    mv -f "$WORK/bin/$bin.new" "$WORK/bin/$bin"
+done
+
+# The host tool: no RUSTFLAGS change from above, so one target directory
+# serves both (cargo keys host builds apart from the aarch64 ones).
+(cd "$ROOT" && CARGO_TARGET_DIR=$CARGO_TARGET nice -n 10 cargo build --quiet --release --locked \
+    -p skytime-ota --bin skytime-ota-build)
+install -m 0755 "$CARGO_TARGET/release/skytime-ota-build" "$WORK/bin/host/skytime-ota-build.new"
+mv -f "$WORK/bin/host/skytime-ota-build.new" "$WORK/bin/host/skytime-ota-build"

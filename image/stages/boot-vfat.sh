@@ -3,9 +3,12 @@
 #
 #   in:  $WORK/slot-boot, image/boot/, ota/boot.cmd, raspi-firmware and
 #        u-boot-rpi (Debian arm64 packages, fetched with apt-private.sh)
-#   out: $STAGING/boot.vfat   Pi firmware, U-Boot, config.txt, boot.scr, the
-#                             A/B state skytime.env, slot-a/ and slot-b/ (both
-#                             = slot-boot), the files a user may edit
+#   out: $STAGING/boot.vfat   Pi firmware, U-Boot, config.txt, boot.scr,
+#                             slot-a/ and slot-b/ (both = slot-boot), the
+#                             files a user may edit
+#        $WORK/bootenv.img    the initial A/B boot state: two redundant
+#                             16 KiB env copies (genimage puts them at 1 MiB,
+#                             before partition 1)
 #        $WORK/boot-debs.txt  the two packages used (name version arch sha256)
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
@@ -36,8 +39,16 @@ cp "$IMAGE/boot/config.txt" "$IMAGE/boot/skytime.toml.example" \
 # mkimage stamps SOURCE_DATE_EPOCH into the header.
 mkimage -A arm64 -O linux -T script -C none \
     -n "skytime A/B boot" -d "$ROOT/ota/boot.cmd" "$bootdir/boot.scr" >&2
-printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n' > "$WORK/skytime.env.txt"
-mkenvimage -s 0x4000 -o "$bootdir/skytime.env" "$WORK/skytime.env.txt"
+# Redundant format (-r): [CRC32][flags][data], as libubootenv and boot.scr
+# read it. Both copies hold the same state; copy 0 has the newer flags
+# (1 > 0), so every reader starts from it and the first write goes to copy 1.
+printf 'BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=3\n' > "$WORK/bootenv.txt"
+mkenvimage -r -s 0x4000 -o "$WORK/bootenv0.bin" "$WORK/bootenv.txt"
+cp "$WORK/bootenv0.bin" "$WORK/bootenv1.bin"
+printf '\0' | dd of="$WORK/bootenv1.bin" bs=1 seek=4 conv=notrunc status=none
+cat "$WORK/bootenv0.bin" "$WORK/bootenv1.bin" > "$WORK/bootenv.img.new"
+mv -f "$WORK/bootenv.img.new" "$WORK/bootenv.img"
+rm -f "$WORK/bootenv0.bin" "$WORK/bootenv1.bin"
 cp -a "$WORK/slot-boot" "$bootdir/slot-a"
 cp -a "$WORK/slot-boot" "$bootdir/slot-b"
 find "$bootdir" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

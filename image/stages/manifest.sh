@@ -2,7 +2,8 @@
 # Stage "manifest": what the image is made of.
 #
 #   in:  the other stages' outputs and notes ($WORK/packages.txt,
-#        $WORK/boot-debs.txt, $WORK/kernel-layout, $WORK/modules-kept.txt)
+#        $WORK/boot-debs.txt, $WORK/kernel-layout, $WORK/modules-kept.txt,
+#        $WORK/ota.txt)
 #   out: $STAGING/skytime-rpi4.manifest
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
@@ -21,6 +22,9 @@ kver=$(kernel_version "$rootfs")
     echo "skytime_commit $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
     echo "skytime_tree_dirty $dirty"
     echo "kernel $kver"
+    # the version bundles are compared with, the device family, and the
+    # keyring the image trusts (development or release, its sha256)
+    cat "$WORK/ota.txt"
     # the kernel's image_size and the room ota/boot.cmd gives it on the Pi
     cat "$WORK/kernel-layout"
     echo "image_sha256 $(cut -d' ' -f1 "$STAGING/skytime-rpi4.img.sha256")"
@@ -29,6 +33,7 @@ kver=$(kernel_version "$rootfs")
     echo
     echo "# skytime binaries (aarch64-unknown-linux-musl, stripped)"
     echo "binary /usr/bin/skytimed $(sha256_of "$rootfs/usr/bin/skytimed")"
+    echo "binary skytime-rauc-hook $(sha256_of "$WORK/bin/skytime-rauc-hook")"
     echo
     echo "# kernel modules kept (image/keep-modules.list and their dependencies)"
     sed 's/^/module /' "$WORK/modules-kept.txt"

@@ -277,36 +277,40 @@ pub fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// The boot state in skytime.env on the boot partition, `NAME=value` lines.
+/// Where the boot state lives on the card (ota/boot.cmd,
+/// image/rootfs/etc/fw_env.config): two redundant 16 KiB U-Boot env copies
+/// before the first partition, at these byte offsets of the whole disk.
+pub const BOOT_ENV_COPIES: [u64; 2] = [1 << 20, (1 << 20) + 0x4000];
+
+/// The boot state on the card, `NAME=value` lines: the newer valid copy,
+/// as U-Boot picks it (libubootenv's fw_printenv, the appliance's reader).
 pub fn boot_env(img: &Path, dir: &Path) -> String {
-    let env = dir.join("skytime.env");
-    get_boot_file(img, "skytime.env", &env);
     String::from_utf8(run(Command::new("fw_printenv")
         .arg("-c")
-        .arg(fw_config(dir))))
+        .arg(fw_config(img, dir))))
     .unwrap()
 }
 
-/// Sets `NAME=value` pairs in skytime.env on the boot partition.
+/// Sets `NAME=value` pairs in the boot state on the card, as Linux does
+/// (fw_setenv: each call writes the older copy, with the newer flags).
 pub fn set_boot_env(img: &Path, dir: &Path, vars: &[(&str, &str)]) {
-    let env = dir.join("skytime.env");
-    get_boot_file(img, "skytime.env", &env);
+    let config = fw_config(img, dir);
     for (name, value) in vars {
         run(Command::new("fw_setenv")
             .arg("-c")
-            .arg(fw_config(dir))
+            .arg(&config)
             .args([name, value]));
     }
-    put_boot_file(img, &env, "skytime.env");
 }
 
-pub fn fw_config(dir: &Path) -> PathBuf {
+/// An fw_env.config naming the two copies in the disk image `img`.
+pub fn fw_config(img: &Path, dir: &Path) -> PathBuf {
     let config = dir.join("fw_env.config");
-    fs::write(
-        &config,
-        format!("{} 0x0 0x4000\n", dir.join("skytime.env").display()),
-    )
-    .unwrap();
+    let lines: String = BOOT_ENV_COPIES
+        .iter()
+        .map(|offset| format!("{} {offset:#x} 0x4000\n", img.display()))
+        .collect();
+    fs::write(&config, lines).unwrap();
     config
 }
 

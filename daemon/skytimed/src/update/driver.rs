@@ -7,7 +7,7 @@ use super::health::{HealthCheck, Verdict};
 use super::{probe, slot_named, Notice, Updater};
 use futures_lite::StreamExt;
 use skytime_ota::rauc::{MarkState, Progress, Rauc, SERVICE};
-use skytime_ota::state::{Action, Event, Report};
+use skytime_ota::state::{Action, Event, Report, State};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -135,7 +135,15 @@ async fn follow(updater: Arc<Updater>, rauc: Rauc) {
 
 async fn on_progress(updater: &Arc<Updater>, p: Progress) {
     let _t = updater.transition.lock().await;
-    updater.with_view(|v| v.operation = "installing".into());
+    // RAUC's progress also moves when it only inspects a bundle, and its
+    // last change may arrive after `Completed`: only an install of ours
+    // makes the operation "installing" (a refresh reads RAUC's own).
+    if matches!(
+        updater.state(),
+        State::Staged { .. } | State::Installing { .. }
+    ) {
+        updater.with_view(|v| v.operation = "installing".into());
+    }
     if let Ok(super::Outcome::Done(a)) = updater.step(Event::Progress {
         percent: p.percent,
         step: p.message,

@@ -1,4 +1,4 @@
-# Shared by the skytime boot scripts (firstboot, identity, mark-good);
+# Shared by the skytime boot scripts (firstboot, identity);
 # sourced, not run.
 
 # The FAT boot partition (the image's fixed MBR disk signature).
