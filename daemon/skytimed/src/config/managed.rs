@@ -152,6 +152,16 @@ pub fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.nts_client != new.nts_client, "nts_client");
     check(old.keys != new.keys, "keys");
     check(old.update != new.update, "update");
+    check(
+        old.network_control != new.network_control,
+        "network_control",
+    );
+    // [network] only seeds <data_dir>/network.toml: once that exists,
+    // Network.Apply (with its safe revert) is how the network changes.
+    check(
+        old.network != new.network,
+        "network (a seed only: change the running network with Network.Apply)",
+    );
     keys
 }
 
