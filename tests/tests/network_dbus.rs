@@ -29,7 +29,10 @@ fn config(dir: &Path, seed: &str) -> String {
     let calls = dir.join("calls.log");
     std::fs::write(
         &script,
-        format!("#!/bin/sh\nset -eu\necho \"$*\" >> '{}'\n", calls.display()),
+        format!(
+            "#!/bin/sh\nset -eu\necho \"$*${{SKYTIME_HOSTNAME:+ $SKYTIME_HOSTNAME}}\" >> '{}'\n",
+            calls.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -222,9 +225,9 @@ fn an_unconfirmed_change_reverts_by_itself_and_on_restart() {
     assert_eq!(applied["Pending"], true);
     assert!(b.rendered().unwrap().contains("Address=192.0.2.10/24"));
     // No confirm: the daemon reverts to the image's default (the rendered
-    // file removed) by itself, and reloads.
+    // file removed) by itself, reloads, and puts the name back.
     let reverted = wait_until(Duration::from_secs(15), || {
-        (b.rendered().is_none() && b.calls().len() == 3).then_some(())
+        (b.rendered().is_none() && b.calls().len() == 4).then_some(())
     });
     assert!(
         reverted.is_some(),
@@ -233,7 +236,21 @@ fn an_unconfirmed_change_reverts_by_itself_and_on_restart() {
         b.calls(),
         b.daemon.log()
     );
-    assert_eq!(b.calls(), ["reload", "hostname time2", "reload"]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    assert_eq!(
+        b.calls(),
+        [
+            "reload".to_owned(),
+            "hostname time2".to_owned(),
+            "reload".to_owned(),
+            format!("hostname {host}")
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.data().join("hostname")).unwrap(),
+        format!("{host}\n")
+    );
     let shown = b.ctl(&["show"]);
     assert_eq!(
         (shown["Pending"].clone(), shown["Managed"].clone()),

@@ -16,7 +16,8 @@ pub struct NetworkControl {
     pub directory: PathBuf,
     /// Run after the file changed (program and arguments).
     pub reload_command: Vec<String>,
-    /// Run with the new host name appended when it changes.
+    /// Run when the host name changes, after `<data_dir>/hostname` was
+    /// written, with the name in the environment as `SKYTIME_HOSTNAME`.
     pub hostname_command: Vec<String>,
 }
 
@@ -25,26 +26,28 @@ impl Default for NetworkControl {
         Self {
             directory: PathBuf::from("/run/systemd/network"),
             reload_command: vec!["networkctl".into(), "reload".into()],
-            // hostnamed's transient name: /etc is read-only; the boot sets
-            // the name from the data partition (skytime-identity).
+            // skytime-identity.service (root) sets the kernel's host name
+            // from <data_dir>/hostname, as on every boot. Not hostnamed's
+            // transient name: with a static /etc/hostname (the image's,
+            // read-only) hostnamed keeps the static one.
             hostname_command: vec![
-                "hostnamectl".into(),
-                "--transient".into(),
-                "hostname".into(),
+                "systemctl".into(),
+                "restart".into(),
+                "skytime-identity.service".into(),
             ],
         }
     }
 }
 
-/// Runs `argv` with `extra` appended; waits for it; its stderr is in the
-/// error when it fails.
-pub fn run(argv: &[String], extra: &[&str]) -> Result<(), String> {
+/// Runs `argv` with the environment `env` added; waits for it; its stderr
+/// is in the error when it fails.
+pub fn run(argv: &[String], env: &[(&str, &str)]) -> Result<(), String> {
     let Some((program, args)) = argv.split_first() else {
         return Ok(());
     };
     let out = Command::new(program)
         .args(args)
-        .args(extra)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
@@ -54,11 +57,7 @@ pub fn run(argv: &[String], extra: &[&str]) -> Result<(), String> {
         Err(format!(
             "{} {} failed ({}): {}",
             program,
-            args.iter()
-                .map(String::as_str)
-                .chain(extra.iter().copied())
-                .collect::<Vec<_>>()
-                .join(" "),
+            args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ))

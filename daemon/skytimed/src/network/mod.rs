@@ -60,6 +60,9 @@ pub struct Manager {
     certificate: certificate::Paths,
     reload_certificate: ReloadCertificate,
     state: Mutex<SafeApply>,
+    /// The host name before any settings named one: what a revert to
+    /// settings without a name puts back.
+    boot_hostname: Option<String>,
     /// Wakes the deadline task after an apply.
     wake: tokio::sync::Notify,
 }
@@ -130,6 +133,11 @@ impl Manager {
             certificate,
             reload_certificate,
             state: Mutex::new(SafeApply::new(confirmed.clone())),
+            boot_hostname: std::fs::read_to_string(data_dir.join("hostname"))
+                .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty()),
             wake: tokio::sync::Notify::new(),
         });
         if let Some(s) = &confirmed {
@@ -137,7 +145,6 @@ impl Manager {
                 Ok(()) => tracing::info!(mode = %s.mode, "network settings in effect"),
                 Err(e) => tracing::error!("cannot put the network settings into effect: {e}"),
             }
-            manager.remember_hostname(s);
             if seeded {
                 // First boot made the certificate for the identity's name
                 // before these settings were read: name them now.
@@ -251,7 +258,13 @@ impl Manager {
     /// Writes a confirmed host name to `<data_dir>/hostname`, from which
     /// the boot (skytime-identity.service) sets it, when it differs.
     fn remember_hostname(&self, s: &NetworkSettings) {
-        let Some(h) = &s.hostname else { return };
+        if let Some(h) = &s.hostname {
+            self.write_hostname(h.as_str());
+        }
+    }
+
+    /// `<data_dir>/hostname` := `h` (unless it says so already).
+    fn write_hostname(&self, h: &str) {
         let p = self.data_dir.join("hostname");
         let line = format!("{h}\n");
         if std::fs::read_to_string(&p).ok().as_deref() == Some(line.as_str()) {
@@ -315,11 +328,19 @@ impl Manager {
             source,
         })?;
         control::run(&self.control.reload_command, &[]).map_err(NetworkError::Command)?;
-        let name = |s: Option<&NetworkSettings>| s.and_then(|s| s.hostname.clone());
-        if let Some(h) = name(new) {
+        let name = |s: Option<&NetworkSettings>| {
+            s.and_then(|s| s.hostname.as_ref()).map(|h| h.to_string())
+        };
+        // Settings without a name put back the one the appliance had.
+        let want = name(new).or_else(|| name(old).and(self.boot_hostname.clone()));
+        if let Some(h) = want {
             if name(old).as_ref() != Some(&h) {
-                control::run(&self.control.hostname_command, &[h.as_str()])
-                    .map_err(NetworkError::Command)?;
+                self.write_hostname(&h);
+                control::run(
+                    &self.control.hostname_command,
+                    &[("SKYTIME_HOSTNAME", h.as_str())],
+                )
+                .map_err(NetworkError::Command)?;
             }
         }
         Ok(())
