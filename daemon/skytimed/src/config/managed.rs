@@ -193,6 +193,22 @@ mod tests {
         );
     }
 
+    /// `[network]` only seeds the network settings: a changed section says
+    /// where the running network is changed instead.
+    #[test]
+    fn a_changed_network_section_points_at_network_apply() {
+        let old = parse("");
+        let new = parse("[network]\nhostname = \"time1\"\n");
+        let keys = settings_needing_restart(&old, &new);
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(keys[0].contains("Network.Apply"), "{keys:?}");
+        let control = parse("[network_control]\ndirectory = \"/tmp/x\"\n");
+        assert_eq!(
+            settings_needing_restart(&old, &control),
+            ["network_control"]
+        );
+    }
+
     /// A daemon that records what it was asked to put into effect.
     #[derive(Debug)]
     struct Recorder {
