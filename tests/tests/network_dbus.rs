@@ -264,11 +264,39 @@ fn an_unconfirmed_change_reverts_by_itself_and_on_restart() {
     );
     assert!(!b.data().join("network.pending.toml").exists());
 
-    // A restart during a probation reverts too: the change was never kept.
+    // A restart during a probation reverts too, the host name included:
+    // first with no name confirmed (the one before comes back) ...
+    b.apply("hostname = \"probe\"\n", 600);
+    assert_eq!(
+        std::fs::read_to_string(b.data().join("hostname")).unwrap(),
+        "probe\n"
+    );
+    let b = restart(b);
+    assert_eq!(
+        std::fs::read_to_string(b.data().join("hostname")).unwrap(),
+        format!("{host}\n")
+    );
+    assert_eq!(b.calls().last().unwrap(), &format!("hostname {host}"));
+    assert_eq!(b.ctl(&["show"])["Managed"], false);
+    // ... then over confirmed settings.
     b.apply("hostname = \"keep\"\n", 60);
     b.ctl(&["confirm"]);
     b.apply(STATIC, 600);
     assert!(b.data().join("network.pending.toml").exists());
+    let b = restart(b);
+    assert!(!b.data().join("network.pending.toml").exists());
+    let r = b.rendered().unwrap();
+    assert!(r.contains("DHCP=yes") && r.contains("Hostname=keep"), "{r}");
+    assert_eq!(b.ctl(&["show"])["Hostname"], "keep");
+    assert!(
+        b.daemon.log().contains("was not confirmed"),
+        "{}",
+        b.daemon.log()
+    );
+}
+
+/// Kills the daemon (no clean stop) and starts it again on the same data.
+fn restart(b: Node) -> Node {
     let Node {
         bus,
         daemon,
@@ -283,21 +311,12 @@ fn an_unconfirmed_change_reverts_by_itself_and_on_restart() {
         &[],
         &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str())],
     );
-    let b = Node {
+    Node {
         bus,
         daemon,
         out,
         calls,
-    };
-    assert!(!b.data().join("network.pending.toml").exists());
-    let r = b.rendered().unwrap();
-    assert!(r.contains("DHCP=yes") && r.contains("Hostname=keep"), "{r}");
-    assert_eq!(b.ctl(&["show"])["Hostname"], "keep");
-    assert!(
-        b.daemon.log().contains("was not confirmed"),
-        "{}",
-        b.daemon.log()
-    );
+    }
 }
 
 #[test]

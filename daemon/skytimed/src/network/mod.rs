@@ -37,6 +37,9 @@ use tokio_util::sync::CancellationToken;
 pub const CONFIRMED_FILE: &str = "network.toml";
 /// A change on probation.
 pub const PENDING_FILE: &str = "network.pending.toml";
+/// The host name before a probation began (`<data_dir>/hostname` then),
+/// put back by a start that finds the probation unconfirmed.
+pub const HOSTNAME_BEFORE_FILE: &str = "hostname.before";
 
 /// Reloads the NTS certificate the daemon serves (after a re-issue).
 pub type ReloadCertificate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -91,15 +94,25 @@ impl Manager {
     ) -> Arc<Self> {
         let confirmed_path = data_dir.join(CONFIRMED_FILE);
         let pending_path = data_dir.join(PENDING_FILE);
+        let before_path = data_dir.join(HOSTNAME_BEFORE_FILE);
+        let mut name_before = None;
         if pending_path.exists() {
             tracing::warn!(
                 "a network change was not confirmed before the daemon stopped: reverting to {}",
                 confirmed_path.display()
             );
+            if let Ok(name) = std::fs::read_to_string(&before_path) {
+                // The probation's name went to <data_dir>/hostname: undo it.
+                if let Err(e) = atomic_write(&data_dir.join("hostname"), name.as_bytes(), 0o644) {
+                    tracing::error!("cannot put the host name back: {e}");
+                }
+                name_before = Some(name.trim().to_owned()).filter(|n| !n.is_empty());
+            }
             if let Err(e) = std::fs::remove_file(&pending_path) {
                 tracing::error!("cannot remove {}: {e}", pending_path.display());
             }
         }
+        let _ = std::fs::remove_file(&before_path);
         let mut seeded = false;
         let confirmed = match std::fs::read_to_string(&confirmed_path) {
             Ok(text) => match NetworkSettings::parse(&text, &confirmed_path) {
@@ -140,6 +153,15 @@ impl Manager {
                 .filter(|h| !h.is_empty()),
             wake: tokio::sync::Notify::new(),
         });
+        let named = confirmed.as_ref().is_some_and(|s| s.hostname.is_some());
+        if let (Some(name), false) = (&name_before, named) {
+            if let Err(e) = control::run(
+                &manager.control.hostname_command,
+                &[("SKYTIME_HOSTNAME", name.as_str())],
+            ) {
+                tracing::error!("cannot put the host name back: {e}");
+            }
+        }
         if let Some(s) = &confirmed {
             match manager.put_into_effect(Some(s), None) {
                 Ok(()) => tracing::info!(mode = %s.mode, "network settings in effect"),
@@ -197,6 +219,20 @@ impl Manager {
                 pending_path.display()
             ))
         })?;
+        if state.pending().is_none() {
+            let before = std::fs::read_to_string(self.data_dir.join("hostname"))
+                .ok()
+                .or_else(|| self.boot_hostname.as_ref().map(|h| format!("{h}\n")))
+                .unwrap_or_default();
+            let p = self.data_dir.join(HOSTNAME_BEFORE_FILE);
+            if let Err(e) = atomic_write(&p, before.as_bytes(), 0o644) {
+                let _ = std::fs::remove_file(&pending_path);
+                return Err(ApiError::PersistFailed(format!(
+                    "cannot write {}: {e}; nothing was changed",
+                    p.display()
+                )));
+            }
+        }
         let old = state.in_effect().cloned();
         if let Err(e) = self.put_into_effect(Some(&new), old.as_ref()) {
             let back = self.put_into_effect(old.as_ref(), Some(&new));
@@ -243,6 +279,7 @@ impl Manager {
         })?;
         self.remember_hostname(&confirmed);
         let _ = std::fs::remove_file(self.data_dir.join(PENDING_FILE));
+        let _ = std::fs::remove_file(self.data_dir.join(HOSTNAME_BEFORE_FILE));
         *state = next;
         drop(state);
         tracing::info!("network change confirmed");
@@ -304,6 +341,7 @@ impl Manager {
                 tracing::error!("cannot revert the network settings: {e}");
             }
             let _ = std::fs::remove_file(self.data_dir.join(PENDING_FILE));
+            let _ = std::fs::remove_file(self.data_dir.join(HOSTNAME_BEFORE_FILE));
         }
     }
 
