@@ -274,6 +274,11 @@ pub fn write_calls() -> Vec<(&'static str, Vec<String>)> {
         ),
         ("Update.Reboot", vec![]),
         ("Update.Rollback", vec![]),
+        (
+            "Network.Apply",
+            vec![gvariant_str("hostname = \"refused\"\n"), "@u 60".into()],
+        ),
+        ("Network.Confirm", vec![]),
     ]
 }
 

@@ -65,6 +65,14 @@ fn admin_write(path: &str) -> (serde_json::Value, u16) {
             503,
         ),
         "/api/v1/Update/Reboot" => (json!({}), 409),
+        // Settings that do not validate (InvalidConfig, 422) and a
+        // confirmation with nothing pending (Refused, 409): the routes
+        // reach skytimed without changing this machine's network.
+        "/api/v1/Network/Apply" => (
+            json!({"toml": "mode = \"static\"\n", "confirm_seconds": 60}),
+            422,
+        ),
+        "/api/v1/Network/Confirm" => (json!({}), 409),
         other => panic!("no example write for {other}: add one"),
     }
 }

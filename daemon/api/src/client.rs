@@ -143,3 +143,17 @@ pub trait Update {
     #[zbus(property)]
     fn progress_step(&self) -> zbus::Result<String>;
 }
+
+#[zbus::proxy(
+    interface = "org.skytime.Appliance1.Network",
+    default_service = "org.skytime.Appliance1",
+    default_path = "/org/skytime/Appliance1",
+    gen_blocking = false
+)]
+pub trait Network {
+    fn get(&self) -> zbus::Result<crate::NetworkReport>;
+    fn apply(&self, toml: &str, confirm_seconds: u32) -> zbus::Result<crate::NetworkReport>;
+    fn confirm(&self) -> zbus::Result<crate::NetworkReport>;
+    #[zbus(property)]
+    fn pending(&self) -> zbus::Result<bool>;
+}

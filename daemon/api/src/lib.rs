@@ -42,6 +42,7 @@ pub mod update;
 pub use backend::{ApplianceBackend, MAX_DOCUMENT};
 pub use error::ApiError;
 pub use record::Record;
+pub use records::NetworkReport;
 pub use records::SourceAuthReport;
 pub use records::{verdict, AlarmReport, HistoryPoint, MonitorProperties};
 pub use records::{
@@ -67,8 +68,10 @@ pub mod interface {
     pub const MONITOR: &str = "org.skytime.Appliance1.Monitor";
     /// A/B updates through RAUC.
     pub const UPDATE: &str = "org.skytime.Appliance1.Update";
+    /// Network settings with a safe apply.
+    pub const NETWORK: &str = "org.skytime.Appliance1.Network";
     /// Every interface, in the order of the introspection document.
-    pub const ALL: [&str; 8] = [
-        CONFIG, MONITOR, NTS, POWER, SERVER, SOURCES, TRACKING, UPDATE,
+    pub const ALL: [&str; 9] = [
+        CONFIG, MONITOR, NETWORK, NTS, POWER, SERVER, SOURCES, TRACKING, UPDATE,
     ];
 }

@@ -242,6 +242,41 @@ record! {
     }
 }
 
+record! {
+    /// The appliance's network settings (`org.skytime.Appliance1.Network`):
+    /// what is in effect and whether it is on probation (a `Network.Apply`
+    /// that reverts by itself unless `Network.Confirm` comes in time).
+    pub struct NetworkReport {
+        /// Whether skytimed manages the network (settings were given); when
+        /// not, the image's default (DHCP) runs and the rest is defaults.
+        pub managed: bool,
+        /// "dhcp" or "static".
+        pub mode: String,
+        /// Empty: the appliance keeps the name it has.
+        pub hostname: String,
+        /// Whether `NAME.local` is announced over mDNS.
+        pub mdns: bool,
+        /// `ADDRESS/PREFIX` (static mode), or empty.
+        pub ipv4_address: String,
+        pub ipv4_gateway: String,
+        pub ipv6_address: String,
+        pub ipv6_gateway: String,
+        pub dns: Vec<String>,
+        /// The settings in effect as the TOML table `Network.Apply` takes.
+        pub toml: String,
+        /// A change is on probation.
+        pub pending: bool,
+        /// Seconds left to confirm it (0 when nothing is pending).
+        pub confirm_within: f64,
+        /// What a revert would put back (TOML; empty when nothing is
+        /// pending).
+        pub previous_toml: String,
+        /// What `Confirm` did to the NTS certificate ("reissued: NAMES",
+        /// "kept: ...", "unchanged: ..."); empty for the other calls.
+        pub certificate: String,
+    }
+}
+
 // --- Monitoring: alarms and history (org.skytime.Appliance1.Monitor) ---
 
 record! {
@@ -451,6 +486,22 @@ mod tests {
                 next_rotation: Some(1_800_000_000),
                 rotation_interval: 86_400,
                 ke_addresses: vec!["127.0.0.1:4460".into()],
+            }),
+            Box::new(NetworkReport {
+                managed: true,
+                mode: "static".into(),
+                hostname: "time1".into(),
+                mdns: true,
+                ipv4_address: "192.0.2.10/24".into(),
+                ipv4_gateway: "192.0.2.1".into(),
+                ipv6_address: String::new(),
+                ipv6_gateway: String::new(),
+                dns: vec!["192.0.2.53".into()],
+                toml: "mode = \"static\"\n".into(),
+                pending: true,
+                confirm_within: 29.5,
+                previous_toml: "mode = \"dhcp\"\n".into(),
+                certificate: String::new(),
             }),
             Box::new(ConfigOutcome {
                 path: "/var/lib/skytime/skytime.toml".into(),

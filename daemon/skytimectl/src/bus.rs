@@ -2,7 +2,8 @@
 //! of `skytime-api`, and errors as exit codes.
 
 use skytime_api::client::{
-    ConfigProxy, MonitorProxy, NtsProxy, PowerProxy, ServerProxy, SourcesProxy, UpdateProxy,
+    ConfigProxy, MonitorProxy, NetworkProxy, NtsProxy, PowerProxy, ServerProxy, SourcesProxy,
+    UpdateProxy,
 };
 use skytime_api::{ApiError, BUS_NAME};
 use zbus::Connection;
@@ -68,6 +69,7 @@ proxies!(
     power_proxy => PowerProxy,
     monitor_proxy => MonitorProxy,
     update_proxy => UpdateProxy,
+    network_proxy => NetworkProxy,
 );
 
 /// An API error as a message and an exit code; `who` says who may

@@ -145,6 +145,9 @@ enum Command {
     /// Check, apply or reload the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Network settings (addresses, host name, mDNS) with a safe apply.
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// A/B updates: status, check, install, rollback.
     #[command(subcommand)]
     Update(UpdateCmd),
@@ -237,6 +240,23 @@ enum ConfigCmd {
     },
     /// Re-read the configuration file and certificate (like SIGHUP).
     Reload,
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCmd {
+    /// The settings in effect, and a change waiting for confirmation.
+    Show,
+    /// Put FILE (the keys of a `[network]` table) into effect; it reverts
+    /// by itself unless `network confirm` follows within --confirm-within.
+    Apply {
+        file: PathBuf,
+        /// Seconds to confirm (2 to 3600).
+        #[arg(long, default_value_t = 120)]
+        confirm_within: u32,
+    },
+    /// Keep the change applied last (re-issues the appliance's own
+    /// certificate for a new name or address).
+    Confirm,
 }
 
 fn main() -> ExitCode {
@@ -406,6 +426,32 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
                     r.restart_required.join(", ")
                 ));
             }
+            Output::new(&r, text)
+        }
+        Command::Network(cmd) => {
+            let (r, head) = match cmd {
+                NetworkCmd::Show => (t.network().await?, String::new()),
+                NetworkCmd::Apply {
+                    file,
+                    confirm_within,
+                } => {
+                    let r = t.network_apply(&read_file(file)?, *confirm_within).await?;
+                    let head = format!(
+                        "Network settings applied; they revert in {} s unless you run `skytimectl network confirm`.\n",
+                        *confirm_within
+                    );
+                    (r, head)
+                }
+                NetworkCmd::Confirm => {
+                    let r = t.network_confirm().await?;
+                    let head = format!(
+                        "Network settings confirmed.\nCertificate: {}\n",
+                        r.certificate
+                    );
+                    (r, head)
+                }
+            };
+            let text = format!("{head}{}", text::network(&r));
             Output::new(&r, text)
         }
         Command::Update(cmd) => match cmd {

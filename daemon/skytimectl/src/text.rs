@@ -348,6 +348,42 @@ pub fn certificate(c: &CertificateReport) -> String {
     ])
 }
 
+/// `skytimectl network show`.
+pub fn network(n: &skytime_api::NetworkReport) -> String {
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut out = fields(&[
+        (
+            "Managed",
+            if n.managed {
+                "yes".to_owned()
+            } else {
+                "no (the image's default: DHCP)".to_owned()
+            },
+        ),
+        ("Mode", n.mode.clone()),
+        ("Host name", or_dash(&n.hostname)),
+        ("mDNS", if n.mdns { "yes".into() } else { "no".into() }),
+        ("IPv4", or_dash(&n.ipv4_address)),
+        ("IPv4 gateway", or_dash(&n.ipv4_gateway)),
+        ("IPv6", or_dash(&n.ipv6_address)),
+        ("IPv6 gateway", or_dash(&n.ipv6_gateway)),
+        ("DNS", or_dash(&n.dns.join(" "))),
+    ]);
+    if n.pending {
+        out.push_str(&format!(
+            "\n\nPending: reverts in {:.0} s unless confirmed",
+            n.confirm_within
+        ));
+    }
+    out
+}
+
 pub fn nts(n: &NtsReport) -> String {
     if !n.enabled {
         return "NTS is disabled ([nts] enabled = false).".into();

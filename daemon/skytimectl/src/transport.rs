@@ -12,7 +12,7 @@ use skytime_api::{
     client, interface, CertificateReport, ClientReport, ConfigOutcome, HistoryPoint,
     MonitorProperties, NtsReport, ServerReport, SourceAuthReport, SourceReport, TrackingReport,
 };
-use skytime_api::{BundleReport, UpdateProperties};
+use skytime_api::{BundleReport, NetworkReport, UpdateProperties};
 use std::path::PathBuf;
 use zbus::Connection;
 
@@ -239,6 +239,50 @@ impl Transport {
                 .post(&method_path(interface::POWER, "PowerOff"), json!({}))
                 .await
                 .map(drop),
+        }
+    }
+
+    // --- Network (org.skytime.Appliance1.Network) ---
+
+    pub async fn network(&self) -> Result<NetworkReport, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::network_proxy(c).await?.get().await.map_err(classify),
+            Self::Https(g) => record(g.get(&method_path(interface::NETWORK, "Get")).await?),
+        }
+    }
+
+    pub async fn network_apply(
+        &self,
+        toml: &str,
+        confirm_seconds: u32,
+    ) -> Result<NetworkReport, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::network_proxy(c)
+                .await?
+                .apply(toml, confirm_seconds)
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.post(
+                    &method_path(interface::NETWORK, "Apply"),
+                    json!({"toml": toml, "confirm_seconds": confirm_seconds}),
+                )
+                .await?,
+            ),
+        }
+    }
+
+    pub async fn network_confirm(&self) -> Result<NetworkReport, CtlError> {
+        match self {
+            Self::Dbus(c) => bus::network_proxy(c)
+                .await?
+                .confirm()
+                .await
+                .map_err(classify),
+            Self::Https(g) => record(
+                g.post(&method_path(interface::NETWORK, "Confirm"), json!({}))
+                    .await?,
+            ),
         }
     }
 

@@ -239,10 +239,13 @@ pub async fn run(config: Config, nts_ke_listen: Vec<SocketAddr>) -> Result<(), D
             .filter_map(|a| a.parse().ok())
             .collect(),
     });
+    let network = start_network(&config, appliance.clone());
+    tasks.spawn(network.clone().run_deadlines(shutdown.child_token()));
     start_management_api(
         &config.dbus,
         appliance.clone(),
         updater,
+        network,
         &health,
         notifier.clone(),
         &shutdown,
@@ -321,6 +324,7 @@ async fn start_management_api(
     config: &DbusConfig,
     appliance: Arc<Appliance>,
     updater: Arc<crate::update::Updater>,
+    network: Arc<crate::network::Manager>,
     health: &Health,
     notifier: Arc<Notifier>,
     shutdown: &CancellationToken,
@@ -335,6 +339,7 @@ async fn start_management_api(
         config,
         appliance.clone(),
         updater.clone(),
+        Some(network.clone()),
         Some(health),
         shutdown.child_token(),
     )
@@ -361,6 +366,7 @@ async fn start_management_api(
                         &config,
                         appliance.clone(),
                         updater.clone(),
+                        Some(network.clone()),
                         Some(&health),
                         shutdown.child_token(),
                     )
@@ -381,6 +387,24 @@ async fn start_management_api(
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// The network settings: seeded, put into effect, and re-issuing the
+/// NTS certificate through the running daemon.
+fn start_network(config: &Config, appliance: Arc<Appliance>) -> Arc<crate::network::Manager> {
+    use crate::config::managed::Running;
+    use crate::nts::NtsConfig;
+    let paths = crate::network::certificate::Paths {
+        certificate: NtsConfig::resolve(&config.data_dir, &config.nts.certificate),
+        private_key: NtsConfig::resolve(&config.data_dir, &config.nts.private_key),
+    };
+    crate::network::Manager::start(
+        config.network_control.clone(),
+        &config.data_dir,
+        config.network.as_ref(),
+        paths,
+        Arc::new(move || appliance.reload_certificate().map_err(|e| e.to_string())),
+    )
 }
 
 /// Vouches for the loops that run in other modules' tasks (the clock

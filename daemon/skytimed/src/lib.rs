@@ -11,7 +11,8 @@
 //! ([`keys`]),
 //! offers the management API of `skytime-api` on D-Bus ([`dbus`] over
 //! [`appliance`]), keeps alarms and history ([`monitor`]), talks to
-//! systemd ([`notify`]), and ties them together
+//! systemd ([`notify`]), manages the appliance's network settings
+//! ([`network`]), and ties them together
 //! with signals and shutdown ([`daemon`]).
 //!
 //! The binary is a thin `main` over [`daemon::run`]; tests and tools use
@@ -25,6 +26,7 @@ pub mod dbus;
 pub mod keys;
 pub mod logging;
 pub mod monitor;
+pub mod network;
 pub mod notify;
 pub mod ntp;
 pub mod nts;

@@ -167,6 +167,16 @@ pub const ROUTES: &[Route] = &[
     ),
     write(UPDATE, "Reboot", &[], Op::Dbus(&[])),
     write(UPDATE, "Rollback", &[], Op::Dbus(&[])),
+    // --- Network: settings with a safe apply (plain calls).
+    read(interface::NETWORK, None, &[], Op::Properties),
+    read(interface::NETWORK, Some("Get"), &[], Op::Dbus(&[])),
+    write(
+        interface::NETWORK,
+        "Apply",
+        &["toml", "confirm_seconds"],
+        Op::Dbus(&[("toml", "s"), ("confirm_seconds", "u")]),
+    ),
+    write(interface::NETWORK, "Confirm", &[], Op::Dbus(&[])),
 ];
 
 /// The route for `path` and whether `method` is the one it takes:

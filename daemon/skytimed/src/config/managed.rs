@@ -152,6 +152,16 @@ pub fn settings_needing_restart(old: &Config, new: &Config) -> Vec<String> {
     check(old.nts_client != new.nts_client, "nts_client");
     check(old.keys != new.keys, "keys");
     check(old.update != new.update, "update");
+    check(
+        old.network_control != new.network_control,
+        "network_control",
+    );
+    // [network] only seeds <data_dir>/network.toml: once that exists,
+    // Network.Apply (with its safe revert) is how the network changes.
+    check(
+        old.network != new.network,
+        "network (a seed only: change the running network with Network.Apply)",
+    );
     keys
 }
 
@@ -180,6 +190,22 @@ mod tests {
         assert_eq!(
             settings_needing_restart(&old, &start_only),
             ["ntp.listen", "ntp.local_stratum", "ntp.client_log_size"]
+        );
+    }
+
+    /// `[network]` only seeds the network settings: a changed section says
+    /// where the running network is changed instead.
+    #[test]
+    fn a_changed_network_section_points_at_network_apply() {
+        let old = parse("");
+        let new = parse("[network]\nhostname = \"time1\"\n");
+        let keys = settings_needing_restart(&old, &new);
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(keys[0].contains("Network.Apply"), "{keys:?}");
+        let control = parse("[network_control]\ndirectory = \"/tmp/x\"\n");
+        assert_eq!(
+            settings_needing_restart(&old, &control),
+            ["network_control"]
         );
     }
 

@@ -12,6 +12,7 @@ use crate::clock::ClockConfig;
 use crate::dbus::DbusConfig;
 use crate::keys::KeysConfig;
 use crate::monitor::MonitorConfig;
+use crate::network::{NetworkControl, NetworkSettings};
 use crate::ntp::NtpConfig;
 use crate::nts::NtsConfig;
 use crate::refclock::RefclockConfig;
@@ -68,6 +69,15 @@ pub struct Config {
     /// A/B updates through RAUC.
     #[serde(default)]
     pub update: UpdateConfig,
+    /// The appliance's network (addresses, host name, mDNS): the seed of
+    /// the settings `Network.Apply` changes later (used only while
+    /// `<data_dir>/network.toml` does not exist; see [`crate::network`]).
+    #[serde(default)]
+    pub network: Option<NetworkSettings>,
+    /// Where the network settings are rendered and how the system is
+    /// told (the appliance's defaults; tests point them elsewhere).
+    #[serde(default)]
+    pub network_control: NetworkControl,
 }
 
 /// The `[[upstream]]` entries, checked one by one and as a whole.
@@ -96,6 +106,8 @@ impl Default for Config {
             nts_client: NtsClientConfig::default(),
             keys: KeysConfig::default(),
             update: UpdateConfig::default(),
+            network: None,
+            network_control: NetworkControl::default(),
         }
     }
 }
@@ -238,6 +250,23 @@ mod tests {
             .collect();
         let c = parse(&block).unwrap();
         assert_eq!(c.upstream.len(), 3, "{block}");
+    }
+
+    /// The example's commented-out [network] section parses as written.
+    #[test]
+    fn example_network_section_parses() {
+        let text = include_str!("../../skytime.example.toml");
+        let block: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# Network example (uncomment to use):"))
+            .skip(1)
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let c = parse(&block).unwrap();
+        let n = c.network.expect("a [network] section");
+        assert_eq!(n.hostname.as_ref().unwrap().as_str(), "time1");
+        assert_eq!(n.static_addresses().len(), 2, "{block}");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod config;
 pub mod interfaces;
+pub mod network;
 pub mod update;
 
 pub use config::DbusConfig;
@@ -84,16 +85,18 @@ pub async fn serve(
     // The interface is always there; with the default configuration it
     // finds RAUC on the bus or says that it is absent.
     let updater = crate::update::Updater::new(crate::update::UpdateConfig::default());
-    serve_with_update(config, backend, updater, health, shutdown).await
+    serve_with_update(config, backend, updater, None, health, shutdown).await
 }
 
 /// [`serve`] with the daemon's [`Updater`](crate::update::Updater) behind
-/// `org.skytime.Appliance1.Update`; starts its driver (RAUC, the boot,
+/// `org.skytime.Appliance1.Update` and the network [`Manager`](crate::network::Manager)
+/// behind `org.skytime.Appliance1.Network`; starts its driver (RAUC, the boot,
 /// the health check) once the name is owned.
 pub async fn serve_with_update(
     config: &DbusConfig,
     backend: Arc<dyn ApplianceBackend>,
     updater: Arc<crate::update::Updater>,
+    network: Option<Arc<crate::network::Manager>>,
     health: Option<&Health>,
     shutdown: CancellationToken,
 ) -> Result<DbusHandle, DbusError> {
@@ -163,6 +166,15 @@ pub async fn serve_with_update(
                 update::Update {
                     shared: shared.clone(),
                     updater: updater.clone(),
+                },
+            )
+        })
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                network::Network {
+                    shared: shared.clone(),
+                    manager: network,
                 },
             )
         })

@@ -103,7 +103,7 @@ pub fn current_addresses() -> Result<Vec<IpAddr>, NtsError> {
 }
 
 /// The organization NTS-KE certificates name.
-const ORGANIZATION: &str = "skytime NTS";
+pub const ORGANIZATION: &str = "skytime NTS";
 
 #[cfg(test)]
 mod tests {
