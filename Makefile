@@ -10,9 +10,14 @@ BENCH_PACKAGES := valgrind
 # 4.6.1 (AES-128-GCM-SIV and record 1024), unpacked beside the host's.
 NTPD_RS := target/ntpd-rs/bin/ntp-daemon
 TRIXIE_CHRONY := target/trixie-chrony/bin/chronyd
+# cargo-fuzz from crates.io; it runs on the stable toolchain with
+# RUSTC_BOOTSTRAP (README: Fuzzing).
+CARGO_FUZZ := target/cargo-fuzz/bin/cargo-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
 IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
-.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test help
+.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test fuzz help
 
 help:
 	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123, gateway https://127.0.0.1:18443), Ctrl-C stops it"
@@ -21,6 +26,7 @@ help:
 	@echo "make sim    clock-discipline simulator scenarios (target/sim/report.json)"
 	@echo "make image  the Raspberry Pi SD-card image: target/image/skytime-rpi4.img (image/README.md)"
 	@echo "make image-test  boot it in QEMU (NTS, A/B, clock steering) and check a rebuild is bit-identical"
+	@echo "make fuzz   every libFuzzer target for FUZZ_SECONDS (60) each, FUZZ_JOBS (2) at a time"
 
 demo-deps:
 	@tests/scripts/install-deps.sh $(DEMO_PACKAGES)
@@ -30,6 +36,7 @@ test-deps:
 	@grep -qs '+deb13-arm64 ' target/overlays/base/SOURCE || overlays/fetch-base-dtb.sh
 	@test -x $(NTPD_RS) || $(CARGO) install ntpd --version 1.9.0 --locked --root target/ntpd-rs
 	@test -x $(TRIXIE_CHRONY) || tests/scripts/trixie-tools.sh target/trixie-chrony chrony chronyd
+	@test -x $(CARGO_FUZZ) || $(CARGO) install cargo-fuzz --version 0.13.2 --locked --root target/cargo-fuzz
 
 sim:
 	$(CARGO) run --release --locked -p skytime-sim
@@ -64,7 +71,14 @@ lint:
 test: test-deps lint
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace
+	$(MAKE) fuzz FUZZ_SECONDS=60
 	$(MAKE) image-test
+
+# libFuzzer on every parser of outside input (tests/fuzz, README: Fuzzing):
+# a table of executions and coverage per target; fails on any crash.
+fuzz:
+	@test -x $(CARGO_FUZZ) || $(CARGO) install cargo-fuzz --version 0.13.2 --locked --root target/cargo-fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh
 
 # skytimed against chronyd 4.3 and ntpd-rs 1.9.0 (README: Benchmark).
 # BENCH_ARGS passes options, e.g. BENCH_ARGS="--rounds 5 --sections pinned".
