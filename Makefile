@@ -10,9 +10,14 @@ BENCH_PACKAGES := valgrind
 # 4.6.1 (AES-128-GCM-SIV and record 1024), unpacked beside the host's.
 NTPD_RS := target/ntpd-rs/bin/ntp-daemon
 TRIXIE_CHRONY := target/trixie-chrony/bin/chronyd
+# cargo-fuzz from crates.io; it runs on the stable toolchain with
+# RUSTC_BOOTSTRAP (README: Fuzzing).
+CARGO_FUZZ := target/cargo-fuzz/bin/cargo-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
 IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
-.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test bundle help
+.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test bundle fuzz asan help
 
 help:
 	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123, gateway https://127.0.0.1:18443), Ctrl-C stops it"
@@ -22,6 +27,8 @@ help:
 	@echo "make image  the Raspberry Pi SD-card image: target/image/skytime-rpi4.img (image/README.md)"
 	@echo "make bundle the signed update bundle of that build: target/image/skytime-rpi4-VERSION.raucb (ota/README.md)"
 	@echo "make image-test  boot it in QEMU (NTS, A/B, clock steering) and check a rebuild is bit-identical"
+	@echo "make fuzz   every libFuzzer target for FUZZ_SECONDS (60) each, FUZZ_JOBS (2) at a time"
+	@echo "make asan   the unit tests of skytimed's unsafe modules under AddressSanitizer"
 
 demo-deps:
 	@tests/scripts/install-deps.sh $(DEMO_PACKAGES)
@@ -31,6 +38,7 @@ test-deps:
 	@grep -qs '+deb13-arm64 ' target/overlays/base/SOURCE || overlays/fetch-base-dtb.sh
 	@test -x $(NTPD_RS) || $(CARGO) install ntpd --version 1.9.0 --locked --root target/ntpd-rs
 	@test -x $(TRIXIE_CHRONY) || tests/scripts/trixie-tools.sh target/trixie-chrony chrony chronyd
+	@test -x $(CARGO_FUZZ) || $(CARGO) install cargo-fuzz --version 0.13.2 --locked --root target/cargo-fuzz
 
 sim:
 	$(CARGO) run --release --locked -p skytime-sim
@@ -73,7 +81,22 @@ lint:
 test: test-deps lint
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace
+	$(MAKE) fuzz FUZZ_SECONDS=60
 	$(MAKE) image-test
+
+# libFuzzer on every parser of outside input (tests/fuzz, README: Fuzzing):
+# a table of executions and coverage per target; fails on any crash.
+fuzz:
+	@test -x $(CARGO_FUZZ) || $(CARGO) install cargo-fuzz --version 0.13.2 --locked --root target/cargo-fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh
+
+# The unit tests of skytimed's unsafe modules (recvmmsg and its control
+# messages in ntp/io, the PPS and GPIO ioctls in refclock/*_uapi.rs) under
+# AddressSanitizer: stable rustc with RUSTC_BOOTSTRAP, its own target dir
+# (about 11 minutes to build on 2 cores). Miri needs nightly (README: Fuzzing).
+asan:
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan \
+		$(CARGO) test --locked --target x86_64-unknown-linux-gnu -p skytimed --lib -- ntp::io refclock::
 
 # skytimed against chronyd 4.3 and ntpd-rs 1.9.0 (README: Benchmark).
 # BENCH_ARGS passes options, e.g. BENCH_ARGS="--rounds 5 --sections pinned".
