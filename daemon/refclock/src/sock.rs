@@ -83,7 +83,9 @@ pub fn decode(b: &[u8]) -> Result<SockSample, SockError> {
         total_usec.div_euclid(1_000_000) as i64,
         total_usec.rem_euclid(1_000_000) as u32,
     );
-    if !offset.is_finite() || offset.abs() > 1e9 || sec <= 0 {
+    // Past 2106 (u32 seconds) a timestamp would wrap silently into another
+    // NTP era: no clock sample is that far out, so it is garbage.
+    if !offset.is_finite() || offset.abs() > 1e9 || sec <= 0 || sec > i64::from(u32::MAX) {
         return Err(SockError::Invalid);
     }
     let leap = match leap {
@@ -229,6 +231,11 @@ mod tests {
         assert_eq!(decode(&nan), Err(SockError::Invalid));
         let zero = encode(0, 0, 0.0, false, SockLeap::Normal);
         assert_eq!(decode(&zero), Err(SockError::Invalid));
+        // Found by the fuzzer: a huge tv_usec normalises to centuries ahead.
+        let far = encode(1_800_000_000, i64::MAX / 2, 0.0, false, SockLeap::Normal);
+        assert_eq!(decode(&far), Err(SockError::Invalid));
+        let year_2200 = encode(7_258_118_400, 0, 0.0, false, SockLeap::Normal);
+        assert_eq!(decode(&year_2200), Err(SockError::Invalid));
     }
 
     #[test]
