@@ -174,15 +174,6 @@ fn assert_refused(vm: &Qemu, bus: &Path, path: &str, name: &str) {
     );
 }
 
-/// The percentage in a status's `Progress` line.
-fn progress(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Progress        : "))
-        .and_then(|l| l.split('%').next())
-        .and_then(|n| n.trim().parse().ok())
-}
-
 #[test]
 fn updates_over_dbus_survive_a_power_cut_confirm_on_b_and_roll_back() {
     require_program("chronyd");
@@ -288,8 +279,9 @@ fn updates_over_dbus_survive_a_power_cut_confirm_on_b_and_roll_back() {
         "org.skytime.Error.BundleRejected",
     );
 
-    // A power cut in the middle of an install: QEMU is killed while RAUC
-    // writes slot B.
+    // A power cut in the middle of an install: QEMU is killed as soon as
+    // skytimectl's progress lines (it polls every 0.5 s) show RAUC working
+    // on slot B's root (rootfs.1), before 100 %.
     let mut installer = Command::new(skytime_tests::bin("skytimectl"))
         .args(["update", "install", "/var/lib/skytime/update.raucb"])
         .env(
@@ -298,25 +290,53 @@ fn updates_over_dbus_survive_a_power_cut_confirm_on_b_and_roll_back() {
         )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut last = String::new();
-    let cut_at = wait_until(Duration::from_secs(600), || {
-        let out = ctl(&bus, &["update", "status"], Duration::from_secs(60));
-        last = text(&out);
-        if last.contains("installed (reboot pending)") {
-            panic!("the install ended before the power cut could be made:\n{last}");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = installer.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
         }
-        progress(&last).filter(|p| (1..100).contains(p) && last.contains("installing"))
     });
-    let cut_at =
-        cut_at.unwrap_or_else(|| panic!("no install in progress seen:\n{last}\n{}", vm.log()));
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let cut_at = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "no progress on slot B's root before the install ended or timed out:\n{}\n{}",
+                seen.join("\n"),
+                vm.log()
+            )
+        });
+        seen.push(line.clone());
+        let percent = line
+            .split_once('%')
+            .and_then(|(n, _)| n.trim().parse::<u32>().ok());
+        if let Some(p) = percent {
+            assert!(
+                p < 100,
+                "the install ended before the power cut could be made:\n{}",
+                seen.join("\n")
+            );
+            if line.contains("rootfs.1") {
+                break line;
+            }
+        }
+    };
     let console = vm.stop();
     let _ = installer.kill();
     let _ = installer.wait();
     assert_no_failed_units(&console);
-    eprintln!("image_update: power cut at {cut_at}% of the install");
+    eprintln!("image_update: power cut at {cut_at:?}");
 
     // Boot 1b: slot A still (RAUC had taken B out of the boot order before
     // writing it); the interrupted install is recorded as failed.
