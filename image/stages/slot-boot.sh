@@ -27,7 +27,7 @@ cp "$rootfs/boot/initrd.img-$kver" "$new/initrd.img"
     die "$rootfs/boot/vmlinuz-$kver is not an uncompressed arm64 Image (no ARM\\x64 magic): booti cannot load it"
 image_size=$(od -An -t u8 -j 16 -N 8 "$new/vmlinuz" | tr -d ' ')
 # The Pi block of ota/boot.cmd: the kernel's address, and the lowest address
-# loaded after it (the scratch used for skytime.env).
+# loaded after it (the scratch used for the boot-state copies).
 pi_addr() { sed -n "s/^ *setenv $1 \(0x[0-9a-fA-F]*\)\$/\1/p" "$ROOT/ota/boot.cmd"; }
 kernel_addr=$(pi_addr kernel_addr_r)
 next_addr=$(pi_addr skytime_envaddr)

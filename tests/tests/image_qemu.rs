@@ -11,7 +11,7 @@
 //! certificate read from the data partition; mark-good gives the slot its
 //! attempt back. Then U-Boot alone: a slot without attempts is skipped and
 //! the attempt taken is saved. Boot 2 (slot B, chosen through
-//! skytime.env): no first boot, the same certificate (chrony trusts only
+//! the boot state): no first boot, the same certificate (chrony trusts only
 //! boot 1's), NTS again; then the host manages it over D-Bus alone (the VM
 //! management channel, a virtio-serial port, which has skytimed's admin
 //! rights and no more): skytimectl reads its status, busctl its host name,
@@ -175,7 +175,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     );
 
     // U-Boot alone: a slot with no attempts left is skipped, and the
-    // attempt the boot script takes is written back to skytime.env.
+    // attempt the boot script takes is written back to the boot state.
     set_boot_env(
         &img,
         dir.path(),

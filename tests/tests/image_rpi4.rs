@@ -4,7 +4,7 @@
 //!
 //! The image's own U-Boot (`rpi_arm64`, taken off the boot partition) runs
 //! boot.scr from the card; the script takes an attempt from slot A, saves it
-//! in skytime.env, and boots slot A's kernel and initramfs at the Pi load
+//! in the raw boot-state copies, and boots slot A's kernel and initramfs at the Pi load
 //! addresses with a device tree from slot-a/dtbs/; the kernel finds the card
 //! on the BCM2711's SD controller and mounts the erofs root from partition
 //! 2; Debian's `pps-gpio` module binds to the `skytime-pps` node of the

@@ -7,7 +7,7 @@
 //! boot script offers (default, a shipped variant, a missing name).
 //!
 //! What it proves, from the host only: U-Boot finds boot.scr on the SD
-//! card's FAT partition, reads and writes skytime.env there (the attempt it
+//! card's FAT partition, reads and writes the raw boot-state copies (the attempt it
 //! takes is saved), picks slot A, loads the slot's kernel, initramfs and
 //! Pi 4 DTB at the Pi load addresses the script sets (kernel at 2 MiB, DTB
 //! at 0x06000000, initramfs above it: no overlap, the DTB passes U-Boot's
