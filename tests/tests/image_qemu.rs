@@ -263,7 +263,11 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         "the VM channel may start units: {start:?}"
     );
     let reboot = on_guest_bus(&bus, &skytimectl, &["reboot"]);
-    assert!(reboot.status.success(), "skytimectl reboot: {reboot:?}");
+    assert!(
+        reboot.status.success(),
+        "skytimectl reboot: {reboot:?}\n{}",
+        vm.log()
+    );
     // -no-reboot: the guest's reboot ends QEMU.
     let console2 = vm.wait_exit(Duration::from_secs(180));
     assert!(
