@@ -93,6 +93,33 @@ pub fn classify_api(api: &ApiError, who: &str) -> CtlError {
     CtlError::new(code, format!("{} [{}]", api.message(), api.name()))
 }
 
+/// For a call that takes the appliance down (reboot, power off, rollback):
+/// the bus connection may close before the answer comes back, because the
+/// shutdown stops the bus (or the VM channel) first. The request was
+/// delivered then, so that is success; every other error stays one (a
+/// skytimed that is not running is refused by the bus at once).
+pub fn going_down(r: Result<(), zbus::Error>) -> Result<(), CtlError> {
+    let Err(e) = r else { return Ok(()) };
+    let cut = match &e {
+        zbus::Error::InputOutput(_) => true,
+        zbus::Error::MethodError(name, ..) => matches!(
+            name.as_str(),
+            "org.freedesktop.DBus.Error.NoReply" | "org.freedesktop.DBus.Error.Disconnected"
+        ),
+        zbus::Error::FDO(f) => matches!(
+            **f,
+            zbus::fdo::Error::NoReply(_) | zbus::fdo::Error::Disconnected(_)
+        ),
+        _ => false,
+    };
+    if cut {
+        eprintln!("skytimectl: the connection closed as the appliance went down ({e})");
+        Ok(())
+    } else {
+        Err(classify(e))
+    }
+}
+
 /// Maps a failed call to a message and an exit code.
 pub fn classify(e: zbus::Error) -> CtlError {
     if let Some(api) = ApiError::from_call(&e) {
@@ -134,4 +161,27 @@ pub fn classify(e: zbus::Error) -> CtlError {
         _ => exit::FAILED,
     };
     CtlError::new(code, format!("{desc} [{name}]"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_cut_by_the_shutdown_is_success_a_missing_daemon_is_not() {
+        assert!(going_down(Ok(())).is_ok());
+        let io = zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::from(
+            std::io::ErrorKind::UnexpectedEof,
+        )));
+        assert!(going_down(Err(io)).is_ok());
+        let no_reply = zbus::Error::FDO(Box::new(zbus::fdo::Error::NoReply("timeout".into())));
+        assert!(going_down(Err(no_reply)).is_ok());
+        let unknown = zbus::Error::FDO(Box::new(zbus::fdo::Error::ServiceUnknown(
+            "no owner".into(),
+        )));
+        let e = going_down(Err(unknown)).unwrap_err();
+        assert_eq!(e.code, exit::NOT_RUNNING, "{}", e.message);
+        let denied = zbus::Error::FDO(Box::new(zbus::fdo::Error::AccessDenied("no".into())));
+        assert!(going_down(Err(denied)).is_err());
+    }
 }

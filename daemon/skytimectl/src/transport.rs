@@ -220,7 +220,7 @@ impl Transport {
 
     pub async fn reboot(&self) -> Result<(), CtlError> {
         match self {
-            Self::Dbus(c) => bus::power_proxy(c).await?.reboot().await.map_err(classify),
+            Self::Dbus(c) => bus::going_down(bus::power_proxy(c).await?.reboot().await),
             Self::Https(g) => g
                 .post(&method_path(interface::POWER, "Reboot"), json!({}))
                 .await
@@ -230,11 +230,7 @@ impl Transport {
 
     pub async fn power_off(&self) -> Result<(), CtlError> {
         match self {
-            Self::Dbus(c) => bus::power_proxy(c)
-                .await?
-                .power_off()
-                .await
-                .map_err(classify),
+            Self::Dbus(c) => bus::going_down(bus::power_proxy(c).await?.power_off().await),
             Self::Https(g) => g
                 .post(&method_path(interface::POWER, "PowerOff"), json!({}))
                 .await
@@ -389,11 +385,7 @@ impl Transport {
 
     pub async fn update_rollback(&self) -> Result<(), CtlError> {
         match self {
-            Self::Dbus(c) => bus::update_proxy(c)
-                .await?
-                .rollback()
-                .await
-                .map_err(classify),
+            Self::Dbus(c) => bus::going_down(bus::update_proxy(c).await?.rollback().await),
             Self::Https(g) => g
                 .post(&method_path(interface::UPDATE, "Rollback"), json!({}))
                 .await
