@@ -20,7 +20,11 @@
 //! - skytime-dtb.txt on the boot partition (CRLF line ends, as a Windows
 //!   editor writes) chooses that tree and a serial console on the PL011
 //!   with the journal forwarded to it (a Pi's console is tty1: its PL011
-//!   is the GPS's), through the same boot-script variables a user has.
+//!   is the GPS's), through the same boot-script variables a user has,
+//!   and keeps the watchdog driver `bcm2835_wdt` unloaded
+//!   (`modprobe.blacklist=`): QEMU's raspi4b resets the machine at once
+//!   when the watchdog is started (its PM block models no timer), and
+//!   systemd starts it (RuntimeWatchdogSec) as soon as the driver loads.
 //!
 //! raspi4b has no Ethernet (GENET) and no PCIe in QEMU, so networking is
 //! checked on `virt` (image_qemu.rs). One boot: TCG emulates four
@@ -188,12 +192,14 @@ fn the_pi4_boot_chain_reaches_skytimed_and_mark_good_on_raspi4b() {
     qemu_device_tree(&shipped, &dtb);
     put_boot_file(&img, &dtb, "slot-a/dtbs/bcm2711-rpi-4-b-qemu.dtb");
     // The console: the PL011, with the journal forwarded to it (skytimed
-    // logs what it opens there).
+    // logs what it opens there); no watchdog driver (QEMU's raspi4b resets
+    // when one is started: see above).
     let options = dir.path().join("skytime-dtb.txt");
     fs::write(
         &options,
         "skytime_dtb=bcm2711-rpi-4-b-qemu.dtb\r\n\
-         skytime_console=console=ttyAMA0,115200 systemd.journald.forward_to_console=1\r\n",
+         skytime_console=console=ttyAMA0,115200 systemd.journald.forward_to_console=1 \
+         modprobe.blacklist=bcm2835_wdt\r\n",
     )
     .unwrap();
     put_boot_file(&img, &options, "skytime-dtb.txt");
