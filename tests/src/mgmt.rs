@@ -526,3 +526,39 @@ pub fn ensure_gateway_user() {
             .output();
     }
 }
+
+/// `skytimectl --host` with one client certificate, run with no bus at all
+/// (`--host` must not need one).
+#[derive(Debug)]
+pub struct Remote {
+    base: Vec<String>,
+}
+
+impl Remote {
+    pub fn new(host: &str, cert: &Path, key: &Path, ca: &Path) -> Self {
+        Self {
+            base: vec![
+                "--host".into(),
+                host.into(),
+                "--cert".into(),
+                cert.display().to_string(),
+                "--key".into(),
+                key.display().to_string(),
+                "--ca".into(),
+                ca.display().to_string(),
+            ],
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> crate::dbus::Ran {
+        let mut all: Vec<&str> = self.base.iter().map(String::as_str).collect();
+        all.extend(args);
+        // No bus at all: --host must not need one.
+        crate::dbus::run(
+            None,
+            &bin("skytimectl"),
+            &all,
+            &[("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")],
+        )
+    }
+}

@@ -80,12 +80,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
 
     // What a user drops on the boot partition: a config serving the local
     // clock (QEMU has no GPS) and an identity naming the address chrony uses.
-    let config = dir.path().join("skytime.toml");
-    fs::write(&config, format!("data_dir = \"/var/lib/skytime\"\n[ntp]\nlisten = [\"0.0.0.0:123\"]\nallow = [\"0.0.0.0/0\", \"::/0\"]\nlocal_stratum = 10\n[nts]\nenabled = true\nke_listen = [\"0.0.0.0:4460\"]\nntp_port = {ntp}\n")).unwrap();
-    put_boot_file(&img, &config, "skytime.toml");
-    let identity = dir.path().join("identity");
-    fs::write(&identity, "hostname = skytime-qemu\naddress = 127.0.0.1\n").unwrap();
-    put_boot_file(&img, &identity, "skytime-identity.conf");
+    let config = put_local_clock_nts_files(&img, dir.path(), ntp);
     let roots_before = root_hashes(&img, dir.path());
 
     // Boot 1: slot A, first boot.

@@ -102,16 +102,7 @@ fn put_data_files(img: &Path, dir: &Path, files: &[(&Path, &str)]) {
 
 /// `skytimectl ARGS` on the guest's bus, allowed `limit`.
 fn ctl(bus: &Path, args: &[&str], limit: Duration) -> Output {
-    std::thread::sleep(Duration::from_secs(1));
-    skytime_tests::run_bounded(
-        Command::new(skytime_tests::bin("skytimectl"))
-            .args(args)
-            .env(
-                "DBUS_SYSTEM_BUS_ADDRESS",
-                format!("unix:path={}", bus.display()),
-            ),
-        limit,
-    )
+    on_guest_bus_within(bus, &skytime_tests::bin("skytimectl"), args, limit)
 }
 
 fn text(out: &Output) -> String {
@@ -206,12 +197,7 @@ fn updates_over_dbus_survive_a_power_cut_confirm_on_b_and_roll_back() {
         ],
     );
 
-    let config = dir.path().join("skytime.toml");
-    fs::write(&config, format!("data_dir = \"/var/lib/skytime\"\n[ntp]\nlisten = [\"0.0.0.0:123\"]\nallow = [\"0.0.0.0/0\", \"::/0\"]\nlocal_stratum = 10\n[nts]\nenabled = true\nke_listen = [\"0.0.0.0:4460\"]\nntp_port = {ntp}\n")).unwrap();
-    put_boot_file(&img, &config, "skytime.toml");
-    let identity = dir.path().join("identity");
-    fs::write(&identity, "hostname = skytime-qemu\naddress = 127.0.0.1\n").unwrap();
-    put_boot_file(&img, &identity, "skytime-identity.conf");
+    put_local_clock_nts_files(&img, dir.path(), ntp);
 
     let bus = dir.path().join("bus.sock");
     let mut extra = bus_channel_args(&bus);

@@ -4,44 +4,11 @@
 //! write, a rogue certificate refused at the handshake, an untrusted or
 //! unreachable gateway, bad input).
 
-use skytime_tests::dbus::{ctl, make_cert, run};
-use skytime_tests::mgmt::{Appliance, Ca, Gateway, Usage};
-use skytime_tests::{bin, free_tcp_port, wait_until_every};
+use skytime_tests::dbus::{ctl, make_cert};
+use skytime_tests::mgmt::{Appliance, Ca, Gateway, Remote, Usage};
+use skytime_tests::{free_tcp_port, wait_until_every};
 use std::path::Path;
 use std::time::Duration;
-
-struct Remote {
-    base: Vec<String>,
-}
-
-impl Remote {
-    fn new(host: &str, cert: &Path, key: &Path, ca: &Path) -> Self {
-        Self {
-            base: vec![
-                "--host".into(),
-                host.into(),
-                "--cert".into(),
-                cert.display().to_string(),
-                "--key".into(),
-                key.display().to_string(),
-                "--ca".into(),
-                ca.display().to_string(),
-            ],
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> skytime_tests::dbus::Ran {
-        let mut all: Vec<&str> = self.base.iter().map(String::as_str).collect();
-        all.extend(args);
-        // No bus at all: --host must not need one.
-        run(
-            None,
-            &bin("skytimectl"),
-            &all,
-            &[("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")],
-        )
-    }
-}
 
 #[test]
 fn every_command_through_the_gateway_reads_and_exits_as_over_dbus() {

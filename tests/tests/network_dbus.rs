@@ -416,7 +416,7 @@ fn bad_settings_are_refused_by_name_and_an_installed_certificate_is_kept() {
 /// a read certificate may show but not apply.
 #[test]
 fn through_the_gateway_with_skytimectl_host() {
-    use skytime_tests::mgmt::{Ca, Gateway, Usage};
+    use skytime_tests::mgmt::{Ca, Gateway, Remote, Usage};
     let b = Node::start("");
     let admin_ca = Ca::new("skytime test operators");
     let read_ca = Ca::new("skytime test readers");
@@ -437,35 +437,16 @@ fn through_the_gateway_with_skytimectl_host() {
         .client("reader", 2100, Usage::ClientAuth)
         .write(files.path(), "reader");
     let host = format!("localhost:{}", gw.addr.port());
-    let ca = gw.server_cert();
-    let remote = |cert: &Path, key: &Path, args: &[&str]| {
-        let mut all = vec![
-            "--host".to_owned(),
-            host.clone(),
-            "--cert".into(),
-            cert.display().to_string(),
-            "--key".into(),
-            key.display().to_string(),
-            "--ca".into(),
-            ca.display().to_string(),
-        ];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        run(
-            None,
-            &skytime_tests::bin("skytimectl"),
-            &all,
-            &[("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")],
-        )
-    };
+    let admin = Remote::new(&host, &ac, &ak, &gw.server_cert());
+    let reader = Remote::new(&host, &rc, &rk, &gw.server_cert());
     let settings = files.path().join("net.toml");
     std::fs::write(&settings, STATIC).unwrap();
     let f = settings.display().to_string();
 
-    let r = remote(&rc, &rk, &["--json", "network", "show"]);
+    let r = reader.run(&["--json", "network", "show"]);
     assert!(r.ok(), "{}", r.all());
     assert_eq!(r.json(), b.ctl(&["show"]), "the same record as on D-Bus");
-    let r = remote(&rc, &rk, &["network", "apply", &f]);
+    let r = reader.run(&["network", "apply", &f]);
     assert_eq!(
         r.code,
         Some(4),
@@ -474,14 +455,10 @@ fn through_the_gateway_with_skytimectl_host() {
     );
     assert_eq!(b.rendered(), None);
 
-    let r = remote(
-        &ac,
-        &ak,
-        &["network", "apply", &f, "--confirm-within", "60"],
-    );
+    let r = admin.run(&["network", "apply", &f, "--confirm-within", "60"]);
     assert!(r.ok() && r.stdout.contains("revert in 60 s"), "{}", r.all());
     assert!(b.rendered().unwrap().contains("Address=192.0.2.10/24"));
-    let r = remote(&ac, &ak, &["--json", "network", "confirm"]);
+    let r = admin.run(&["--json", "network", "confirm"]);
     assert!(r.ok(), "{}", r.all());
     let j = r.json();
     assert_eq!(j["Pending"], false, "{j}");
@@ -489,7 +466,7 @@ fn through_the_gateway_with_skytimectl_host() {
         j["Certificate"].as_str().unwrap().starts_with("reissued"),
         "{j}"
     );
-    let r = remote(&ac, &ak, &["network", "confirm"]);
+    let r = admin.run(&["network", "confirm"]);
     assert!(
         !r.ok() && r.stderr.contains("org.skytime.Error.Refused"),
         "{}",

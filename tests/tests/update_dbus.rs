@@ -689,28 +689,8 @@ async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
     let files = tempfile::tempdir().unwrap();
     let (cert, key) = admin.write(files.path(), "admin");
     let host = format!("localhost:{}", gw.addr.port());
-    let server_cert = gw.server_cert();
-    let ctl = |args: &[&str]| {
-        let mut all = vec![
-            "--host",
-            host.as_str(),
-            "--cert",
-            s(&cert),
-            "--key",
-            s(&key),
-            "--ca",
-            s(&server_cert),
-        ];
-        all.extend(args);
-        tokio::task::block_in_place(|| {
-            run(
-                None,
-                &bin("skytimectl"),
-                &all,
-                &[("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")],
-            )
-        })
-    };
+    let remote = skytime_tests::mgmt::Remote::new(&host, &cert, &key, &gw.server_cert());
+    let ctl = |args: &[&str]| tokio::task::block_in_place(|| remote.run(args));
     let r = ctl(&["--json", "update", "status"]);
     assert!(r.ok(), "{}", r.all());
     assert_eq!(r.json()["State"], "installed");

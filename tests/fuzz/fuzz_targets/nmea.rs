@@ -7,11 +7,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use skytime_fuzz::now;
+use skytime_fuzz::{now, pipeline};
 use skytime_proto::time::NtpTimestamp;
 use skytime_refclock::line::{LineAssembler, MAX_LINE};
 use skytime_refclock::sentence::{checksum, parse};
-use skytime_refclock::{Output, Pipeline, PipelineConfig, SourceId, SourceStatus};
+use skytime_refclock::Output;
 
 fuzz_target!(|data: &[u8]| {
     let mut body = Vec::with_capacity(data.len() + 4);
@@ -31,11 +31,7 @@ fuzz_target!(|data: &[u8]| {
     });
     assert_eq!(lines.stats().lines, got);
 
-    let sources = SourceId::ALL
-        .iter()
-        .map(|&id| SourceStatus::new(id, id.name().into()))
-        .collect();
-    let mut pipeline = Pipeline::new(PipelineConfig::default(), sources);
+    let mut pipeline = pipeline();
     let mut out = Output::default();
     // Chunks as reads deliver them: up to each newline, a read every
     // 100 ms, a pulse each second.

@@ -5,8 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use skytime_fuzz::pipeline;
 use skytime_refclock::sock::{decode, encode, SOCK_SAMPLE_LEN};
-use skytime_refclock::{Output, Pipeline, PipelineConfig, SourceId, SourceStatus};
+use skytime_refclock::Output;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(sample) = decode(data) {
@@ -29,11 +30,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let sources = SourceId::ALL
-        .iter()
-        .map(|&id| SourceStatus::new(id, id.name().into()))
-        .collect();
-    let mut pipeline = Pipeline::new(PipelineConfig::default(), sources);
+    let mut pipeline = pipeline();
     let mut out = Output::default();
     pipeline.sock_datagram(data, true, &mut out);
     pipeline.sock_datagram(data, false, &mut out);

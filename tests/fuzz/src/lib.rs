@@ -5,11 +5,13 @@
 //! they need besides the bytes: the master keys chrony 4.3's recorded
 //! request was answered under (so the seed corpus's real NTS request gets
 //! past the cookie and authenticator, where the interesting code is), and
-//! a server's fixed view of its clock.
+//! a server's fixed view of its clock, and a reference-clock pipeline
+//! with every source.
 
 use skytime_nts::keyset::KeySet;
 use skytime_proto::sync_state::SyncState;
 use skytime_proto::time::NtpTimestamp;
+use skytime_refclock::{Pipeline, PipelineConfig, SourceId, SourceStatus};
 
 /// The throw-away master keys of `daemon/nts/tests/fixtures/chrony-4.3`.
 pub const FIXTURE_KEYS: &str =
@@ -28,6 +30,16 @@ pub fn now() -> NtpTimestamp {
 /// A synchronized stratum-1 server (the GPS), as replies describe it.
 pub fn synchronized() -> SyncState {
     SyncState::local(1, -20, now())
+}
+
+/// The reference-clock pipeline with its default configuration and every
+/// source (PPS, NMEA, SOCK), as the daemon runs it.
+pub fn pipeline() -> Pipeline {
+    let sources = SourceId::ALL
+        .iter()
+        .map(|&id| SourceStatus::new(id, id.name().into()))
+        .collect();
+    Pipeline::new(PipelineConfig::default(), sources)
 }
 
 /// Splits off the first byte as a selector for the target's own choices

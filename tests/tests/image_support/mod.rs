@@ -370,14 +370,38 @@ pub fn bus_channel_args(sock: &Path) -> Vec<String> {
 /// bridge for one connection must have seen its end before the next one
 /// starts, so calls are spaced by a second.
 pub fn on_guest_bus(sock: &Path, program: &Path, args: &[&str]) -> std::process::Output {
+    on_guest_bus_within(sock, program, args, Duration::from_secs(60))
+}
+
+/// As [`on_guest_bus`], allowed `limit` (an update install takes minutes).
+pub fn on_guest_bus_within(
+    sock: &Path,
+    program: &Path,
+    args: &[&str],
+    limit: Duration,
+) -> std::process::Output {
     std::thread::sleep(Duration::from_secs(1));
     skytime_tests::run_bounded(
         Command::new(program).args(args).env(
             "DBUS_SYSTEM_BUS_ADDRESS",
             format!("unix:path={}", sock.display()),
         ),
-        Duration::from_secs(60),
+        limit,
     )
+}
+
+/// What a user drops on the boot partition for an appliance without a GPS
+/// in QEMU: a skytime.toml serving the local clock at stratum 10 with NTS
+/// (its NTP port for cookies: `ntp`, the host's end of the forward) and an
+/// identity naming the address chrony uses. Returns the skytime.toml put.
+pub fn put_local_clock_nts_files(img: &Path, dir: &Path, ntp: u16) -> PathBuf {
+    let config = dir.join("skytime.toml");
+    fs::write(&config, format!("data_dir = \"/var/lib/skytime\"\n[ntp]\nlisten = [\"0.0.0.0:123\"]\nallow = [\"0.0.0.0/0\", \"::/0\"]\nlocal_stratum = 10\n[nts]\nenabled = true\nke_listen = [\"0.0.0.0:4460\"]\nntp_port = {ntp}\n")).unwrap();
+    put_boot_file(img, &config, "skytime.toml");
+    let identity = dir.join("identity");
+    fs::write(&identity, "hostname = skytime-qemu\naddress = 127.0.0.1\n").unwrap();
+    put_boot_file(img, &identity, "skytime-identity.conf");
+    config
 }
 
 /// The sha256 of the root partitions (2 and 3), to show later that no boot

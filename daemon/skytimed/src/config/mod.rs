@@ -237,17 +237,22 @@ mod tests {
         assert!(!c.ntp.listen.is_empty());
     }
 
-    /// The example's commented-out upstream entries parse as written.
-    #[test]
-    fn example_upstream_entries_parse() {
-        let text = include_str!("../../skytime.example.toml");
-        let block: String = text
+    /// The commented-out block of the example file after the line that
+    /// starts with `heading`, uncommented.
+    fn commented_example(heading: &str) -> String {
+        include_str!("../../skytime.example.toml")
             .lines()
-            .skip_while(|l| !l.starts_with("# Examples (uncomment to use):"))
+            .skip_while(|l| !l.starts_with(heading))
             .skip(1)
             .take_while(|l| l.starts_with("# "))
             .map(|l| format!("{}\n", &l[2..]))
-            .collect();
+            .collect()
+    }
+
+    /// The example's commented-out upstream entries parse as written.
+    #[test]
+    fn example_upstream_entries_parse() {
+        let block = commented_example("# Examples (uncomment to use):");
         let c = parse(&block).unwrap();
         assert_eq!(c.upstream.len(), 3, "{block}");
     }
@@ -255,14 +260,7 @@ mod tests {
     /// The example's commented-out [network] section parses as written.
     #[test]
     fn example_network_section_parses() {
-        let text = include_str!("../../skytime.example.toml");
-        let block: String = text
-            .lines()
-            .skip_while(|l| !l.starts_with("# Network example (uncomment to use):"))
-            .skip(1)
-            .take_while(|l| l.starts_with("# "))
-            .map(|l| format!("{}\n", &l[2..]))
-            .collect();
+        let block = commented_example("# Network example (uncomment to use):");
         let c = parse(&block).unwrap();
         let n = c.network.expect("a [network] section");
         assert_eq!(n.hostname.as_ref().unwrap().as_str(), "time1");
