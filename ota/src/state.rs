@@ -295,6 +295,31 @@ impl State {
         }
     }
 
+    /// Whether `other` is the same record on disk: equal but for RAUC's
+    /// progress, which is not worth an fsync per percent (while RAUC
+    /// writes a slot, each one waits behind its I/O) and means nothing
+    /// after a restart or a power cut, when the install is over and its
+    /// outcome is RAUC's to report.
+    pub fn same_record(&self, other: &State) -> bool {
+        match (self, other) {
+            (
+                Self::Installing {
+                    bundle,
+                    from_slot,
+                    boot_id,
+                    ..
+                },
+                Self::Installing {
+                    bundle: b,
+                    from_slot: f,
+                    boot_id: i,
+                    ..
+                },
+            ) => bundle == b && from_slot == f && boot_id == i,
+            _ => self == other,
+        }
+    }
+
     /// The bundle version an install in flight was forced for: what the
     /// `install-check` hook reads to let a downgrade through.
     pub fn forced_version(&self) -> Option<&str> {

@@ -105,6 +105,45 @@ fn ctl(bus: &Path, args: &[&str], limit: Duration) -> Output {
     on_guest_bus_within(bus, &skytime_tests::bin("skytimectl"), args, limit)
 }
 
+/// How often systemd restarted skytimed in this boot, and the result of
+/// its last run ("success", "watchdog", "core-dump", ...), read from
+/// systemd on the guest's bus with the host's busctl.
+fn skytimed_restarts(bus: &Path) -> (u32, String) {
+    let busctl = require_program("busctl");
+    let address = format!("--address=unix:path={}", bus.display());
+    let get = |iface: &str, prop: &str| {
+        let out = on_guest_bus(
+            bus,
+            &busctl,
+            &[
+                &address,
+                "get-property",
+                "org.freedesktop.systemd1",
+                "/org/freedesktop/systemd1/unit/skytimed_2eservice",
+                iface,
+                prop,
+            ],
+        );
+        assert!(out.status.success(), "busctl {prop}: {}", text(&out));
+        // "u 0", "s \"success\"".
+        let value = String::from_utf8_lossy(&out.stdout);
+        let value = value.trim();
+        value
+            .split_once(' ')
+            .map_or(value, |(_, v)| v)
+            .trim_matches('"')
+            .to_owned()
+    };
+    let restarts = get("org.freedesktop.systemd1.Service", "NRestarts");
+    let result = get("org.freedesktop.systemd1.Service", "Result");
+    (
+        restarts
+            .parse()
+            .unwrap_or_else(|_| panic!("NRestarts {restarts:?}")),
+        result,
+    )
+}
+
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
@@ -348,10 +387,18 @@ fn updates_over_dbus_survive_a_power_cut_confirm_on_b_and_roll_back() {
         Duration::from_secs(1200),
     );
     let out = text(&install);
+    let (restarts, result) = skytimed_restarts(&bus);
     assert!(
         install.status.success(),
-        "skytimectl update install:\n{out}\n{}",
+        "skytimectl update install:\n{out}\nskytimed restarts: {restarts}, last result: {result}\n{}",
         vm.log()
+    );
+    // skytimed answered throughout the install: no restart by systemd
+    // (its watchdog kills a daemon whose loops stall).
+    assert_eq!(
+        (restarts, result.as_str()),
+        (0, "success"),
+        "skytimed was restarted during the install"
     );
     assert!(out.contains('%'), "no progress shown:\n{out}");
     assert!(

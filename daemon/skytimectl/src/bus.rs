@@ -148,12 +148,24 @@ pub fn classify(e: zbus::Error) -> CtlError {
     };
     let code = match name.as_str() {
         "org.freedesktop.DBus.Error.ServiceUnknown"
-        | "org.freedesktop.DBus.Error.NameHasNoOwner"
-        | "org.freedesktop.DBus.Error.NoReply"
-        | "org.freedesktop.DBus.Error.Disconnected" => {
+        | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
             return CtlError::new(
                 exit::NOT_RUNNING,
                 format!("skytimed is not running (no owner of {BUS_NAME} on the bus)"),
+            )
+        }
+        // The bus gave up waiting (dbus-daemon's reply timeout, 25 s by
+        // default): skytimed owns its name but did not answer.
+        "org.freedesktop.DBus.Error.NoReply" => {
+            return CtlError::new(
+                exit::NOT_RUNNING,
+                format!("skytimed did not answer in time ({desc}); see journalctl -u skytimed"),
+            )
+        }
+        "org.freedesktop.DBus.Error.Disconnected" => {
+            return CtlError::new(
+                exit::NOT_RUNNING,
+                format!("the bus connection closed before skytimed answered ({desc})"),
             )
         }
         "org.freedesktop.DBus.Error.UnknownMethod"
@@ -183,5 +195,19 @@ mod tests {
         assert_eq!(e.code, exit::NOT_RUNNING, "{}", e.message);
         let denied = zbus::Error::FDO(Box::new(zbus::fdo::Error::AccessDenied("no".into())));
         assert!(going_down(Err(denied)).is_err());
+    }
+
+    #[test]
+    fn a_silent_daemon_is_not_called_absent() {
+        let absent = classify(zbus::Error::FDO(Box::new(
+            zbus::fdo::Error::NameHasNoOwner("no owner".into()),
+        )));
+        assert!(absent.message.contains("is not running"), "{}", absent.message);
+        let slow = classify(zbus::Error::FDO(Box::new(zbus::fdo::Error::NoReply(
+            "Did not receive a reply".into(),
+        ))));
+        assert_eq!(slow.code, exit::NOT_RUNNING);
+        assert!(slow.message.contains("did not answer in time"), "{}", slow.message);
+        assert!(!slow.message.contains("is not running"), "{}", slow.message);
     }
 }

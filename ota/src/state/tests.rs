@@ -265,6 +265,44 @@ fn refusals_explain_themselves() {
 }
 
 #[test]
+fn progress_alone_is_not_a_new_record() {
+    let all = states();
+    let installing = &all.iter().find(|(n, _)| *n == "installing").unwrap().1;
+    let Step::Next { state: moved, .. } = installing.handle(Event::Progress {
+        percent: 41,
+        step: "Copying image to rootfs.1".into(),
+    }) else {
+        panic!("progress refused while installing")
+    };
+    assert_ne!(&moved, installing, "the view must see the progress");
+    assert!(moved.same_record(installing));
+    // Anything else is a new record: every other state, and an install
+    // of another bundle or in another boot.
+    for (name, s) in &all {
+        assert_eq!(s.same_record(installing), *name == "installing", "{name}");
+        assert!(s.same_record(s), "{name}");
+    }
+    let State::Installing {
+        bundle,
+        from_slot,
+        percent,
+        step,
+        ..
+    } = installing.clone()
+    else {
+        unreachable!()
+    };
+    let other_boot = State::Installing {
+        bundle,
+        from_slot,
+        boot_id: "b9".into(),
+        percent,
+        step,
+    };
+    assert!(!other_boot.same_record(installing));
+}
+
+#[test]
 fn forced_version_only_while_installing() {
     let mut b = bundle("0.1.0+20250101.000000");
     b.force = true;

@@ -423,8 +423,8 @@ impl Updater {
             }
             Step::Refused(r) => Ok(Outcome::Refused(r)),
             Step::Next { state, actions } => {
-                if state != current {
-                    self.store.save(&state).map_err(|e| {
+                if !state.same_record(&current) {
+                    crate::persist::off_the_runtime(|| self.store.save(&state)).map_err(|e| {
                         tracing::error!("{e}");
                         ApiError::PersistFailed(e.to_string())
                     })?;
