@@ -202,12 +202,20 @@ mod tests {
         let absent = classify(zbus::Error::FDO(Box::new(
             zbus::fdo::Error::NameHasNoOwner("no owner".into()),
         )));
-        assert!(absent.message.contains("is not running"), "{}", absent.message);
+        assert!(
+            absent.message.contains("is not running"),
+            "{}",
+            absent.message
+        );
         let slow = classify(zbus::Error::FDO(Box::new(zbus::fdo::Error::NoReply(
             "Did not receive a reply".into(),
         ))));
         assert_eq!(slow.code, exit::NOT_RUNNING);
-        assert!(slow.message.contains("did not answer in time"), "{}", slow.message);
+        assert!(
+            slow.message.contains("did not answer in time"),
+            "{}",
+            slow.message
+        );
         assert!(!slow.message.contains("is not running"), "{}", slow.message);
     }
 }

@@ -27,15 +27,16 @@ mod tests {
     #[test]
     fn runs_with_and_without_a_runtime() {
         assert_eq!(off_the_runtime(|| 1), 1);
-        let current = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         assert_eq!(current.block_on(async { off_the_runtime(|| 2) }), 2);
         let multi = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
             .unwrap();
-        let spawned = multi.block_on(async {
-            tokio::spawn(async { off_the_runtime(|| 3) }).await.unwrap()
-        });
+        let spawned =
+            multi.block_on(async { tokio::spawn(async { off_the_runtime(|| 3) }).await.unwrap() });
         assert_eq!(spawned, 3);
         assert_eq!(multi.block_on(async { off_the_runtime(|| 4) }), 4);
     }
