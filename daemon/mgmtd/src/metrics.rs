@@ -377,6 +377,11 @@ fn server(r: &mut Registry, s: &Snapshot) {
         gauge(s.clients as f64),
     );
     r.register(
+        "ntp_rate_kods",
+        "RATE kiss-o'-death replies to clients over the rate limit",
+        counter(st.ntp_rate_kods),
+    );
+    r.register(
         "nts_authenticated_replies",
         "NTS-authenticated NTP replies sent",
         counter(st.nts_authenticated),
