@@ -480,6 +480,7 @@ mod tests {
         s.tracking.frequency = -12.5;
         s.tracking.leap_status = "normal".into();
         s.server.ntp_received = 10;
+        s.server.ntp_rate_kods = 3;
         s.server.ntp_dropped_by_reason = [("too_short".to_owned(), 2)].into();
         s.sources.push(SourceReport {
             name: "PPS".into(),
@@ -516,6 +517,7 @@ mod tests {
             "skytime_tracking_stratum 1.0",
             "skytime_ntp_requests_total 10",
             "skytime_ntp_dropped_total{reason=\"too_short\"} 2",
+            "skytime_ntp_rate_kods_total 3",
             "skytime_source_selected{source=\"PPS\"} 1.0",
             "skytime_gps_satellites 9.0",
             "skytime_holdover_seconds 100.0",
