@@ -19,6 +19,41 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// skytimed serving NTS on loopback, its identity made by `skytimed
+/// init` (as on the appliance), telling clients where its NTP port is;
+/// `ntp_extra` goes at the end of its `[ntp]` table (subtables such as
+/// `[ntp.ratelimit]` included). Returns it and its certificate file.
+pub fn nts_daemon(ntp_extra: &str) -> (crate::Daemon, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = crate::run_bounded(
+        std::process::Command::new(crate::bin("skytimed"))
+            .args([
+                "init",
+                "--hostname",
+                "localhost",
+                "--address",
+                "127.0.0.1",
+                "--data-dir",
+            ])
+            .arg(&data),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = crate::free_udp_port();
+    let config = format!(
+        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n{ntp_extra}[nts]\nenabled = true\nke_listen = [\"127.0.0.1:0\"]\nntp_server = \"127.0.0.1\"\nntp_port = {port}\n"
+    );
+    (
+        crate::Daemon::start_in(dir, &config, &[]),
+        data.join("cert.pem"),
+    )
+}
+
 /// What one key exchange gave.
 #[derive(Clone, Debug)]
 pub struct KeOutcome {

@@ -167,6 +167,26 @@ fn rate_limit_changes_live_and_start_only_settings_are_still_reported() {
     assert_eq!(burst(port, 10), 2, "limit not in effect:\n{}", daemon.log());
     assert_eq!(dropped(&bus, "rate_limited"), limited_before + 8);
 
+    // RATE kiss-o'-death switched on live: of the next 10 requests (all
+    // over the limit), every second is answered with one, and the count
+    // reaches D-Bus and skytimectl's table.
+    let kod_file = file(
+        &daemon,
+        &strict.replace("leak = 0\n", "leak = 0\nkod = 1\n"),
+    );
+    assert_eq!(apply(&bus, &kod_file, false), serde_json::json!([]));
+    assert_eq!(burst(port, 10), 5, "kod not in effect:\n{}", daemon.log());
+    let r = ctl(&bus, None, &["--json", "serverstats"]);
+    assert_eq!(r.json()["NtpRateKods"].as_u64(), Some(5), "{}", r.all());
+    assert_eq!(dropped(&bus, "rate_limited"), limited_before + 13);
+    let table = ctl(&bus, None, &["serverstats"]).all();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("RATE KoDs sent") && l.trim_end().ends_with(" 5")),
+        "{table}"
+    );
+
     // No limit again: every request answered, by the same process.
     let unlimited_file = file(&daemon, &unlimited);
     assert_eq!(apply(&bus, &unlimited_file, false), serde_json::json!([]));

@@ -384,3 +384,133 @@ fn rate_limit_refuses_a_flooding_client() {
     let (_, log, _) = daemon.stop();
     assert_eq!(stat(&log, "dropped_rate_limited"), 7, "{log}");
 }
+
+/// `[ntp.ratelimit]` for a client on loopback: two requests, then one per
+/// 1024 s, no leak; `kod` as given.
+fn kod_config(kod: u8) -> String {
+    format!("data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n[ntp.ratelimit]\ninterval = 10\nburst = 2\nleak = 0\nkod = {kod}\n")
+}
+
+#[test]
+fn rate_limit_with_kod_answers_a_flooding_client_with_rate_kisses() {
+    let daemon = Daemon::start(&kod_config(1), &[]);
+    let server = daemon.ntp_addr();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let (mut served, mut kisses) = (0, 0);
+    for i in 0..10u32 {
+        // A distinct transmit timestamp per request, to match replies.
+        let transmit = now() + skytime_proto::NtpDuration::from_seconds_f64(f64::from(i) * 1e-3);
+        let packet = request(4, transmit);
+        sock.send_to(&packet, server).unwrap();
+        let mut buf = [0u8; 64];
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        assert!(n <= packet.len(), "a reply of {n} bytes to 48");
+        let (h, _) = skytime_proto::NtpHeader::parse(&buf[..n]).unwrap();
+        assert_eq!(h.origin_timestamp, transmit, "request {i}");
+        assert_eq!((h.mode, h.version), (Mode::Server, 4));
+        if h.stratum == 0 {
+            assert_eq!(h.reference_id, ReferenceId::KISS_RATE, "request {i}");
+            assert_eq!(h.leap, LeapIndicator::Unsynchronized);
+            // Asks for at least the limit's interval.
+            assert_eq!(h.poll, 10);
+            kisses += 1;
+        } else {
+            assert_eq!(h.stratum, 10, "request {i}");
+            served += 1;
+        }
+    }
+    // The first request and the burst of two are served; of the seven
+    // over the limit, every second (kod = 1) is kissed, the rest dropped.
+    assert_eq!((served, kisses), (3, 3));
+    let (_, log, _) = daemon.stop();
+    assert_eq!(stat(&log, "rate_kods"), 3, "{log}");
+    assert_eq!(stat(&log, "dropped_rate_limited"), 4, "{log}");
+}
+
+#[test]
+fn rate_limit_with_kod_off_never_kisses() {
+    let daemon = Daemon::start(&kod_config(0), &[]);
+    let server = daemon.ntp_addr();
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        let reply = exchange(server, &request(4, now()), Duration::from_millis(300));
+        answers.push(reply.map(|e| e.reply.stratum));
+    }
+    assert_eq!(
+        answers,
+        [Some(10), Some(10), Some(10), None, None, None, None, None]
+    );
+    let (_, log, _) = daemon.stop();
+    assert_eq!(stat(&log, "rate_kods"), 0, "{log}");
+    assert_eq!(stat(&log, "dropped_rate_limited"), 5, "{log}");
+}
+
+/// chrony 4.3 as the client: a RATE kiss-o'-death that passes its tests
+/// (its own transmit timestamp as origin) makes it log the kiss and back
+/// off (ntp_core.c adds four polling intervals to its next delay); the
+/// poll field is ignored by it (chrony's NEWS).
+#[test]
+fn chrony_reports_the_rate_kiss_of_death() {
+    let config = "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n[ntp.ratelimit]\ninterval = 4\nburst = 1\nleak = 0\nkod = 1\n";
+    let daemon = Daemon::start(config, &[]);
+    let port = daemon.ntp_addr().port();
+    // 16 requests a second against one per 16 s allowed.
+    let chrony = Chronyd::start(&[format!(
+        "server 127.0.0.1 port {port} minpoll -4 maxpoll -4"
+    )]);
+    let kissed = skytime_tests::wait_until(Duration::from_secs(20), || {
+        chrony
+            .log()
+            .contains("Received KoD RATE from 127.0.0.1")
+            .then_some(())
+    });
+    assert!(
+        kissed.is_some(),
+        "chrony never reported a KoD RATE:\n{}\n{}",
+        chrony.log(),
+        daemon.log()
+    );
+    drop(chrony);
+    let (_, log, _) = daemon.stop();
+    assert!(stat(&log, "rate_kods") >= 1, "{log}");
+}
+
+/// An NTS client over the limit gets its RATE kiss-o'-death sealed with
+/// its session keys (RFC 8915 section 5.7: it would ignore a plain one),
+/// as chrony sends it.
+#[test]
+fn nts_clients_over_the_limit_get_authenticated_rate_kisses() {
+    use skytime_tests::nts_client;
+    let (daemon, cert) =
+        nts_client::nts_daemon("[ntp.ratelimit]\ninterval = 10\nburst = 2\nleak = 0\nkod = 1\n");
+    let tls = nts_client::tls_config(&cert);
+    let ke = nts_client::key_exchange(daemon.ke_addr(), "localhost", &tls).unwrap();
+    let (mut served, mut kisses) = (0, 0);
+    for i in 0..10u8 {
+        let uid = [i; 32];
+        let request = nts_client::ntp_request(&ke, &uid);
+        let Some(reply) = exchange(daemon.ntp_addr(), &request, Duration::from_millis(300)) else {
+            continue;
+        };
+        assert!(reply.raw.len() <= request.len(), "request {i}");
+        assert!(
+            nts_client::is_authentic(&reply.raw, &uid, &ke),
+            "request {i}"
+        );
+        assert_eq!(reply.raw[24..32], request[40..48], "origin, request {i}");
+        if reply.reply.stratum == 0 {
+            assert_eq!(reply.reply.reference_id, ReferenceId::KISS_RATE);
+            kisses += 1;
+        } else {
+            served += 1;
+        }
+    }
+    assert_eq!((served, kisses), (3, 3));
+    let (_, log, _) = daemon.stop();
+    assert_eq!(stat(&log, "rate_kods"), 3, "{log}");
+    assert_eq!(stat(&log, "nts_replied"), 3, "{log}");
+}

@@ -15,45 +15,19 @@
 
 use skytime_nts::aead::Aead;
 use skytime_tests::nts_client::{self, key_exchange_offering, Offer};
-use skytime_tests::{
-    bin, chronyd_query_with, free_udp_port, require_program, run_bounded, wait_until_every, Daemon,
-};
+use skytime_tests::{chronyd_query_with, require_program, run_bounded, wait_until_every, Daemon};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A daemon with NTS, its identity made by `skytimed init` (as on the
-/// appliance), telling clients where its NTP port is.
+/// A daemon with NTS (see [`nts_client::nts_daemon`]), its NTP and
+/// NTS-KE addresses and its certificate.
 fn daemon() -> (Daemon, SocketAddr, SocketAddr, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let out = run_bounded(
-        Command::new(bin("skytimed"))
-            .args([
-                "init",
-                "--hostname",
-                "localhost",
-                "--address",
-                "127.0.0.1",
-                "--data-dir",
-            ])
-            .arg(&data),
-        Duration::from_secs(30),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let port = free_udp_port();
-    let config = format!(
-        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n[nts]\nenabled = true\nke_listen = [\"127.0.0.1:0\"]\nntp_server = \"127.0.0.1\"\nntp_port = {port}\n"
-    );
-    let d = Daemon::start_in(dir, &config, &[]);
+    let (d, cert) = nts_client::nts_daemon("");
     let (ntp, ke) = (d.ntp_addr(), d.ke_addr());
-    (d, ntp, ke, data.join("cert.pem"))
+    (d, ntp, ke, cert)
 }
 
 /// The NTS counters in the daemon's final statistics line.

@@ -154,6 +154,9 @@ record! {
         /// Dropped requests by reason ("too_short", "access_denied", ...).
         pub ntp_dropped_by_reason: BTreeMap<String, u64>,
         pub ntp_kernel_timestamps: u64,
+        /// RATE kiss-o'-death replies to clients over the rate limit
+        /// (`[ntp.ratelimit] kod`); not counted as dropped.
+        pub ntp_rate_kods: u64,
         /// NTS-authenticated requests answered.
         pub nts_authenticated: u64,
         /// Replies MAC'd with a symmetric key of the key file.
@@ -456,6 +459,7 @@ mod tests {
                 ntp_dropped: 2,
                 ntp_dropped_by_reason: [("too_short".to_owned(), 2)].into(),
                 ntp_kernel_timestamps: 10,
+                ntp_rate_kods: 4,
                 nts_authenticated: 3,
                 nts_naks: 1,
                 key_authenticated: 6,

@@ -377,6 +377,11 @@ fn server(r: &mut Registry, s: &Snapshot) {
         gauge(s.clients as f64),
     );
     r.register(
+        "ntp_rate_kods",
+        "RATE kiss-o'-death replies to clients over the rate limit",
+        counter(st.ntp_rate_kods),
+    );
+    r.register(
         "nts_authenticated_replies",
         "NTS-authenticated NTP replies sent",
         counter(st.nts_authenticated),
@@ -475,6 +480,7 @@ mod tests {
         s.tracking.frequency = -12.5;
         s.tracking.leap_status = "normal".into();
         s.server.ntp_received = 10;
+        s.server.ntp_rate_kods = 3;
         s.server.ntp_dropped_by_reason = [("too_short".to_owned(), 2)].into();
         s.sources.push(SourceReport {
             name: "PPS".into(),
@@ -511,6 +517,7 @@ mod tests {
             "skytime_tracking_stratum 1.0",
             "skytime_ntp_requests_total 10",
             "skytime_ntp_dropped_total{reason=\"too_short\"} 2",
+            "skytime_ntp_rate_kods_total 3",
             "skytime_source_selected{source=\"PPS\"} 1.0",
             "skytime_gps_satellites 9.0",
             "skytime_holdover_seconds 100.0",

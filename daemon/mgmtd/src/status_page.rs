@@ -171,6 +171,7 @@ fn server(h: &mut String, s: &Snapshot) {
             ("NTP requests", st.ntp_received.to_string()),
             ("NTP replies", st.ntp_replied.to_string()),
             ("Dropped", st.ntp_dropped.to_string()),
+            ("RATE kiss-o'-death replies", st.ntp_rate_kods.to_string()),
             (
                 "NTS-authenticated replies",
                 st.nts_authenticated.to_string(),

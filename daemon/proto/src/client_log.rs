@@ -37,12 +37,53 @@ pub enum Event {
 /// bucket that holds `burst` requests and refills one request every
 /// 2^`interval_log2` seconds. A client over its rate gets no reply, except
 /// one in 2^`leak_log2`, so that a client whose address is spoofed by an
-/// attacker still gets some answers.
+/// attacker still gets some answers; of the requests left unanswered, one
+/// in 2^`kod_log2` (0: none) gets a RATE kiss-o'-death instead, asking the
+/// client to poll less often (chrony's `kod`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     pub interval_log2: i8,
     pub burst: u16,
     pub leak_log2: u8,
+    pub kod_log2: u8,
+}
+
+/// What the rate limit decides for one request (see [`ClientLog::admit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Within the limit, or let through by the leak: serve it.
+    Serve,
+    /// Over the limit: answer with a RATE kiss-o'-death.
+    Kod,
+    /// Over the limit: no reply.
+    Drop,
+}
+
+/// The decision for a client's `refused`-th request over its limit
+/// (counting from 1): every 2^`leak_log2`-th is served (the leak; 0: none),
+/// and of the others every 2^`kod_log2`-th gets a kiss-o'-death (0: none).
+///
+/// chrony draws both at random; counting instead makes the outcome exact
+/// for a client that keeps sending (the same shares on average), and an
+/// attacker spoofing the client's address gains nothing from knowing it:
+/// it only decides which of the requests it sent itself are answered.
+pub fn over_limit(refused: u64, leak_log2: u8, kod_log2: u8) -> Admission {
+    let leak = leak_log2.min(16);
+    if leak > 0 && refused % (1u64 << leak) == 0 {
+        return Admission::Serve;
+    }
+    // The position of this request among those the leak did not serve.
+    let unserved = if leak > 0 {
+        refused - refused / (1u64 << leak)
+    } else {
+        refused
+    };
+    let kod = kod_log2.min(16);
+    if kod > 0 && unserved % (1u64 << kod) == 0 {
+        Admission::Kod
+    } else {
+        Admission::Drop
+    }
 }
 
 /// One client's counters, as reported.
@@ -57,7 +98,9 @@ pub struct ClientEntry {
     /// Exponentially averaged interval between packets, as log2 seconds
     /// (chronyc's "Int" column); `None` until a second packet arrives.
     pub interval_log2: Option<f64>,
-    /// Requests refused by the rate limit (a subset of `dropped`).
+    /// Requests over the rate limit: dropped, answered with a RATE
+    /// kiss-o'-death (both also counted in `dropped`) or let through by
+    /// the leak.
     pub rate_limited: u64,
 }
 
@@ -188,11 +231,12 @@ impl ClientLog {
         Slot((base + i) as u32)
     }
 
-    /// Whether the client in `slot` is within `limit` at `now`; spends one
-    /// request if so. A refused request is counted here as rate-limited
-    /// (the caller still records it as dropped). Call before
+    /// Whether the client in `slot` is within `limit` at `now` (spending
+    /// one request if so), and if not, what it gets ([`over_limit`]). A
+    /// request over the limit is counted here as rate-limited (the caller
+    /// still records what it did with it). Call before
     /// [`record`](Self::record), which moves the client's clock on.
-    pub fn admit(&mut self, slot: Slot, now: NtpTimestamp, limit: &RateLimit) -> bool {
+    pub fn admit(&mut self, slot: Slot, now: NtpTimestamp, limit: &RateLimit) -> Admission {
         let s = &mut self.slots[slot.0 as usize];
         let burst = u64::from(limit.burst.max(1)) * TOKEN_ONE;
         // A bucket not used yet is full; a client never seen before also
@@ -200,7 +244,7 @@ impl ClientLog {
         if s.tokens == u64::MAX {
             s.tokens = burst;
             if s.ntp_replies + s.nts_replies + s.dropped == 0 {
-                return true;
+                return Admission::Serve;
             }
         }
         // Refill: elapsed seconds * 2^-interval requests (the timestamp
@@ -216,11 +260,10 @@ impl ClientLog {
         s.tokens = s.tokens.min(burst).saturating_add(refill).min(burst);
         if s.tokens >= TOKEN_ONE {
             s.tokens -= TOKEN_ONE;
-            return true;
+            return Admission::Serve;
         }
         s.rate_limited += 1;
-        // Let one refused request in 2^leak through.
-        limit.leak_log2 > 0 && s.rate_limited % (1u64 << limit.leak_log2.min(16)) == 0
+        over_limit(s.rate_limited, limit.leak_log2, limit.kod_log2)
     }
 
     /// Counts `event` for the client in `slot` at `now`.
@@ -420,13 +463,14 @@ mod tests {
             interval_log2: 1,
             burst: 4,
             leak_log2: 0,
+            kod_log2: 0,
         };
         let mut allowed = 0;
         // 100 requests in 10 s: the first, the burst of 4, then one per 2 s.
         for i in 0..100 {
             let t = at(i as f64 * 0.1);
             let slot = log.lookup(a, t);
-            if log.admit(slot, t, &limit) {
+            if log.admit(slot, t, &limit) == Admission::Serve {
                 allowed += 1;
                 log.record(slot, t, Event::Ntp);
             } else {
@@ -444,7 +488,7 @@ mod tests {
         let passed = (0..10)
             .filter(|_| {
                 let slot = log.lookup(c, at(0.0));
-                log.admit(slot, at(0.0), &limit)
+                log.admit(slot, at(0.0), &limit) == Admission::Serve
             })
             .count();
         assert_eq!(passed, 4);
@@ -453,7 +497,7 @@ mod tests {
         for i in 0..50 {
             let t = at(100.0 + i as f64 * 2.0);
             let slot = log.lookup(b, t);
-            assert!(log.admit(slot, t, &limit), "request {i}");
+            assert_eq!(log.admit(slot, t, &limit), Admission::Serve, "request {i}");
             log.record(slot, t, Event::Ntp);
         }
     }
@@ -467,6 +511,7 @@ mod tests {
                 interval_log2,
                 burst: 1,
                 leak_log2: 0,
+                kod_log2: 0,
             };
             let period = 2f64.powi(interval_log2.into());
             // 3.5 times the allowed rate: with a burst of one, every
@@ -476,7 +521,7 @@ mod tests {
             for i in 0..400 {
                 let t = at(i as f64 * period / 3.5);
                 let slot = log.lookup(a, t);
-                if log.admit(slot, t, &limit) {
+                if log.admit(slot, t, &limit) == Admission::Serve {
                     allowed += 1;
                 }
                 log.record(slot, t, Event::Ntp);
@@ -493,20 +538,82 @@ mod tests {
             interval_log2: 10,
             burst: 1,
             leak_log2: 2,
+            kod_log2: 0,
         };
         let slot = log.lookup(a, at(0.0));
-        assert!(log.admit(slot, at(0.0), &limit), "the first");
+        assert_eq!(
+            log.admit(slot, at(0.0), &limit),
+            Admission::Serve,
+            "the first"
+        );
         log.record(slot, at(0.0), Event::Ntp);
-        assert!(log.admit(slot, at(0.0), &limit), "the burst");
+        assert_eq!(
+            log.admit(slot, at(0.0), &limit),
+            Admission::Serve,
+            "the burst"
+        );
         let leaked = (0..400)
             .filter(|i| {
                 let t = at(*i as f64 * 0.001);
-                let ok = log.admit(slot, t, &limit);
+                let ok = log.admit(slot, t, &limit) == Admission::Serve;
                 log.record(slot, t, Event::Dropped);
                 ok
             })
             .count();
         assert_eq!(leaked, 100);
+    }
+
+    #[test]
+    fn over_limit_serves_the_leak_and_kisses_one_in_2_to_the_kod_of_the_rest() {
+        let share = |leak, kod| {
+            let mut n = [0usize; 3];
+            for refused in 1..=1024 {
+                n[over_limit(refused, leak, kod) as usize] += 1;
+            }
+            n
+        };
+        // [served, kod, dropped] of 1024 requests over the limit.
+        assert_eq!(share(0, 0), [0, 0, 1024]);
+        assert_eq!(share(2, 0), [256, 0, 768]);
+        assert_eq!(share(0, 1), [0, 512, 512]);
+        assert_eq!(share(0, 4), [0, 64, 960]);
+        // chrony's defaults with kod 1: a quarter leaks, half of the rest
+        // is kissed.
+        assert_eq!(share(2, 1), [256, 384, 384]);
+        assert_eq!(share(1, 2), [512, 128, 384]);
+        // The first request over the limit is dropped unless kod would
+        // kiss every one; the 2^kod-th unserved one is kissed.
+        assert_eq!(over_limit(1, 2, 1), Admission::Drop);
+        assert_eq!(over_limit(2, 2, 1), Admission::Kod);
+        assert_eq!(over_limit(4, 2, 1), Admission::Serve);
+        assert_eq!(over_limit(1, 0, 0), Admission::Drop);
+        // Out-of-range values are clamped, never a shift overflow.
+        assert_eq!(over_limit(1 << 16, 200, 0), Admission::Serve);
+        assert_eq!(over_limit(1 << 16, 0, 200), Admission::Kod);
+    }
+
+    #[test]
+    fn admit_counts_kissed_requests_as_rate_limited() {
+        let mut log = ClientLog::new(8);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let limit = RateLimit {
+            interval_log2: 10,
+            burst: 1,
+            leak_log2: 0,
+            kod_log2: 2,
+        };
+        let slot = log.lookup(a, at(0.0));
+        let mut got = Vec::new();
+        for i in 0..10 {
+            let t = at(f64::from(i) * 0.001);
+            got.push(log.admit(slot, t, &limit));
+            log.record(slot, t, Event::Dropped);
+        }
+        use Admission::{Drop as D, Kod as K, Serve as S};
+        // The first request and the burst of one, then every fourth of
+        // the eight over the limit.
+        assert_eq!(got, [S, S, D, D, D, K, D, D, D, K]);
+        assert_eq!(entry(&log, a).rate_limited, 8);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! [`Server::handle`] takes the datagram, who sent it and when the kernel
 //! received it, and decides everything: access rules, the per-client rate
-//! limit, the NTS verdict (through an [`NtsProcessor`]) and the NTS-only
+//! limit (serve, drop, or a RATE kiss-o'-death), the NTS verdict (through an [`NtsProcessor`]) and the NTS-only
 //! policy, a normal or kiss-o'-death reply, leap smear, basic or
 //! interleaved mode, and the client-log event. It writes the reply's
 //! extension fields into a buffer the caller owns and returns a
@@ -22,7 +22,7 @@
 //! byte for byte as before.
 
 use crate::access::AccessList;
-use crate::client_log::{ClientLog, Event, RateLimit, Slot};
+use crate::client_log::{Admission, ClientLog, Event, RateLimit, Slot};
 use crate::packet::{LeapIndicator, Mode, NtpHeader, ReferenceId, HEADER_LEN};
 use crate::sync_state::SyncState;
 use crate::time::{NtpDuration, NtpTimestamp};
@@ -240,6 +240,26 @@ pub fn kiss_header(
     Reply::new(header)
 }
 
+/// Builds the RATE kiss-o'-death (RFC 5905 section 7.4) for a client over
+/// the rate limit: LI 3 (unsynchronized), stratum 0, reference ID "RATE",
+/// the request's version, and its transmit timestamp as the origin (the
+/// client matches the reply by it, and a spoofer never sees it). The poll
+/// field asks for at least the limit's interval (`interval_log2`), as
+/// chrony's does. chrony otherwise fills a KoD like a normal reply; here
+/// root delay, root dispersion and reference timestamp are zero, since a
+/// kiss-o'-death is not time to be used; the receive and transmit
+/// timestamps are set as in any reply.
+pub fn rate_kiss(
+    request: &NtpHeader,
+    receive: NtpTimestamp,
+    precision: i8,
+    interval_log2: i8,
+) -> Reply {
+    let mut kiss = kiss_header(request, receive, ReferenceId::KISS_RATE, precision);
+    kiss.header.poll = request.poll.max(interval_log2);
+    kiss
+}
+
 /// Why an NTS reply could not be sealed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the NTS reply could not be sealed")]
@@ -319,6 +339,9 @@ pub enum ReplyKind {
     Nts,
     /// NTS NAK (kiss-o'-death NTSN).
     NtsNak,
+    /// RATE kiss-o'-death to a client over its rate limit (plain, or
+    /// NTS-authenticated to an NTS client).
+    RateKod,
 }
 
 /// The decision for one datagram.
@@ -424,22 +447,42 @@ impl<N: NtsProcessor> Server<N> {
             Err(reason) => return self.drop(address, now, reason),
         };
         let slot = self.clients.as_mut().map(|log| log.lookup(address, now));
+        let mut rate_kod = false;
         if let (Some(limit), Some(log), Some(slot)) = (&ctx.rate_limit, &mut self.clients, slot) {
-            if !log.admit(slot, now, limit) {
-                log.record(slot, now, Event::Dropped);
-                return Handled::Dropped(DropReason::RateLimited);
+            match log.admit(slot, now, limit) {
+                Admission::Serve => {}
+                Admission::Kod => rate_kod = true,
+                Admission::Drop => {
+                    log.record(slot, now, Event::Dropped);
+                    return Handled::Dropped(DropReason::RateLimited);
+                }
             }
         }
+        // An NTS request gets its RATE kiss-o'-death only after its
+        // authenticator verified, and sealed like any NTS reply, as chrony
+        // does: RFC 8915 section 5.7 has the client ignore an
+        // unauthenticated kiss-o'-death (chrony's client requires
+        // authentication before it honours RATE), so a plain one would be
+        // wasted on it, and anyone could forge it.
         let examined = match (&mut self.nts, request.extensions.is_empty()) {
             (Some(nts), false) => nts.examine(incoming.data, out),
             _ => NtsExamined::NotNts,
         };
         let (kind, len, pending) = match examined {
+            NtsExamined::Authentic { len, pending } if rate_kod => {
+                (ReplyKind::RateKod, len, Some(pending))
+            }
             NtsExamined::Authentic { len, pending } => (ReplyKind::Nts, len, Some(pending)),
+            // A cookie we cannot open leaves no keys to authenticate a
+            // RATE with, and one NAK reply per request: chrony drops it.
+            NtsExamined::Nak { .. } if rate_kod => {
+                return self.drop_in(slot, now, DropReason::RateLimited)
+            }
             NtsExamined::Nak { len } => (ReplyKind::NtsNak, len, None),
             NtsExamined::NotNts if self.nts_required => {
                 return self.drop_in(slot, now, DropReason::NtsRequired)
             }
+            NtsExamined::NotNts if rate_kod => (ReplyKind::RateKod, HEADER_LEN, None),
             NtsExamined::NotNts => (ReplyKind::Ntp, HEADER_LEN, None),
             NtsExamined::Drop(reason) => return self.drop_in(slot, now, reason),
         };
@@ -456,6 +499,13 @@ impl<N: NtsProcessor> Server<N> {
                 state.precision,
             );
             (kiss, None, false)
+        } else if kind == ReplyKind::RateKod {
+            let interval = ctx.rate_limit.map_or(i8::MIN, |l| l.interval_log2);
+            (
+                rate_kiss(&request.header, now, state.precision, interval),
+                None,
+                false,
+            )
         } else {
             let offset = state
                 .smear
@@ -480,7 +530,8 @@ impl<N: NtsProcessor> Server<N> {
             let event = match kind {
                 ReplyKind::Ntp => Event::Ntp,
                 ReplyKind::Nts => Event::Nts,
-                ReplyKind::NtsNak => Event::Dropped,
+                // Neither carries time: the client is not served.
+                ReplyKind::NtsNak | ReplyKind::RateKod => Event::Dropped,
             };
             log.record(slot, now, event);
         }
@@ -491,9 +542,9 @@ impl<N: NtsProcessor> Server<N> {
             offset: reply.offset,
             kind,
             interleaved,
-            // A NAK is not an exchange to build on.
+            // A kiss-o'-death is not an exchange to build on.
             slot: slot
-                .filter(|_| kind != ReplyKind::NtsNak)
+                .filter(|_| !matches!(kind, ReplyKind::NtsNak | ReplyKind::RateKod))
                 .map(|s| (s, candidate)),
             address,
         })

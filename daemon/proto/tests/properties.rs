@@ -71,10 +71,11 @@ mod decision {
         fn any_datagram_gets_a_reply_no_larger_or_a_reason(
             datagrams in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..120), any::<u8>(), any::<u16>()), 1..40),
             limited in any::<bool>(),
+            kod_log2 in 0u8..3,
         ) {
             let mut server: Server<NoNts> = Server::new(16, None, false);
             let acl = AccessList::allow_all();
-            let rate_limit = limited.then_some(RateLimit { interval_log2: 0, burst: 2, leak_log2: 1 });
+            let rate_limit = limited.then_some(RateLimit { interval_log2: 0, burst: 2, leak_log2: 1, kod_log2 });
             let sync = SyncState::local(3, -20, NtpTimestamp::from_unix(1_800_000_000, 0));
             let ctx = Context { acl: &acl, rate_limit, sync: &sync, leap_applied: false };
             let mut out = [0u8; 256];

@@ -282,6 +282,7 @@ pub fn serverstats(st: &ServerReport) -> String {
         ("NTP packets replied", st.ntp_replied.to_string()),
         ("NTP packets dropped", st.ntp_dropped.to_string()),
         ("Kernel RX timestamps", st.ntp_kernel_timestamps.to_string()),
+        ("RATE KoDs sent", st.ntp_rate_kods.to_string()),
         (
             "Authenticated NTP packets",
             st.nts_authenticated.to_string(),

@@ -29,6 +29,8 @@ fuzz_target!(|data: &[u8]| {
             interval_log2: (choice >> 4) as i8 - 4,
             burst: u16::from(choice >> 6),
             leak_log2: 1,
+            // Half of the unanswered get a RATE kiss-o'-death.
+            kod_log2: 1,
         }),
         sync: &sync,
         leap_applied: choice & 4 != 0,

@@ -358,6 +358,7 @@ fn rate_limit_drops_and_counts_then_lets_the_client_back() {
         interval_log2: 0,
         burst: 2,
         leak_log2: 0,
+        kod_log2: 0,
     });
     let results: Vec<_> = (0..6)
         .map(|i| {
@@ -378,6 +379,154 @@ fn rate_limit_drops_and_counts_then_lets_the_client_back() {
         .ask(&request(4, 3), "192.0.2.11:1", t(0.05), t(0.05))
         .is_ok());
     assert!(b.ask(&request(4, 3), CLIENT, t(1.1), t(1.1)).is_ok());
+}
+
+/// A client over `kod_limit()` after its first two requests: of the
+/// requests over the limit, every second gets a RATE kiss-o'-death.
+fn kod_limit() -> Option<RateLimit> {
+    Some(RateLimit {
+        interval_log2: 4,
+        burst: 1,
+        leak_log2: 0,
+        kod_log2: 1,
+    })
+}
+
+#[test]
+fn rate_kod_reply_has_exactly_the_rfc_5905_fields() {
+    let mut b = Bench::new(false);
+    b.rate_limit = kod_limit();
+    let mut req = request(4, 3);
+    req[2] = 2; // polls every 4 s, faster than the limit's 16 s
+    let ask = |b: &mut Bench, i: u32| {
+        let at = t(f64::from(i) * 0.01);
+        b.ask(&req, CLIENT, at, at + NtpDuration::from_seconds_f64(0.001))
+    };
+    assert_eq!(ask(&mut b, 0).unwrap().1.kind(), ReplyKind::Ntp);
+    assert_eq!(ask(&mut b, 1).unwrap().1.kind(), ReplyKind::Ntp);
+    assert_eq!(ask(&mut b, 2).unwrap_err(), DropReason::RateLimited);
+    let (reply, p) = ask(&mut b, 3).unwrap();
+    assert_eq!(p.kind(), ReplyKind::RateKod);
+    assert!(!p.wants_kernel_transmit() && !p.is_interleaved());
+    assert_eq!(reply.len(), HEADER_LEN, "never larger than the request");
+    let mut want = [0u8; HEADER_LEN];
+    want[0] = (3 << 6) | (4 << 3) | 4; // LI 3, version 4, mode 4
+    want[1] = 0; // stratum 0: a kiss-o'-death
+    want[2] = 4; // poll: at least the limit's interval
+    want[3] = (-20i8) as u8; // precision
+                             // root delay, root dispersion: zero
+    want[12..16].copy_from_slice(b"RATE");
+    // reference timestamp: zero; origin: the client's transmit timestamp
+    want[24..32].copy_from_slice(&req[40..48]);
+    want[32..40].copy_from_slice(&t(0.03).to_bits().to_be_bytes());
+    want[40..48].copy_from_slice(
+        &(t(0.03) + NtpDuration::from_seconds_f64(0.001))
+            .to_bits()
+            .to_be_bytes(),
+    );
+    assert_eq!(reply, want);
+    // A client polling slower than the limit keeps its own poll.
+    let mut slow = request(4, 3);
+    slow[2] = 10;
+    let results: Vec<_> = (0..4)
+        .map(|_| b.ask(&slow, "192.0.2.12:123", t(1.0), t(1.0)))
+        .collect();
+    let (kod, _) = results[3].as_ref().unwrap();
+    assert_eq!((kod[1], kod[2]), (0, 10));
+    // The version is echoed.
+    for i in 0..4 {
+        let r = b.ask(&request(3, 3), "192.0.2.13:123", t(2.0), t(2.0));
+        if i == 3 {
+            assert_eq!(r.unwrap().0[0], (3 << 6) | (3 << 3) | 4);
+        }
+    }
+}
+
+#[test]
+fn rate_kod_is_counted_as_not_served_and_kod_off_only_drops() {
+    let mut b = Bench::new(false);
+    b.rate_limit = kod_limit();
+    let kinds: Vec<_> = (0..10)
+        .map(|i| {
+            b.ask(&request(4, 3), CLIENT, t(f64::from(i) * 0.01), t(1.0))
+                .map(|(_, p)| p.kind())
+        })
+        .collect();
+    use ReplyKind::{Ntp, RateKod};
+    let limited = Err(DropReason::RateLimited);
+    assert_eq!(
+        kinds,
+        [
+            Ok(Ntp),
+            Ok(Ntp),
+            limited,
+            Ok(RateKod),
+            limited,
+            Ok(RateKod),
+            limited,
+            Ok(RateKod),
+            limited,
+            Ok(RateKod)
+        ]
+    );
+    let c = b.client(CLIENT);
+    // Eight over the limit, four of them kissed: none served time.
+    assert_eq!((c.ntp_replies, c.dropped, c.rate_limited), (2, 8, 8));
+    // With kod 0 (the default) the same client only gets drops.
+    b.rate_limit = kod_limit().map(|l| RateLimit { kod_log2: 0, ..l });
+    for i in 0..8 {
+        let at = t(0.1 + f64::from(i) * 0.01);
+        assert_eq!(
+            b.ask(&request(4, 3), CLIENT, at, at).unwrap_err(),
+            DropReason::RateLimited
+        );
+    }
+}
+
+#[test]
+fn nts_clients_get_an_authenticated_rate_kod_and_never_a_plain_one() {
+    let mut b = Bench::new(false);
+    b.rate_limit = kod_limit();
+    let nts = with_ext(1);
+    let ask = |b: &mut Bench, data: &[u8], i: u32| {
+        let at = t(f64::from(i) * 0.01);
+        b.ask(data, CLIENT, at, at)
+    };
+    assert_eq!(ask(&mut b, &nts, 0).unwrap().1.kind(), ReplyKind::Nts);
+    assert_eq!(ask(&mut b, &nts, 1).unwrap().1.kind(), ReplyKind::Nts);
+    assert_eq!(ask(&mut b, &nts, 2).unwrap_err(), DropReason::RateLimited);
+    let (reply, p) = ask(&mut b, &nts, 3).unwrap();
+    assert_eq!(p.kind(), ReplyKind::RateKod);
+    let h = NtpHeader::parse(&reply).unwrap().0;
+    assert_eq!((h.stratum, h.reference_id), (0, ReferenceId::KISS_RATE));
+    // Sealed like any NTS reply, and no larger than the request.
+    assert_eq!(&reply[HEADER_LEN..], b"SSSSSSSS");
+    assert!(reply.len() <= nts.len());
+    // Where the KoD would go to a cookie we cannot open (no keys to
+    // authenticate it), or to a request that fails authentication, no
+    // reply at all.
+    assert_eq!(
+        ask(&mut b, &with_ext(2), 4).unwrap_err(),
+        DropReason::RateLimited
+    );
+    assert_eq!(
+        ask(&mut b, &with_ext(2), 5).unwrap_err(),
+        DropReason::RateLimited
+    );
+    assert_eq!(
+        ask(&mut b, &with_ext(3), 6).unwrap_err(),
+        DropReason::RateLimited
+    );
+    assert_eq!(
+        ask(&mut b, &with_ext(3), 7).unwrap_err(),
+        DropReason::NtsAuthFailed
+    );
+    // With NTS required, a plain client over the limit gets no KoD.
+    let mut r = Bench::new(true);
+    r.rate_limit = kod_limit();
+    for i in 0..4 {
+        assert!(ask(&mut r, &request(4, 3), i).is_err());
+    }
 }
 
 #[test]

@@ -189,6 +189,7 @@ pub fn server_report(
         ntp_kernel_timestamps: ntp.kernel_timestamps,
         nts_authenticated: ntp.nts_replied,
         nts_naks: ntp.nts_naks,
+        ntp_rate_kods: ntp.rate_kods,
         key_authenticated: ntp.key_replied,
         key_crypto_naks: ntp.crypto_naks,
         nts_ke_active: nts_ke_active as u64,

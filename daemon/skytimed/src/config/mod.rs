@@ -334,7 +334,8 @@ mod tests {
             Some(RateLimitConfig {
                 interval: 3,
                 burst: 8,
-                leak: 2
+                leak: 2,
+                kod: 0
             })
         );
         let e = parse("[ntp.ratelimit]\nburst = 0\n").unwrap_err();
@@ -342,6 +343,15 @@ mod tests {
             e.contains("burst 0 is out of range") && e.contains("line 1"),
             "{e}"
         );
+        let c = parse("[ntp.ratelimit]\nkod = 4\n").unwrap();
+        assert_eq!(c.ntp.ratelimit.map(|r| r.to_limit().kod_log2), Some(4));
+        for bad in ["5", "-1"] {
+            let e = parse(&format!("[ntp.ratelimit]\nkod = {bad}\n")).unwrap_err();
+            assert!(
+                e.contains(&format!("kod {bad} is out of range: use 0 (off) to 4")),
+                "{e}"
+            );
+        }
         assert!(parse("[ntp.ratelimit]\nspeed = 1\n")
             .unwrap_err()
             .contains("speed"));

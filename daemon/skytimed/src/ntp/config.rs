@@ -146,6 +146,9 @@ pub struct RateLimitConfig {
     pub interval: i8,
     pub burst: u16,
     pub leak: u8,
+    /// Of the requests over the limit the leak does not serve, one in
+    /// 2^kod gets a RATE kiss-o'-death; 0 (chrony's default) sends none.
+    pub kod: u8,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +160,8 @@ struct RawRateLimit {
     burst: i64,
     #[serde(default = "default_rl_leak")]
     leak: i64,
+    #[serde(default)]
+    kod: i64,
 }
 
 fn default_rl_interval() -> i64 {
@@ -190,10 +195,17 @@ impl TryFrom<RawRateLimit> for RateLimitConfig {
                 r.leak
             ));
         }
+        if !(0..=4).contains(&r.kod) {
+            return Err(format!(
+                "ratelimit kod {} is out of range: use 0 (off) to 4",
+                r.kod
+            ));
+        }
         Ok(Self {
             interval: r.interval as i8,
             burst: r.burst as u16,
             leak: r.leak as u8,
+            kod: r.kod as u8,
         })
     }
 }
@@ -204,6 +216,7 @@ impl RateLimitConfig {
             interval_log2: self.interval,
             burst: self.burst,
             leak_log2: self.leak,
+            kod_log2: self.kod,
         }
     }
 }

@@ -121,6 +121,7 @@ mod tests {
             interval_log2: 3,
             burst: 2,
             leak_log2: 0,
+            kod_log2: 0,
         };
         assert!(publisher.publish(policy("192.0.2.0/24", Some(limit))));
         // Mid-batch the thread keeps what it started the batch with.

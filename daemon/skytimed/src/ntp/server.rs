@@ -365,6 +365,7 @@ impl Worker {
                     match reply.kind() {
                         ReplyKind::Nts => self.stats.nts_replied(),
                         ReplyKind::NtsNak => self.stats.nts_nak(),
+                        ReplyKind::RateKod => self.stats.rate_kod(),
                         ReplyKind::Ntp => {}
                     }
                     match trailer {

@@ -17,6 +17,8 @@ pub struct ThreadStats {
     replied: AtomicU64,
     nts_replied: AtomicU64,
     nts_naks: AtomicU64,
+    /// RATE kiss-o'-death replies to clients over the rate limit.
+    rate_kods: AtomicU64,
     /// Replies MAC'd with a symmetric key, and crypto-NAKs (unknown key).
     key_replied: AtomicU64,
     crypto_naks: AtomicU64,
@@ -51,6 +53,10 @@ impl ThreadStats {
 
     pub fn nts_nak(&self) {
         add(&self.nts_naks, 1);
+    }
+
+    pub fn rate_kod(&self) {
+        add(&self.rate_kods, 1);
     }
 
     pub fn key_replied(&self) {
@@ -91,6 +97,9 @@ pub struct StatsSnapshot {
     pub replied: u64,
     pub nts_replied: u64,
     pub nts_naks: u64,
+    /// RATE kiss-o'-death replies (`[ntp.ratelimit] kod`): requests over
+    /// the rate limit answered, not dropped.
+    pub rate_kods: u64,
     /// Replies MAC'd with a symmetric key of the key file.
     pub key_replied: u64,
     /// Crypto-NAKs: requests MAC'd with a key the key file lacks.
@@ -125,6 +134,7 @@ impl ServerStats {
             replied: sum(|t| &t.replied),
             nts_replied: sum(|t| &t.nts_replied),
             nts_naks: sum(|t| &t.nts_naks),
+            rate_kods: sum(|t| &t.rate_kods),
             key_replied: sum(|t| &t.key_replied),
             crypto_naks: sum(|t| &t.crypto_naks),
             kernel_timestamps: sum(|t| &t.kernel_timestamps),
@@ -161,11 +171,12 @@ impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received={} replied={} nts_replied={} nts_naks={} key_replied={} crypto_naks={} kernel_timestamps={} interleaved={} kernel_tx_timestamps={} dropped={}",
+            "received={} replied={} nts_replied={} nts_naks={} rate_kods={} key_replied={} crypto_naks={} kernel_timestamps={} interleaved={} kernel_tx_timestamps={} dropped={}",
             self.received,
             self.replied,
             self.nts_replied,
             self.nts_naks,
+            self.rate_kods,
             self.key_replied,
             self.crypto_naks,
             self.kernel_timestamps,
