@@ -16,7 +16,27 @@
 //!   Confirmed ◄──────────────────────────────────────────────┤
 //!                  health failed, deadline, or the old slot  │
 //!   RolledBack ◄─────────────────────────────────────────────┘
+//!
+//!   settled or unconfirmed        the operator's Rollback
+//!   (Idle, BootedUnconfirmed, ─────────────────────────► RollingBack
+//!   Confirmed, RolledBack,                                │ booted the slot
+//!   Failed, RolledBackByOperator)                         │ it went to
+//!          ▲   booted the slot it left again              ▼
+//!          └──────────────────────────────────── RolledBackByOperator
+//!              (back to the state it was in)
 //! ```
+//!
+//! The operator's rollback is recorded before RAUC marks the other slot
+//! active and the machine reboots, so a power cut between the two loses
+//! nothing: the next boot in the target slot settles it as
+//! [`State::RolledBackByOperator`]. A boot back on the slot it left (RAUC's
+//! mark did not hold, or the bootloader fell back) returns to the state it
+//! was in, with that boot handed to it (an unconfirmed slot is checked
+//! again, a confirmed one stays confirmed), and reports that the rollback
+//! did not take: that state still describes what runs, and keeps what a
+//! settled "failed" record would lose (an unconfirmed slot must not take
+//! installs; a confirmed update keeps the slot it came from open to a
+//! retry).
 //!
 //! [`State::handle`] takes one [`Event`] and returns a [`Step`]: the next
 //! state and the [`Action`]s to carry out (call RAUC, mark a slot, reboot,
@@ -37,6 +57,9 @@
 //! bounded.
 
 use serde::{Deserialize, Serialize};
+
+mod operator;
+pub use operator::OperatorRollback;
 
 /// How many times a rolled-back device reboots out of the failed slot
 /// before it gives up (the bootloader's own attempt counters are the
@@ -130,6 +153,22 @@ pub enum State {
         /// Reboots asked for to leave the failed slot.
         reboots: u8,
     },
+    /// The operator asked to go back to the other slot: recorded before
+    /// RAUC marks it active and the machine reboots.
+    RollingBack {
+        /// From which slot to which.
+        rollback: OperatorRollback,
+        /// The boot it was asked in.
+        boot_id: String,
+        /// The state before: where a rollback that did not take returns.
+        previous: Box<State>,
+    },
+    /// The operator rolled back; the slot it went to runs. Not a failure
+    /// (no slot is marked bad, no alarm).
+    RolledBackByOperator {
+        /// From which slot to which.
+        rollback: OperatorRollback,
+    },
     /// The update failed before a reboot; nothing changed what boots.
     Failed {
         /// What was tried, if known.
@@ -185,6 +224,20 @@ pub enum Event {
     },
     /// The health check's deadline passed without a verdict.
     DeadlinePassed,
+    /// The operator asks to go back to the other slot (already checked:
+    /// it holds a good system that ran) in boot `boot_id`.
+    RollbackRequested {
+        /// From the running slot to which.
+        rollback: OperatorRollback,
+        /// The current boot.
+        boot_id: String,
+    },
+    /// RAUC refused to make the other slot active: nothing changed what
+    /// boots.
+    RollbackNotStarted {
+        /// RAUC's message.
+        reason: String,
+    },
 }
 
 /// What the driver must do.
@@ -206,6 +259,12 @@ pub enum Action {
     },
     /// RAUC `Mark("bad", slot)`: never boot it again.
     MarkBad {
+        /// The bootname.
+        slot: String,
+    },
+    /// RAUC `Mark("active", slot)`: boot it next (the operator's
+    /// rollback).
+    MarkActive {
         /// The bootname.
         slot: String,
     },
@@ -244,6 +303,16 @@ pub enum Report {
         /// Why.
         reason: String,
     },
+    /// The operator's rollback took: the slot it went to runs.
+    RolledBackByOperator(OperatorRollback),
+    /// The operator's rollback did not take: the slot it left booted
+    /// again.
+    RollbackDidNotTake {
+        /// What was asked.
+        rollback: OperatorRollback,
+        /// The slot running.
+        booted: String,
+    },
 }
 
 /// Why a request is refused.
@@ -258,6 +327,9 @@ pub enum Refusal {
         "slot {0} is not confirmed yet; installing now would overwrite the only known-good slot"
     )]
     Unconfirmed(String),
+    /// The operator's rollback waits for its reboot.
+    #[error("a rollback to slot {0} waits for its reboot")]
+    RollbackPending(String),
 }
 
 /// The result of [`State::handle`].
@@ -291,6 +363,8 @@ impl State {
             Self::BootedUnconfirmed { .. } => "booted-unconfirmed",
             Self::Confirmed { .. } => "confirmed",
             Self::RolledBack { .. } => "rolled-back",
+            Self::RollingBack { .. } => "rolling-back",
+            Self::RolledBackByOperator { .. } => "rolled-back-by-operator",
             Self::Failed { .. } => "failed",
         }
     }
@@ -331,6 +405,23 @@ impl State {
         }
     }
 
+    /// Why the state is what it is, for the operator; empty when the name
+    /// says it all.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::RolledBack { reason, .. } | Self::Failed { reason, .. } => reason.clone(),
+            Self::RollingBack { rollback, .. } => format!(
+                "the operator asked to roll back {}; slot {} boots next",
+                rollback.describe(),
+                rollback.to_slot
+            ),
+            Self::RolledBackByOperator { rollback } => {
+                format!("the operator rolled back {}", rollback.describe())
+            }
+            _ => String::new(),
+        }
+    }
+
     /// Whether a health check must run (after a daemon restart, too).
     pub fn needs_health_check(&self) -> bool {
         matches!(self, Self::BootedUnconfirmed { .. })
@@ -346,6 +437,7 @@ impl State {
                 S::Idle
                 | S::Confirmed { .. }
                 | S::RolledBack { .. }
+                | S::RolledBackByOperator { .. }
                 | S::Failed { .. }
                 | S::Installed { .. },
                 E::InstallRequested {
@@ -376,6 +468,42 @@ impl State {
             (S::BootedUnconfirmed { slot, .. }, E::InstallRequested { .. }) => {
                 Step::Refused(Refusal::Unconfirmed(slot.clone()))
             }
+            (
+                S::RollingBack { rollback, .. },
+                E::InstallRequested { .. } | E::RollbackRequested { .. },
+            ) => Step::Refused(Refusal::RollbackPending(rollback.to_slot.clone())),
+
+            // The operator's rollback: recorded, then the other slot made
+            // active and the machine rebooted.
+            (
+                S::Idle
+                | S::BootedUnconfirmed { .. }
+                | S::Confirmed { .. }
+                | S::RolledBack { .. }
+                | S::RolledBackByOperator { .. }
+                | S::Failed { .. },
+                E::RollbackRequested { rollback, boot_id },
+            ) => {
+                let slot = rollback.to_slot.clone();
+                next(
+                    S::RollingBack {
+                        rollback,
+                        boot_id,
+                        previous: Box::new(self.clone()),
+                    },
+                    vec![Action::MarkActive { slot }, Action::Reboot],
+                )
+            }
+            (S::Staged { .. } | S::Installing { .. }, E::RollbackRequested { .. }) => {
+                Step::Refused(Refusal::UpdateInProgress("RAUC is writing the other slot"))
+            }
+            (S::Installed { .. }, E::RollbackRequested { .. }) => Step::Refused(
+                Refusal::UpdateInProgress("an installed slot waits for its reboot"),
+            ),
+            (S::RollingBack { previous, .. }, E::RollbackNotStarted { .. }) => {
+                next((**previous).clone(), vec![])
+            }
+            (_, E::RollbackNotStarted { .. }) => Step::Ignored("no rollback was waiting for RAUC"),
 
             // RAUC's answers while installing.
             (
@@ -556,6 +684,52 @@ impl State {
                         },
                         vec![],
                     )
+                }
+            }
+
+            (
+                S::RollingBack {
+                    rollback,
+                    boot_id,
+                    previous,
+                },
+                E::Booted { slot, boot_id: now },
+            ) => {
+                if *boot_id == now {
+                    Step::Ignored("daemon restart; the reboot of the rollback is still pending")
+                } else if slot == rollback.to_slot {
+                    next(
+                        S::RolledBackByOperator {
+                            rollback: rollback.clone(),
+                        },
+                        vec![Action::Report(Report::RolledBackByOperator(
+                            rollback.clone(),
+                        ))],
+                    )
+                } else {
+                    // The state before still describes what runs: it
+                    // takes the boot as if the rollback had not happened.
+                    let mut actions = vec![Action::Report(Report::RollbackDidNotTake {
+                        rollback: rollback.clone(),
+                        booted: slot.clone(),
+                    })];
+                    let state = match previous.handle(E::Booted { slot, boot_id: now }) {
+                        Step::Next { state, actions: a } => {
+                            actions.extend(a);
+                            state
+                        }
+                        Step::Ignored(_) | Step::Refused(_) => (**previous).clone(),
+                    };
+                    next(state, actions)
+                }
+            }
+            (S::RolledBackByOperator { rollback }, E::Booted { slot, .. }) => {
+                if slot == rollback.to_slot {
+                    Step::Ignored("running the slot the operator rolled back to")
+                } else {
+                    // The bootloader or the operator chose the other slot
+                    // since: the rollback no longer describes what runs.
+                    next(S::Idle, vec![])
                 }
             }
 

@@ -289,6 +289,52 @@ mod tests {
         }
     }
 
+    /// Files written before the operator's rollback was recorded still
+    /// read (the new states are new variants; no field of an older state
+    /// changed), and the new states read from their documents as written.
+    #[test]
+    fn older_documents_and_the_operators_rollback_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = Store::new(&path);
+        let bundle = r#"{"source": "/b", "version": "0.2.0+20250301.000000",
+            "manifest_hash": null, "force": false, "transaction": "t"}"#;
+        let confirmed = format!(
+            r#"{{"format": 1, "state": {{"state": "confirmed", "bundle": {bundle}, "slot": "B"}}}}"#
+        );
+        fs::write(&path, &confirmed).unwrap();
+        let State::Confirmed { slot, .. } = store.load().unwrap() else {
+            panic!("{confirmed}")
+        };
+        assert_eq!(slot, "B");
+        let rollback = r#"{"from_slot": "B", "from_version": "0.2.0+20250301.000000",
+            "to_slot": "A", "to_version": null, "at": 1764637200}"#;
+        let rolling = format!(
+            r#"{{"format": 1, "state": {{"state": "rolling-back", "rollback": {rollback},
+                "boot_id": "b2", "previous": {{"state": "confirmed", "bundle": {bundle},
+                "slot": "B"}}}}}}"#
+        );
+        fs::write(&path, &rolling).unwrap();
+        let State::RollingBack {
+            rollback: r,
+            previous,
+            ..
+        } = store.load().unwrap()
+        else {
+            panic!("{rolling}")
+        };
+        assert_eq!((r.from_slot.as_str(), r.to_slot.as_str()), ("B", "A"));
+        assert_eq!(previous.name(), "confirmed");
+        let done = format!(
+            r#"{{"format": 1, "state": {{"state": "rolled-back-by-operator", "rollback": {rollback}}}}}"#
+        );
+        fs::write(&path, &done).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.name(), "rolled-back-by-operator");
+        store.save(&loaded).unwrap();
+        assert_eq!(store.load().unwrap(), loaded);
+    }
+
     #[test]
     fn unreadable_path_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();

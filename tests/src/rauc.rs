@@ -342,7 +342,6 @@ impl Rig {
     /// [`Rig::start_booted`] with `extra` bus policy bodies (to let a
     /// test own another name, such as a stand-in logind).
     pub async fn start_with(slot: &str, extra: &[&str]) -> Self {
-        let rauc = rauc();
         let dir = tempfile::Builder::new()
             .prefix("skytime-ota-rig")
             .tempdir()
@@ -368,22 +367,7 @@ impl Rig {
         .unwrap();
         fs::write(d.join("system.conf"), host_system_conf(d)).unwrap();
         let bus = Bus::start_with(d, extra);
-        let log = fs::File::create(d.join("rauc.log")).unwrap();
-        let service = Killed(
-            Command::new(rauc)
-                .arg("service")
-                .arg(format!("--conf={}", d.join("system.conf").display()))
-                .arg(format!("--override-boot-slot={slot}"))
-                .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-                .env("SKYTIME_OTA_OS_RELEASE", d.join("os-release"))
-                .env("SKYTIME_OTA_STATE", d.join("data/ota/state.json"))
-                .env("SKYTIME_TEST_BOOTLOADER_DIR", d.join("bl"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        let service = start_service(d, &bus, slot);
         // Every call on this connection is bounded.
         let conn = tokio::time::timeout(
             Duration::from_secs(20),
@@ -395,26 +379,33 @@ impl Rig {
         .await
         .expect("connecting to the private bus")
         .unwrap();
-        let dbus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let name = zbus::names::BusName::try_from("de.pengutronix.rauc").unwrap();
-            if dbus.name_has_owner(name).await.unwrap() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rauc service did not start: {}",
-                fs::read_to_string(d.join("rauc.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_rauc(&conn, d).await;
         Self {
             service: Some(service),
             conn,
             bus,
             dir,
         }
+    }
+
+    /// A simulated reboot into `slot`: RAUC stops and starts again as
+    /// booted from it, on the same bus, slots and bootloader variables
+    /// (stop skytimed first; it follows RAUC from its start).
+    pub async fn reboot_into(&mut self, slot: &str) {
+        drop(self.service.take());
+        // The bus lets the name go once it has seen the old one leave.
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while dbus
+            .name_has_owner(zbus::names::BusName::try_from("de.pengutronix.rauc").unwrap())
+            .await
+            .unwrap()
+        {
+            assert!(Instant::now() < deadline, "RAUC's name was not released");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.service = Some(start_service(self.dir.path(), &self.bus, slot));
+        wait_for_rauc(&self.conn, self.dir.path()).await;
     }
 
     /// Asserts what must not change when a bundle is refused: slot B as
@@ -468,6 +459,49 @@ impl Rig {
             }
         }
         Some(out)
+    }
+}
+
+/// `rauc service` for the rig in `d`, booted from `slot`, logging to
+/// `rauc.log` (appended: a simulated reboot keeps the earlier lines).
+fn start_service(d: &Path, bus: &Bus, slot: &str) -> Killed {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("rauc.log"))
+        .unwrap();
+    Killed(
+        Command::new(rauc())
+            .arg("service")
+            .arg(format!("--conf={}", d.join("system.conf").display()))
+            .arg(format!("--override-boot-slot={slot}"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .env("SKYTIME_OTA_OS_RELEASE", d.join("os-release"))
+            .env("SKYTIME_OTA_STATE", d.join("data/ota/state.json"))
+            .env("SKYTIME_TEST_BOOTLOADER_DIR", d.join("bl"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits (bounded) until RAUC owns its name on the bus.
+async fn wait_for_rauc(conn: &zbus::Connection, d: &Path) {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let name = zbus::names::BusName::try_from("de.pengutronix.rauc").unwrap();
+        if dbus.name_has_owner(name).await.unwrap() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rauc service did not start: {}",
+            fs::read_to_string(d.join("rauc.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -8,7 +8,10 @@
 //! error name with nothing written; a second install while one runs;
 //! Rollback refused; callers outside the admin group refused; the state
 //! kept across a restart; the health check marking a newly booted slot
-//! good; a boot back on the old slot recorded as rolled back; RAUC absent;
+//! good; a boot back on the old slot recorded as rolled back; the
+//! operator's Rollback recorded before its reboot, a reboot back on the
+//! slot it left said so, and a reboot into the other slot (RAUC restarted
+//! as booted from it) settled as "rolled-back-by-operator"; RAUC absent;
 //! and the gateway's upload route installing a bundle end to end.
 
 use futures_lite::StreamExt;
@@ -432,27 +435,122 @@ async fn a_new_slot_that_does_not_serve_is_marked_bad_and_rebooted() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rollback_goes_back_to_the_slot_a_confirmed_update_came_from() {
-    let rig = Rig::start_with("B", &[LOGIND_POLICY]).await;
-    let (_logind, reboots) = fake_logind(&rig).await;
-    save_state(&rig, serde_json::json!({"state": "confirmed", "slot": "B"}));
-    fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
-    let _daemon = start_daemon(&rig, initialized_dir());
-    let p = wait_props(&rig.conn, "RAUC found", |p| p.available).await;
-    assert_eq!(
-        (p.state.as_str(), p.primary_slot.as_str()),
-        ("confirmed", "B")
+/// The saved state as the next boot finds it: a real reboot changes the
+/// kernel's boot id, which the host running the test keeps.
+fn as_if_rebooted(rig: &Rig) {
+    let path = rig.path("data/ota/state.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let id = &mut doc["state"]["boot_id"];
+    assert!(id.is_string(), "no boot id in {doc}");
+    *id = "the boot before the reboot".into();
+    fs::write(&path, doc.to_string()).unwrap();
+}
+
+/// A simulated reboot into `slot`: skytimed stops, the saved state gets
+/// an earlier boot id, RAUC starts again as booted from `slot`, and
+/// skytimed starts again with its data.
+async fn reboot(rig: &mut Rig, daemon: Daemon, slot: &str) -> Daemon {
+    let (ok, log, dir) = daemon.stop();
+    assert!(ok, "{log}");
+    as_if_rebooted(rig);
+    rig.reboot_into(slot).await;
+    start_daemon(rig, dir)
+}
+
+/// `skytimectl update status` on the rig's bus.
+fn status_text(rig: &Rig) -> String {
+    let r = run(
+        None,
+        &bin("skytimectl"),
+        &["update", "status"],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &rig.bus.address)],
     );
+    assert!(r.ok(), "{}", r.all());
+    r.stdout
+}
+
+/// `Rollback` through skytimed's typed proxy; panics on an error.
+async fn rollback(rig: &Rig) {
     UpdateProxy::new(&rig.conn)
         .await
         .unwrap()
         .rollback()
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollback_goes_back_to_the_slot_a_confirmed_update_came_from() {
+    let mut rig = Rig::start_with("B", &[LOGIND_POLICY]).await;
+    let (_logind, reboots) = fake_logind(&rig).await;
+    save_state(&rig, serde_json::json!({"state": "confirmed", "slot": "B"}));
+    fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
+    let daemon = start_daemon(&rig, initialized_dir());
+    let p = wait_props(&rig.conn, "RAUC found", |p| p.available).await;
+    assert_eq!(
+        (p.state.as_str(), p.primary_slot.as_str()),
+        ("confirmed", "B")
+    );
+    rollback(&rig).await;
     assert_eq!(rig.boot_var("BOOT_ORDER").split(' ').next(), Some("A"));
     assert_eq!(*reboots.lock().unwrap(), 1);
-    wait_props(&rig.conn, "slot A primary", |p| p.primary_slot == "A").await;
+    let p = wait_props(&rig.conn, "slot A primary", |p| p.primary_slot == "A").await;
+    // Recorded (and saved) before the reboot.
+    assert_eq!(p.state, "rolling-back", "{p:?}");
+    let saved = fs::read_to_string(rig.path("data/ota/state.json")).unwrap();
+    assert!(saved.contains("\"rolling-back\""), "{saved}");
+    // A second request before the reboot is refused.
+    let e = api(UpdateProxy::new(&rig.conn)
+        .await
+        .unwrap()
+        .rollback()
+        .await
+        .unwrap_err());
+    assert_eq!(e.name(), "org.skytime.Error.UpdateInProgress", "{e}");
+
+    // The bootloader falls back to B (RAUC's mark did not hold): the
+    // rollback did not take, and B is still the confirmed update.
+    fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
+    let daemon = reboot(&mut rig, daemon, "B").await;
+    let p = wait_props(&rig.conn, "confirmed again", |p| {
+        p.available && p.state == "confirmed"
+    })
+    .await;
+    assert!(
+        p.state_reason
+            .contains("the operator's rollback from slot B (version ")
+            && p.state_reason.contains("did not take: slot B booted again"),
+        "{p:?}"
+    );
+
+    // Asked again; the reboot lands in A this time.
+    rollback(&rig).await;
+    assert_eq!(*reboots.lock().unwrap(), 2);
+    let _daemon = reboot(&mut rig, daemon, "A").await;
+    let p = wait_props(&rig.conn, "rolled back by the operator", |p| {
+        p.available && p.state == "rolled-back-by-operator"
+    })
+    .await;
+    let want = format!("the operator rolled back from slot B (version {RUNNING}) to slot A");
+    assert!(p.state_reason.starts_with(&want), "{p:?}");
+    assert_eq!(
+        (p.booted_slot.as_str(), p.bundle_version.as_str()),
+        ("A", RUNNING)
+    );
+    // No slot was marked bad and nothing more rebooted.
+    assert_eq!(rig.boot_var("BOOT_ORDER").split(' ').next(), Some("A"));
+    assert_ne!(rig.boot_var("BOOT_B_LEFT"), "0");
+    assert_eq!(*reboots.lock().unwrap(), 2);
+    // skytimectl says it plainly, and the record is saved.
+    let text = status_text(&rig);
+    assert!(
+        text.contains("Update state    : rolled-back-by-operator\n")
+            && text.contains(&format!("Reason          : {want}"))
+            && text.contains(&format!("Version left    : {RUNNING}")),
+        "{text}"
+    );
+    let saved = fs::read_to_string(rig.path("data/ota/state.json")).unwrap();
+    assert!(saved.contains("\"rolled-back-by-operator\""), "{saved}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -463,8 +561,17 @@ async fn a_boot_back_on_the_old_slot_is_recorded_as_rolled_back() {
     let p = wait_props(&rig.conn, "rolled back", |p| p.state == "rolled-back").await;
     assert!(
         p.state_reason.contains("slot B did not boot")
-            && p.state_reason.contains("went back to slot A"),
+            && p.state_reason.contains("went back to slot A")
+            && !p.state_reason.contains("operator"),
         "{p:?}"
+    );
+    // skytimectl tells it from the operator's rollback.
+    let text = status_text(&rig);
+    assert!(
+        text.contains("Update state    : rolled-back\n")
+            && text.contains("Reason          : slot B did not boot")
+            && text.contains(&format!("Bundle version  : {NEWER}")),
+        "{text}"
     );
     // The failed slot is marked bad and dropped from the boot order.
     wait_for(LIMIT, "slot B marked bad", || {

@@ -76,11 +76,17 @@ record! {
         pub current_version: String,
         /// The update state: "idle", "staged", "installing", "installed"
         /// (reboot pending), "booted-unconfirmed", "confirmed",
-        /// "rolled-back", "failed".
+        /// "rolled-back" (the new slot failed), "rolling-back" (the
+        /// operator's rollback, reboot pending), "rolled-back-by-operator",
+        /// "failed".
         pub state: String,
-        /// Why the state is "failed" or "rolled-back"; empty otherwise.
+        /// Why the state is "failed", "rolled-back", "rolling-back" or
+        /// "rolled-back-by-operator" (from which slot and version to which,
+        /// and when); that the operator's rollback did not take; empty
+        /// otherwise.
         pub state_reason: String,
-        /// The version of the update the state is about; empty when idle.
+        /// The version of the update the state is about (after the
+        /// operator's rollback, the version left); empty when idle.
         pub bundle_version: String,
         /// RAUC's operation: "idle" or "installing".
         pub operation: String,

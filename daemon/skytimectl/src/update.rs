@@ -18,11 +18,17 @@ pub fn status(p: &UpdateProperties) -> String {
     let mut out = Vec::new();
     let state = match p.state.as_str() {
         "installed" => "installed (reboot pending)".to_owned(),
+        "rolling-back" => "rolling-back (reboot pending)".to_owned(),
         s => s.to_owned(),
     };
     out.push(format!("Update state    : {state}"));
     if !p.bundle_version.is_empty() {
-        out.push(format!("Bundle version  : {}", p.bundle_version));
+        // After the operator's rollback the version is the one left.
+        let label = match p.state.as_str() {
+            "rolling-back" | "rolled-back-by-operator" => "Version left    ",
+            _ => "Bundle version  ",
+        };
+        out.push(format!("{label}: {}", p.bundle_version));
     }
     if !p.state_reason.is_empty() {
         out.push(format!("Reason          : {}", p.state_reason));
@@ -216,5 +222,42 @@ mod tests {
         assert!(text.contains("Next boot       : slot B"), "{text}");
         assert!(text.contains("rootfs.1"), "{text}");
         assert!(!text.contains("Progress"), "{text}");
+    }
+
+    #[test]
+    fn status_says_the_operator_rolled_back_from_which_slot_and_version() {
+        let p = UpdateProperties {
+            available: true,
+            booted_slot: "A".into(),
+            primary_slot: "A".into(),
+            current_version: "0.2.0+20250301.000000".into(),
+            state: "rolled-back-by-operator".into(),
+            state_reason: "the operator rolled back from slot B (version 0.3.0+20250401.120000) \
+                           to slot A (version unknown) at 2026-12-02T01:00:00Z"
+                .into(),
+            bundle_version: "0.3.0+20250401.120000".into(),
+            ..Default::default()
+        };
+        let text = status(&p);
+        assert!(
+            text.contains("Update state    : rolled-back-by-operator\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Version left    : 0.3.0+20250401.120000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Reason          : the operator rolled back from slot B (version 0.3.0+20250401.120000) to slot A"),
+            "{text}"
+        );
+        let pending = status(&UpdateProperties {
+            state: "rolling-back".into(),
+            ..p
+        });
+        assert!(
+            pending.contains("Update state    : rolling-back (reboot pending)"),
+            "{pending}"
+        );
     }
 }

@@ -13,10 +13,25 @@ fn bundle(version: &str) -> Bundle {
     }
 }
 
+/// The operator's rollback from slot B (the confirmed update) to slot A.
+fn back_to_a() -> OperatorRollback {
+    OperatorRollback {
+        from_slot: "B".into(),
+        from_version: Some("0.2.0+20250301.000000".into()),
+        to_slot: "A".into(),
+        to_version: None,
+        at: 1_764_637_200,
+    }
+}
+
 /// One sample of every state: an update from slot A (boot b1) to slot B
-/// (first booted in b2).
+/// (first booted in b2); the operator's rollback from B to A asked in b2.
 fn states() -> Vec<(&'static str, State)> {
     let b = bundle("0.2.0+20250301.000000");
+    let confirmed = State::Confirmed {
+        bundle: b.clone(),
+        slot: "B".into(),
+    };
     vec![
         ("idle", State::Idle),
         (
@@ -83,8 +98,35 @@ fn states() -> Vec<(&'static str, State)> {
         (
             "failed",
             State::Failed {
-                bundle: Some(b),
+                bundle: Some(b.clone()),
                 reason: "signature".into(),
+            },
+        ),
+        (
+            "rolling-back",
+            State::RollingBack {
+                rollback: back_to_a(),
+                boot_id: "b2".into(),
+                previous: Box::new(confirmed),
+            },
+        ),
+        (
+            "rolling-back-u",
+            State::RollingBack {
+                rollback: back_to_a(),
+                boot_id: "b2".into(),
+                previous: Box::new(State::BootedUnconfirmed {
+                    bundle: b,
+                    slot: "B".into(),
+                    previous_slot: "A".into(),
+                    boot_id: "b2".into(),
+                }),
+            },
+        ),
+        (
+            "by-operator",
+            State::RolledBackByOperator {
+                rollback: back_to_a(),
             },
         ),
     ]
@@ -127,12 +169,19 @@ fn events() -> Vec<Event> {
             reason: "NTS-KE does not accept connections".into(),
         },
         Event::DeadlinePassed,
+        Event::RollbackRequested {
+            rollback: back_to_a(),
+            boot_id: "b2".into(),
+        },
+        Event::RollbackNotStarted {
+            reason: "Failed to activate slot".into(),
+        },
     ]
 }
 
 /// A step in a few letters: the next state's name and its actions (S
-/// start install, W watch health, G mark good, X mark bad, R reboot, r
-/// report); `-` ignored; `refused`.
+/// start install, W watch health, G mark good, X mark bad, A mark active,
+/// R reboot, r report); `-` ignored; `refused`.
 fn summary(step: &Step) -> String {
     match step {
         Step::Ignored(_) => "-".into(),
@@ -145,6 +194,7 @@ fn summary(step: &Step) -> String {
                     Action::WatchHealth => 'W',
                     Action::MarkGood { .. } => 'G',
                     Action::MarkBad { .. } => 'X',
+                    Action::MarkActive { .. } => 'A',
                     Action::Reboot => 'R',
                     Action::Report(_) => 'r',
                 })
@@ -162,22 +212,30 @@ fn summary(step: &Step) -> String {
 fn every_state_against_every_event() {
     // Columns: install, started, not-started, progress, ok(B), ok(A),
     // error, booted A/b1, B/b1, A/b2, B/b2, A/b3, B/b3, health ok,
-    // health failed, deadline.
+    // health failed, deadline, rollback asked (B to A), RAUC did not
+    // start it.
     const I: &str = "-";
     const F: &str = "failed r";
     const U: &str = "booted-unconfirmed W";
     const B: &str = "rolled-back Xr";
+    const RB: &str = "rolling-back AR";
+    const P: &str = "refused";
+    const O: &str = "rolled-back-by-operator r";
     #[rustfmt::skip]
-    let expected: &[(&str, [&str; 16])] = &[
-        ("idle",            ["staged S", I, I, I, I, I, I, I, I, I, I, I, I, I, I, I]),
-        ("staged",          ["refused", "installing", F, "installing", "installed r", F, F, I, I, F, F, F, F, I, I, I]),
-        ("installing",      ["refused", I, I, "installing", "installed r", F, F, I, I, F, F, F, F, I, I, I]),
-        ("installed",       ["staged S", I, I, I, I, I, I, I, I, B, U, B, U, I, I, I]),
-        ("unconfirmed",     ["refused", I, I, I, I, I, I, B, U, I, I, B, U, "confirmed Gr", "rolled-back XrR", "rolled-back XrR"]),
-        ("confirmed",       ["staged S", I, I, I, I, I, I, "idle", I, "idle", I, "idle", I, I, I, I]),
-        ("rolled-back",     ["staged S", I, I, I, I, I, I, I, "rolled-back XR", I, "rolled-back XR", I, "rolled-back XR", I, I, I]),
-        ("rolled-back-max", ["staged S", I, I, I, I, I, I, I, "failed", I, "failed", I, "failed", I, I, I]),
-        ("failed",          ["staged S", I, I, I, I, I, I, I, I, I, I, I, I, I, I, I]),
+    let expected: &[(&str, [&str; 18])] = &[
+        ("idle",            ["staged S", I, I, I, I, I, I, I, I, I, I, I, I, I, I, I, RB, I]),
+        ("staged",          [P, "installing", F, "installing", "installed r", F, F, I, I, F, F, F, F, I, I, I, P, I]),
+        ("installing",      [P, I, I, "installing", "installed r", F, F, I, I, F, F, F, F, I, I, I, P, I]),
+        ("installed",       ["staged S", I, I, I, I, I, I, I, I, B, U, B, U, I, I, I, P, I]),
+        ("unconfirmed",     [P, I, I, I, I, I, I, B, U, I, I, B, U, "confirmed Gr", "rolled-back XrR", "rolled-back XrR", RB, I]),
+        ("confirmed",       ["staged S", I, I, I, I, I, I, "idle", I, "idle", I, "idle", I, I, I, I, RB, I]),
+        ("rolled-back",     ["staged S", I, I, I, I, I, I, I, "rolled-back XR", I, "rolled-back XR", I, "rolled-back XR", I, I, I, RB, I]),
+        ("rolled-back-max", ["staged S", I, I, I, I, I, I, I, "failed", I, "failed", I, "failed", I, I, I, RB, I]),
+        ("failed",          ["staged S", I, I, I, I, I, I, I, I, I, I, I, I, I, I, I, RB, I]),
+        // Asked in b2: b1 is an earlier boot, b2 a daemon restart.
+        ("rolling-back",    [P, I, I, I, I, I, I, O, "confirmed r", I, I, O, "confirmed r", I, I, I, P, "confirmed"]),
+        ("rolling-back-u",  [P, I, I, I, I, I, I, O, "booted-unconfirmed rW", I, I, O, "booted-unconfirmed rW", I, I, I, P, "booted-unconfirmed"]),
+        ("by-operator",     ["staged S", I, I, I, I, I, I, I, "idle", I, "idle", I, "idle", I, I, I, RB, I]),
     ];
     let events = events();
     let mut mismatches = Vec::new();
@@ -200,6 +258,9 @@ fn known_good(s: &State) -> Option<String> {
         | State::Installing { from_slot, .. }
         | State::Installed { from_slot, .. } => Some(from_slot.clone()),
         State::BootedUnconfirmed { previous_slot, .. } => Some(previous_slot.clone()),
+        // A rollback that does not take hands the boot to the state
+        // before: its known-good slot stays protected.
+        State::RollingBack { previous, .. } => known_good(previous),
         _ => None,
     }
 }
@@ -217,14 +278,31 @@ fn invariants_over_every_state_and_event() {
             else {
                 continue;
             };
-            // A confirmed slot is never marked bad or rebooted away from.
+            // A confirmed slot is never marked bad, nor rebooted away
+            // from but at the operator's request.
+            let asked = matches!(event, Event::RollbackRequested { .. });
             if let State::Confirmed { .. } = state {
                 assert!(
-                    !actions
-                        .iter()
-                        .any(|a| matches!(a, Action::MarkBad { .. } | Action::Reboot)),
+                    !actions.iter().any(|a| matches!(a, Action::MarkBad { .. })
+                        || (!asked && matches!(a, Action::Reboot))),
                     "{name} x {event:?}: {actions:?}"
                 );
+            }
+            // The operator's rollback marks nothing bad and is recorded
+            // before the slot is made active and the machine reboots.
+            if asked {
+                assert!(matches!(next, State::RollingBack { .. }), "{name}");
+                assert_eq!(
+                    actions,
+                    &[Action::MarkActive { slot: "A".into() }, Action::Reboot]
+                );
+            }
+            // Only the operator's request makes a slot active.
+            if actions
+                .iter()
+                .any(|a| matches!(a, Action::MarkActive { .. }))
+            {
+                assert!(asked, "{name} x {event:?}");
             }
             // The slot an update came from is never marked bad.
             for a in actions {
@@ -232,9 +310,10 @@ fn invariants_over_every_state_and_event() {
                     assert_ne!(Some(slot), from.as_ref(), "{name} x {event:?}");
                 }
             }
-            // A rollback always marks the failed slot bad first.
+            // A rollback always marks the failed slot bad first (after
+            // the report that the operator's rollback did not take).
             if matches!(next, State::RolledBack { .. })
-                && !matches!(state, State::RolledBack { .. })
+                && !matches!(state, State::RolledBack { .. } | State::RollingBack { .. })
             {
                 assert!(matches!(actions.first(), Some(Action::MarkBad { .. })));
             }
@@ -409,10 +488,108 @@ fn a_whole_update_and_a_rollback() {
     assert!(matches!(s.handle(booted("B", "b4")), Step::Ignored(_)));
 }
 
+#[test]
+fn the_operators_rollback_is_recorded_before_the_reboot_and_settles() {
+    let all = states();
+    let confirmed = State::Confirmed {
+        bundle: bundle("0.2.0+20250301.000000"),
+        slot: "B".into(),
+    };
+    let Step::Next {
+        state: asked,
+        actions,
+    } = confirmed.handle(Event::RollbackRequested {
+        rollback: back_to_a(),
+        boot_id: "b2".into(),
+    })
+    else {
+        panic!("rollback from a confirmed slot refused")
+    };
+    // Saved first (the driver persists a new state before its actions),
+    // then A made active, then the reboot.
+    assert_eq!(
+        actions,
+        [Action::MarkActive { slot: "A".into() }, Action::Reboot]
+    );
+    assert_eq!(asked.name(), "rolling-back");
+    assert_eq!(
+        asked.reason(),
+        "the operator asked to roll back from slot B (version 0.2.0+20250301.000000) \
+         to slot A (version unknown) at 2025-12-02T01:00:00Z; slot A boots next"
+    );
+    // A power cut before RAUC's mark or the reboot: the saved record is
+    // all there is, and it survives a round trip through JSON.
+    let json = serde_json::to_string(&asked).unwrap();
+    let asked: State = serde_json::from_str(&json).unwrap();
+    // A daemon restart in the same boot changes nothing.
+    assert!(matches!(asked.handle(booted("B", "b2")), Step::Ignored(_)));
+    // RAUC refused to make A active: back to the confirmed record.
+    assert!(matches!(
+        asked.handle(Event::RollbackNotStarted { reason: "no".into() }),
+        Step::Next { state, actions } if state == confirmed && actions.is_empty()
+    ));
+    // The next boot in slot A settles it.
+    let Step::Next {
+        state: done,
+        actions,
+    } = asked.handle(booted("A", "b3"))
+    else {
+        panic!()
+    };
+    assert_eq!(done.name(), "rolled-back-by-operator");
+    assert_eq!(
+        done.reason(),
+        "the operator rolled back from slot B (version 0.2.0+20250301.000000) \
+         to slot A (version unknown) at 2025-12-02T01:00:00Z"
+    );
+    assert_eq!(
+        actions,
+        [Action::Report(Report::RolledBackByOperator(back_to_a()))]
+    );
+    assert!(matches!(done.handle(booted("A", "b4")), Step::Ignored(_)));
+    // A boot back in slot B: the rollback did not take, and B is still
+    // the confirmed update (never marked bad).
+    let Step::Next {
+        state: back,
+        actions,
+    } = asked.handle(booted("B", "b3"))
+    else {
+        panic!()
+    };
+    assert_eq!(back, confirmed);
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Report(Report::RollbackDidNotTake { booted, .. })] if booted == "B"
+    ));
+    // A second request while one waits for its reboot is refused.
+    let Step::Refused(r) = asked.handle(Event::RollbackRequested {
+        rollback: back_to_a(),
+        boot_id: "b2".into(),
+    }) else {
+        panic!()
+    };
+    assert_eq!(r.to_string(), "a rollback to slot A waits for its reboot");
+    // An automatic rollback keeps its own name and reason.
+    let auto = &all.iter().find(|(n, _)| *n == "rolled-back").unwrap().1;
+    assert_eq!(auto.name(), "rolled-back");
+    assert!(!auto.reason().contains("operator"));
+}
+
 fn arb_event() -> impl Strategy<Value = Event> {
     let slot = prop_oneof![Just("A".to_owned()), Just("B".to_owned())];
     let boot = (1u8..5).prop_map(|n| format!("b{n}"));
     prop_oneof![
+        (slot.clone(), boot.clone()).prop_map(|(from, b)| Event::RollbackRequested {
+            rollback: OperatorRollback {
+                to_slot: if from == "A" { "B" } else { "A" }.into(),
+                from_slot: from,
+                ..back_to_a()
+            },
+            boot_id: b,
+        }),
+        Just(Event::RollbackNotStarted {
+            reason: "refused".into()
+        }),
         (slot.clone(), boot.clone(), any::<bool>()).prop_map(|(s, b, force)| {
             let mut bundle = bundle("0.3.0+20250401.000000");
             bundle.force = force;
@@ -454,16 +631,20 @@ proptest! {
         for e in events {
             let was_confirmed = matches!(s, State::Confirmed { .. });
             let protected = known_good(&s);
-            if matches!(e, Event::InstallRequested { .. }) {
+            // An operator's request (install or rollback) starts the
+            // count again.
+            if matches!(e, Event::InstallRequested { .. } | Event::RollbackRequested { .. }) {
                 reboots_since_install = 0;
             }
+            let asked = matches!(e, Event::RollbackRequested { .. });
             match s.handle(e.clone()) {
                 Step::Ignored(_) => {}
                 Step::Refused(_) => {
                     let refusable = matches!(
                         s,
                         State::Staged { .. } | State::Installing { .. } | State::BootedUnconfirmed { .. }
-                    );
+                            | State::RollingBack { .. }
+                    ) || (asked && matches!(s, State::Installed { .. }));
                     prop_assert!(refusable, "refused in {}", s.name());
                 }
                 Step::Next { state, actions } => {
@@ -474,9 +655,10 @@ proptest! {
                                 prop_assert_ne!(Some(slot), protected.as_ref());
                             }
                             Action::Reboot => {
-                                prop_assert!(!was_confirmed);
+                                prop_assert!(!was_confirmed || asked);
                                 reboots_since_install += 1;
                             }
+                            Action::MarkActive { .. } => prop_assert!(asked),
                             Action::StartInstall { .. } => {
                                 let staged = matches!(state, State::Staged { .. });
                                 prop_assert!(staged, "install started into {}", state.name());

@@ -190,6 +190,9 @@ pub(super) async fn act(updater: &Arc<Updater>, actions: Vec<Action>) {
             Action::WatchHealth => spawn_health(updater.clone()),
             Action::MarkGood { slot } => mark(updater, MarkState::Good, &slot).await,
             Action::MarkBad { slot } => mark(updater, MarkState::Bad, &slot).await,
+            // Update::rollback marks and reboots itself (its caller hears
+            // RAUC's refusal); only a replayed action lands here.
+            Action::MarkActive { slot } => mark(updater, MarkState::Active, &slot).await,
             Action::Reboot => reboot(updater, "the update asks for it").await,
             Action::Report(r) => report(updater, r).await,
         }
@@ -242,6 +245,19 @@ async fn report(updater: &Updater, r: Report) {
         }
         Report::RolledBack { slot, reason } => {
             tracing::error!(%slot, "rolled back: {reason}");
+        }
+        Report::RolledBackByOperator(r) => {
+            tracing::warn!("the operator rolled back {}", r.describe());
+        }
+        Report::RollbackDidNotTake { rollback, booted } => {
+            let note = format!(
+                "the operator's rollback {} did not take: slot {booted} booted again \
+                 (RAUC's mark did not hold or the bootloader went back)",
+                rollback.describe()
+            );
+            tracing::error!("{note}");
+            updater.with_view(|v| v.rollback_note = Some(note));
+            updater.notify(Notice::Changed);
         }
     }
 }

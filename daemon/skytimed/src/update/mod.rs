@@ -33,7 +33,7 @@ pub use config::UpdateConfig;
 
 use skytime_api::{ApiError, BundleReport, SlotReport, UpdateProperties};
 use skytime_ota::rauc::{InstallOptions, MarkState, Rauc, RaucError, SlotStatus};
-use skytime_ota::state::{Action, Bundle, Event, Refusal, State, Step};
+use skytime_ota::state::{Action, Bundle, Event, OperatorRollback, Refusal, State, Step};
 use skytime_ota::store::Store;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -68,6 +68,9 @@ struct View {
     reboot_when_done: bool,
     /// An `InstallFromUrl` download is running.
     downloading: bool,
+    /// The operator's rollback did not take (the slot it left booted
+    /// again); shown with the state's reason until the state changes.
+    rollback_note: Option<String>,
 }
 
 /// The update service: state, RAUC, and what the interface asks of them.
@@ -133,6 +136,7 @@ impl Updater {
             last_error: String::new(),
             reboot_when_done: false,
             downloading: false,
+            rollback_note: None,
         };
         match store.load() {
             Ok(s) => view.state = s,
@@ -241,6 +245,11 @@ impl Updater {
         };
         self.with_view(|v| {
             let (reason, bundle_version) = describe(&v.state);
+            let reason = match &v.rollback_note {
+                Some(note) if reason.is_empty() => note.clone(),
+                Some(note) => format!("{reason}; {note}"),
+                None => reason,
+            };
             UpdateProperties {
                 available: v.rauc.is_some(),
                 booted_slot: v.booted_slot.clone(),
@@ -390,26 +399,78 @@ impl Updater {
         crate::dbus::interfaces::logind(conn, "Reboot").await
     }
 
-    /// `Rollback`: makes the other slot primary when it holds a good
-    /// system that ran ([`rollback::target`]), then reboots.
+    /// `Rollback`: when the other slot holds a good system that ran
+    /// ([`rollback::target`]), records the operator's rollback (saved
+    /// before anything else, so a power cut does not lose it), makes that
+    /// slot primary and reboots. The next boot in it settles the record.
     pub async fn rollback(&self, conn: &zbus::Connection) -> Result<(), ApiError> {
         let rauc = self.rauc()?;
         let _t = self.transition.lock().await;
+        if let Some(e) = self.with_view(|v| v.store_error.clone()) {
+            return Err(ApiError::Refused(e));
+        }
         let slots = rauc.slot_status().await.map_err(rauc_error)?;
         let booted = rauc.boot_slot().await.map_err(rauc_error)?;
-        let other = rollback::target(&self.state(), &slots, &booted)?;
+        let other = rollback::target(&self.state(), &slots, &booted)?.clone();
         let name = other.bootname.clone().unwrap_or_default();
-        rauc.mark(MarkState::Active, &other.name)
-            .await
-            .map_err(|e| match e {
-                RaucError::Rejected(m) => {
-                    ApiError::Refused(format!("RAUC refused to make slot {name} primary: {m}"))
+        let from_version = self.running().ok().map(|v| v.to_string()).or_else(|| {
+            slots
+                .iter()
+                .find(|s| s.bootname.as_deref() == Some(booted.as_str()))
+                .and_then(|s| s.bundle_version.clone())
+        });
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let event = Event::RollbackRequested {
+            rollback: OperatorRollback {
+                from_slot: booted,
+                from_version,
+                to_slot: name.clone(),
+                to_version: other.bundle_version.clone(),
+                at,
+            },
+            boot_id: self.boot_id.clone(),
+        };
+        let actions = match self.step(event)? {
+            Outcome::Done(a) => a,
+            Outcome::Refused(Refusal::UpdateInProgress(why)) => {
+                return Err(ApiError::UpdateInProgress(format!(
+                    "an update is in progress ({why})"
+                )))
+            }
+            Outcome::Refused(Refusal::RollbackPending(slot)) => {
+                return Err(ApiError::UpdateInProgress(format!(
+                    "a rollback to slot {slot} waits for its reboot"
+                )))
+            }
+            Outcome::Refused(r) => return Err(ApiError::Refused(r.to_string())),
+        };
+        for action in actions {
+            match action {
+                Action::MarkActive { .. } => {
+                    if let Err(e) = rauc.mark(MarkState::Active, &other.name).await {
+                        // Nothing changed what boots: back to the state before.
+                        let _ = self.step(Event::RollbackNotStarted {
+                            reason: e.to_string(),
+                        });
+                        return Err(match e {
+                            RaucError::Rejected(m) => ApiError::Refused(format!(
+                                "RAUC refused to make slot {name} primary: {m}"
+                            )),
+                            e => rauc_error(e),
+                        });
+                    }
+                    self.refresh(&rauc).await;
                 }
-                e => rauc_error(e),
-            })?;
-        tracing::warn!(slot = %name, "rolling back: slot {name} is primary; rebooting");
-        self.refresh(&rauc).await;
-        crate::dbus::interfaces::logind(conn, "Reboot").await
+                Action::Reboot => {
+                    tracing::warn!(slot = %name, "rolling back: slot {name} is primary; rebooting");
+                    crate::dbus::interfaces::logind(conn, "Reboot").await?;
+                }
+                a => tracing::warn!("rollback: unexpected action {a:?}"),
+            }
+        }
+        Ok(())
     }
 
     /// Feeds `event` to the state machine; saves a new state before
@@ -434,6 +495,9 @@ impl Updater {
                     }
                 }
                 self.with_view(|v| {
+                    if state.name() != current.name() {
+                        v.rollback_note = None;
+                    }
                     if let State::Installing { percent, step, .. } = &state {
                         v.percent = u32::from(*percent);
                         v.step.clone_from(step);
@@ -516,20 +580,22 @@ fn slot_report(s: &SlotStatus) -> SlotReport {
 
 /// The state's reason and bundle version, for the properties.
 fn describe(s: &State) -> (String, String) {
-    match s {
-        State::Idle => (String::new(), String::new()),
+    let version = match s {
+        State::Idle => String::new(),
         State::Staged { bundle, .. }
         | State::Installing { bundle, .. }
         | State::Installed { bundle, .. }
         | State::BootedUnconfirmed { bundle, .. }
-        | State::Confirmed { bundle, .. } => (String::new(), bundle.version.clone()),
-        State::RolledBack { bundle, reason, .. } => (reason.clone(), bundle.version.clone()),
-        State::Failed { bundle, reason } => (
-            reason.clone(),
-            bundle
-                .as_ref()
-                .map(|b| b.version.clone())
-                .unwrap_or_default(),
-        ),
-    }
+        | State::Confirmed { bundle, .. }
+        | State::RolledBack { bundle, .. } => bundle.version.clone(),
+        State::Failed { bundle, .. } => bundle
+            .as_ref()
+            .map(|b| b.version.clone())
+            .unwrap_or_default(),
+        // The version left (the slot gone back to is named in the reason).
+        State::RollingBack { rollback, .. } | State::RolledBackByOperator { rollback } => {
+            rollback.from_version.clone().unwrap_or_default()
+        }
+    };
+    (s.reason(), version)
 }

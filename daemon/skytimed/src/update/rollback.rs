@@ -27,6 +27,13 @@ pub fn target<'a>(
                  Rollback goes back to a slot that ran before"
             )))
         }
+        State::RollingBack { rollback, .. } => {
+            return Err(ApiError::UpdateInProgress(format!(
+                "a rollback to slot {} waits for its reboot; \
+                 use org.skytime.Appliance1.Power.Reboot to restart",
+                rollback.to_slot
+            )))
+        }
         _ => {}
     }
     let other = slots
@@ -120,6 +127,21 @@ mod tests {
         };
         let e = target(&installed, &slots2, "A").unwrap_err();
         assert_eq!(e.name(), "org.skytime.Error.Refused");
+        // Not twice before the reboot.
+        let rolling = State::RollingBack {
+            rollback: skytime_ota::state::OperatorRollback {
+                from_slot: "B".into(),
+                from_version: None,
+                to_slot: "A".into(),
+                to_version: None,
+                at: 0,
+            },
+            boot_id: "x".into(),
+            previous: Box::new(confirmed_b.clone()),
+        };
+        let e = target(&rolling, &slots, "B").unwrap_err();
+        assert_eq!(e.name(), "org.skytime.Error.UpdateInProgress");
+        assert!(e.message().contains("slot A waits for its reboot"), "{e}");
         // No other slot.
         assert!(target(&State::Idle, &slots2[..1], "A").is_err());
     }
