@@ -66,7 +66,7 @@ bundle:
 image-test: image
 	tests/scripts/trixie-tools.sh target/trixie-tools
 	$(CARGO) build --locked -p skytime-gpssim -p skytimectl
-	$(CARGO) test --locked -p skytime-tests --features image --test uboot_env --test image_rpi4 --test image_uboot_rpi --test image_qemu --test image_update --test image_clock --test image_reproducible
+	$(CARGO) test --locked -p skytime-tests --features image --test uboot_env --test image_rpi4 --test image_root --test image_uboot_rpi --test image_qemu --test image_update --test image_clock --test image_reproducible
 
 demo: demo-deps
 	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim -p skytime-mgmtd

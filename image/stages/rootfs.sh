@@ -60,3 +60,13 @@ rm -rf "$rootfs/var/lib/apt/lists/"* "$rootfs/var/cache/"* "$rootfs/var/log/"* \
     "$rootfs/var/lib/dpkg/"*-old "$rootfs/usr/share/initramfs-tools" \
     "$rootfs/etc/initramfs-tools" "$rootfs/usr/share/bug" "$rootfs/usr/share/lintian"
 find "$rootfs/usr/share/doc" -mindepth 1 -maxdepth 1 ! -name skytime -exec rm -rf {} +
+
+# setuid and setgid bits: only those in image/setuid.allow stay (why, for
+# each, is written there); tests/tests/image_root.rs checks the result.
+allowed=$(grep -v '^#' "$IMAGE/setuid.allow" | awk 'NF { print $1 }')
+find "$rootfs" -xdev -type f -perm /6000 -printf '/%P\n' | LC_ALL=C sort |
+while read -r path; do
+    if ! grep -qxF "$path" <<<"$allowed"; then
+        chmod ug-s "$rootfs$path"
+    fi
+done

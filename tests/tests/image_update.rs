@@ -19,7 +19,9 @@
 //! slot B next); `skytimectl reboot`. Boot 2 on slot B: skytimed's health
 //! check marks it good, "confirmed"; chrony gets authenticated replies
 //! again. `skytimectl update rollback`: slot A first, slot B kept good.
-//! Boot 3 on slot A: the old version serves the same NTS keys to chrony.
+//! Boot 3 on slot A: the status records the operator's rollback (from
+//! slot B and its version), and the old version serves the same NTS keys
+//! to chrony.
 //! QEMU's i6300esb watchdog is attached, which systemd pets
 //! (RuntimeWatchdogSec). No failed unit on any console.
 //!
@@ -485,10 +487,19 @@ fn updates_over_dbus_survive_a_power_cut_confirm_on_b_and_roll_back() {
     // Boot 3: slot A again, serving the same NTS keys.
     let mut vm = boot("boot3", "A");
     vm.wait_for("Started skytimed.service", Duration::from_secs(600));
+    // The state records the operator's rollback: from slot B and the
+    // version it ran, to slot A.
     let status = wait_status(
         &vm,
         &bus,
-        &["(slot A)", "Next boot       : slot A", &running],
+        &[
+            "(slot A)",
+            "Next boot       : slot A",
+            &running,
+            "Update state    : rolled-back-by-operator",
+            &format!("the operator rolled back from slot B (version {version}) to slot A"),
+            &format!("Version left    : {version}"),
+        ],
         Duration::from_secs(180),
     );
     assert!(!status.contains("Update state    : failed"), "{status}");
