@@ -77,7 +77,7 @@ lint:
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 # Every test: lints, the workspace's unit and system tests, then the image
-# built and booted in QEMU (about 25 minutes from a fresh clone on 2 cores).
+# built and booted in QEMU (about 76 minutes from a fresh clone on 2 cores).
 test: test-deps lint
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace
