@@ -24,34 +24,13 @@ use std::time::Duration;
 /// `ntp_extra` goes at the end of its `[ntp]` table (subtables such as
 /// `[ntp.ratelimit]` included). Returns it and its certificate file.
 pub fn nts_daemon(ntp_extra: &str) -> (crate::Daemon, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let out = crate::run_bounded(
-        std::process::Command::new(crate::bin("skytimed"))
-            .args([
-                "init",
-                "--hostname",
-                "localhost",
-                "--address",
-                "127.0.0.1",
-                "--data-dir",
-            ])
-            .arg(&data),
-        Duration::from_secs(30),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = crate::dbus::initialized_dir();
+    let cert = dir.path().join("data/cert.pem");
     let port = crate::free_udp_port();
     let config = format!(
         "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:{port}\"]\nallow = [\"127.0.0.0/8\"]\nlocal_stratum = 10\n{ntp_extra}[nts]\nenabled = true\nke_listen = [\"127.0.0.1:0\"]\nntp_server = \"127.0.0.1\"\nntp_port = {port}\n"
     );
-    (
-        crate::Daemon::start_in(dir, &config, &[]),
-        data.join("cert.pem"),
-    )
+    (crate::Daemon::start_in(dir, &config, &[]), cert)
 }
 
 /// What one key exchange gave.
