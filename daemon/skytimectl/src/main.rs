@@ -205,7 +205,9 @@ enum UpdateCmd {
     Check { path: PathBuf },
     /// Install a bundle into the other slot and follow it to the end
     /// (with --host it is uploaded first). An https:// URL (with
-    /// --sha256) is downloaded by the appliance itself.
+    /// --sha256) is downloaded by the appliance itself. A restart of
+    /// skytimed meanwhile does not stop the install: it is followed on
+    /// once skytimed is back (see --restart-wait).
     Install {
         path: PathBuf,
         /// With a URL: the bundle's SHA-256 (sha256sum prints it).
