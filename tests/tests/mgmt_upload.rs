@@ -350,8 +350,9 @@ impl Drop for SmallFs {
 
 /// The uploads directory on a file system with 16.5 MiB free: a bundle
 /// that, with the 16 MiB the gateway keeps free, does not fit is refused
-/// with 507 and its D-Bus-style body before a byte is stored; one that
-/// fits still goes through, and the gateway keeps serving.
+/// with 507 and its D-Bus-style body, before a byte is stored when its
+/// length is announced, and as soon as it passes the room when chunked;
+/// one that fits still goes through, and the gateway keeps serving.
 #[test]
 fn a_bundle_the_data_partition_has_no_room_for_is_refused_with_507() {
     let s = setup(true);
@@ -387,6 +388,27 @@ fn a_bundle_the_data_partition_has_no_room_for_is_refused_with_507() {
             .then_some(())
     });
     assert!(audited.is_some(), "{}", s.gw.audit());
+
+    // The same bundle chunked (no length announced): cut once it passes
+    // the room, the partial file deleted.
+    let mut c = admin.connect().unwrap();
+    write!(c, "POST {INSTALL}?sha256={} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", sha256(&big)).unwrap();
+    for chunk in big.chunks(65536) {
+        if write!(c, "{:x}\r\n", chunk.len())
+            .and_then(|()| c.write_all(chunk))
+            .and_then(|()| c.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = c.write_all(b"0\r\n\r\n");
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut c, &mut reply);
+    assert!(reply.starts_with("HTTP/1.1 507"), "{reply}");
+    assert!(reply.contains("org.skytime.Error.NoSpace"), "{reply}");
+    assert!(uploads(&s.gw.data).is_empty(), "{:?}", uploads(&s.gw.data));
+    assert!(s.installs.lock().unwrap().is_empty(), "Install was called");
 
     // Still serving: a bundle that fits is stored and handed over.
     let small = bundle(100_000);
