@@ -3,9 +3,11 @@
 //! (no fix, no PPS, holdover); a receiver unplugged for longer than the
 //! holdover limit (NMEA and PPS missing, holdover, the limit reached,
 //! unsynchronized); everything cleared when the GPS is back; a
-//! certificate that expires within 30 days; an expired leap-second table.
-//! (A clock stepped after lock needs a steered clock: the discipline
-//! simulator's scenarios prove that one.)
+//! certificate that expires within 30 days; an expired leap-second table;
+//! PPS pulses present but rejected (they disagree with the NMEA seconds)
+//! and accepted again. (A clock stepped after lock needs a steered clock,
+//! and tests never steer this machine's: the discipline simulator's
+//! scenarios prove that one, daemon/sim/tests/alarms.rs.)
 
 use skytime_discipline::leap::{LeapEntry, LeapTable};
 use skytime_tests::dbus::{ctl, initialized_dir, start_daemon, PrivateBus};
@@ -220,4 +222,65 @@ fn cert_expiring_in(days: i64) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     (cert.pem(), key.serialize_pem())
+}
+
+/// The active alarm called `name`, as `skytimectl --json alarms` gives it.
+fn alarm(bus: &PrivateBus, name: &str) -> Option<serde_json::Value> {
+    let r = ctl(bus, None, &["--json", "alarms"]);
+    assert!(r.ok(), "{}", r.all());
+    r.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Name"] == name)
+        .cloned()
+}
+
+/// PPS present but rejected: the daemon expects the NMEA sentences 0.2 s
+/// after each pulse (`nmea_delay`, within `max_error` 0.05 s), the
+/// receiver sends them 0.6 s after it, so every pulse arrives and none
+/// agrees with its NMEA second. The alarm says so (a warning, naming the
+/// PPS input); NMEA and the fix stay fine, so their alarms stay quiet. A
+/// receiver with the expected delay clears it.
+#[test]
+fn pulses_that_disagree_with_nmea_raise_pps_rejected_until_they_agree() {
+    let bus = PrivateBus::start(&[]);
+    let gps = tempfile::tempdir().unwrap();
+    let config = format!(
+        "data_dir = \"@DATA@\"\n[ntp]\nlisten = [\"127.0.0.1:0\"]\n\
+         [gps]\ndevice = \"{dev}\"\nsock = \"{sock}\"\nreopen_max_backoff = 0.5\n\
+         nmea_delay = 0.2\nmax_error = 0.05\n\
+         [clock]\nsteer = false\n[dbus]\nbus = \"system\"\n",
+        dev = GpsSim::device(gps.path()).display(),
+        sock = GpsSim::sock(gps.path()).display(),
+    );
+    let daemon = start_daemon(&bus, initialized_dir(), &config);
+    let late = GpsSim::start(gps.path(), 0.6, 120);
+    let (ok, seen) = watch(&bus, Duration::from_secs(40), |a| {
+        a.contains("pps_rejected")
+    });
+    assert!(ok, "pps_rejected not raised: {seen:?}\n{}", daemon.log());
+    let a = alarm(&bus, "pps_rejected").expect("raised");
+    assert_eq!(a["Severity"], "warning", "{a}");
+    let reason = a["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("arrive but none was accepted")
+            && reason.contains("do not agree with the NMEA seconds")
+            && reason.contains(&GpsSim::sock(gps.path()).display().to_string()),
+        "{reason}"
+    );
+    for quiet in ["nmea_missing", "no_gps_fix", "pps_missing"] {
+        assert!(!seen.contains(quiet), "{quiet} raised: {seen:?}");
+    }
+    let r = ctl(&bus, None, &["alarms"]);
+    assert!(r.stdout.contains("warning   pps_rejected"), "{}", r.stdout);
+
+    // The receiver replaced by one with the expected delay.
+    drop(late);
+    let _good = GpsSim::start(gps.path(), 0.2, 120);
+    let (ok, seen) = watch(&bus, Duration::from_secs(40), |a| {
+        !a.contains("pps_rejected")
+    });
+    assert!(ok, "pps_rejected stayed: {seen:?}\n{}", daemon.log());
+    assert!(daemon.log().contains("alarm cleared"), "alarms are logged");
 }

@@ -3,7 +3,8 @@
 //! `org.skytime.Appliance1.Update.Install(path, options)`. Here a
 //! stand-in owns the bus name and serves only `Update`, recording what it
 //! is handed and the bytes of the file at that moment; the install
-//! through the real skytimed and RAUC is tests/tests/update_dbus.rs.
+//! through the real skytimed and RAUC is tests/tests/update_dbus.rs. The
+//! 507 case mounts a small tmpfs (root needed) for the uploads directory.
 
 use serde_json::json;
 use skytime_tests::dbus::{PrivateBus, BUS_NAME, OBJECT_PATH};
@@ -305,4 +306,121 @@ fn without_an_update_interface_the_upload_is_not_kept() {
         r.text()
     );
     assert!(uploads(&s.gw.data).is_empty(), "{:?}", uploads(&s.gw.data));
+}
+
+/// A small tmpfs mounted by the test (and unmounted on drop, also when
+/// the test fails): a data partition with little room.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &Path, bytes: u64) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes},mode=0750"))
+            .arg("skytime-test-upload")
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs at {} (needs root): {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(at.to_owned())
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            // Busy (the gateway still holds a file): detach it anyway.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+}
+
+/// The uploads directory on a file system with 16.5 MiB free: a bundle
+/// that, with the 16 MiB the gateway keeps free, does not fit is refused
+/// with 507 and its D-Bus-style body, before a byte is stored when its
+/// length is announced, and as soon as it passes the room when chunked;
+/// one that fits still goes through, and the gateway keeps serving.
+#[test]
+fn a_bundle_the_data_partition_has_no_room_for_is_refused_with_507() {
+    let s = setup(true);
+    let dir = s.gw.data.join("uploads");
+    let _fs = SmallFs::mount(&dir, (16 << 20) + (512 << 10));
+    let admin = s.gw.client(Some(&s.admin));
+
+    let big = bundle(900_000);
+    let r = admin
+        .request(
+            "POST",
+            &format!("{INSTALL}?sha256={}", sha256(&big)),
+            &[],
+            &big,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.gw.log()));
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (507, "org.skytime.Error.NoSpace"),
+        "{}",
+        r.text()
+    );
+    let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("900000 bytes") && message.contains("free on the data partition"),
+        "{message}"
+    );
+    assert!(uploads(&s.gw.data).is_empty(), "{:?}", uploads(&s.gw.data));
+    assert!(s.installs.lock().unwrap().is_empty(), "Install was called");
+    let audited = wait_until(Duration::from_secs(10), || {
+        s.gw.audit()
+            .contains("org.skytime.Error.NoSpace")
+            .then_some(())
+    });
+    assert!(audited.is_some(), "{}", s.gw.audit());
+
+    // The same bundle chunked (no length announced): cut once it passes
+    // the room, the partial file deleted.
+    let mut c = admin.connect().unwrap();
+    write!(c, "POST {INSTALL}?sha256={} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", sha256(&big)).unwrap();
+    for chunk in big.chunks(65536) {
+        if write!(c, "{:x}\r\n", chunk.len())
+            .and_then(|()| c.write_all(chunk))
+            .and_then(|()| c.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = c.write_all(b"0\r\n\r\n");
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut c, &mut reply);
+    assert!(reply.starts_with("HTTP/1.1 507"), "{reply}");
+    assert!(reply.contains("org.skytime.Error.NoSpace"), "{reply}");
+    assert!(uploads(&s.gw.data).is_empty(), "{:?}", uploads(&s.gw.data));
+    assert!(s.installs.lock().unwrap().is_empty(), "Install was called");
+
+    // Still serving: a bundle that fits is stored and handed over.
+    let small = bundle(100_000);
+    let r = admin
+        .request(
+            "POST",
+            &format!("{INSTALL}?sha256={}", sha256(&small)),
+            &[],
+            &small,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.gw.log()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.installs.lock().unwrap().len(), 1);
+    assert_eq!(uploads(&s.gw.data).len(), 1, "{:?}", uploads(&s.gw.data));
 }

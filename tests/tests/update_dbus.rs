@@ -12,7 +12,9 @@
 //! operator's Rollback recorded before its reboot, a reboot back on the
 //! slot it left said so, and a reboot into the other slot (RAUC restarted
 //! as booted from it) settled as "rolled-back-by-operator"; RAUC absent;
-//! and the gateway's upload route installing a bundle end to end.
+//! the gateway's upload route installing a bundle end to end; and
+//! skytimectl following an install across a SIGKILL and restart of
+//! skytimed, or giving up when it does not come back.
 
 use futures_lite::StreamExt;
 use skytime_api::client::{self, UpdateProxy};
@@ -252,8 +254,15 @@ async fn install_through_skytimed_with_progress_refusals_and_restart() {
     let args = done.args().unwrap();
     assert!(*args.success(), "{}\n{}", args.message(), rig.log());
     assert!(args.message().contains(NEWER), "{}", args.message());
+    // The stream may first yield the value current when it was made: the
+    // forced downgrade's 100, before this install's first step.
+    let fresh = seen
+        .iter()
+        .skip_while(|&&v| v == 100)
+        .copied()
+        .collect::<Vec<_>>();
     assert!(
-        seen.len() >= 2 && seen.windows(2).all(|w| w[0] <= w[1] || w[1] == 0),
+        fresh.len() >= 2 && fresh.windows(2).all(|w| w[0] <= w[1] || w[1] == 0),
         "progress {seen:?}"
     );
     let p = wait_props(&conn, "installed at 100 %", |p| {
@@ -832,4 +841,211 @@ async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
     let r = ctl(&["update", "install", s(&junk_file)]);
     assert_eq!(r.code, Some(5), "{}", r.all());
     assert!(r.stderr.contains("BundleRejected"), "{}", r.all());
+}
+
+/// `skytimectl update install` running in the background on the rig's
+/// bus; its stdout and stderr go to files in the rig.
+struct Install {
+    child: Killed,
+    out: std::path::PathBuf,
+    err: std::path::PathBuf,
+}
+
+impl Install {
+    fn start(rig: &Rig, bundle: &Path, restart_wait: u32) -> Self {
+        let (out, err) = (rig.path("ctl.out"), rig.path("ctl.err"));
+        let child = std::process::Command::new(bin("skytimectl"))
+            .args(["update", "install", s(bundle), "--restart-wait"])
+            .arg(restart_wait.to_string())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &rig.bus.address)
+            .stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child: Killed(child),
+            out,
+            err,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for skytimectl to exit: its code, stdout, stderr.
+    fn wait(mut self, limit: Duration) -> (Option<i32>, String, String) {
+        let status = skytime_tests::wait_until(limit, || self.child.0.try_wait().unwrap())
+            .unwrap_or_else(|| {
+                panic!(
+                    "skytimectl still running after {limit:?}: {}",
+                    self.stderr()
+                )
+            });
+        let out = fs::read_to_string(&self.out).unwrap();
+        (status.code(), out, self.stderr())
+    }
+}
+
+/// skytimed killed (SIGKILL, as a crash or the watchdog would) while RAUC
+/// installs, then started again: skytimectl says so and follows the
+/// install to its real result. RAUC is held in the install's first
+/// bootloader call (the test backend's gate) so that the kill lands
+/// mid-install every time, not by timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn skytimectl_follows_an_install_across_a_restart_of_skytimed() {
+    let rig = Rig::start().await;
+    let daemon = start_daemon(&rig, initialized_dir());
+    let conn = rig.conn.clone();
+    wait_props(&conn, "RAUC found", |p| p.available).await;
+    let good = bundle(&Spec::plain(NEWER));
+
+    fs::write(rig.path("bl/gate"), "").unwrap();
+    let install = Install::start(&rig, &good, 60);
+    wait_props(&conn, "installing", |p| p.state == "installing").await;
+    let dir = daemon.kill();
+    wait_for(LIMIT, "skytimectl to see skytimed gone", || {
+        install
+            .stderr()
+            .contains("skytimed went away during the install")
+    });
+    let daemon = start_daemon(&rig, dir);
+    let p = wait_props(&conn, "skytimed back with RAUC", |p| p.available).await;
+    assert_eq!(
+        (p.state.as_str(), p.bundle_version.as_str()),
+        ("installing", NEWER),
+        "the install's state is resumed from disk\n{}",
+        daemon.log()
+    );
+    fs::remove_file(rig.path("bl/gate")).unwrap();
+
+    let (code, out, err) = install.wait(LIMIT);
+    assert_eq!(
+        code,
+        Some(0),
+        "{out}\n{err}\n{}\n{}",
+        daemon.log(),
+        rig.log()
+    );
+    assert!(
+        err.contains("skytimed restarted; still following the install"),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("Installed {NEWER} in slot B")),
+        "{out}\n{err}"
+    );
+    let p = props(&conn).await;
+    assert_eq!(
+        (p.state.as_str(), p.primary_slot.as_str()),
+        ("installed", "B"),
+        "{p:#?}"
+    );
+    assert!(slot_b_holds(&rig, NEWER), "{}", rig.log());
+    let r = run(
+        None,
+        &bin("skytimectl"),
+        &["update", "status"],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &rig.bus.address)],
+    );
+    assert!(
+        r.stdout.contains("installed (reboot pending)"),
+        "{}",
+        r.all()
+    );
+    drop(daemon);
+}
+
+/// skytimed killed during an install and not started again: skytimectl
+/// gives up once its --restart-wait has passed, with exit code 3 and a
+/// message naming what to check (not after the install, which RAUC holds
+/// here for up to a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn skytimectl_gives_up_when_skytimed_does_not_come_back() {
+    let rig = Rig::start().await;
+    let daemon = start_daemon(&rig, initialized_dir());
+    let conn = rig.conn.clone();
+    wait_props(&conn, "RAUC found", |p| p.available).await;
+    let good = bundle(&Spec::plain(NEWER));
+
+    fs::write(rig.path("bl/gate"), "").unwrap();
+    let install = Install::start(&rig, &good, 3);
+    wait_props(&conn, "installing", |p| p.state == "installing").await;
+    drop(daemon.kill());
+    let (code, out, err) = install.wait(Duration::from_secs(30));
+    fs::remove_file(rig.path("bl/gate")).unwrap();
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(
+        err.contains("skytimed went away during the install")
+            && err.contains("did not come back within 3 s")
+            && err.contains("journalctl -u skytimed"),
+        "{err}"
+    );
+    assert!(!err.contains("restarted"), "{err}");
+}
+
+/// RAUC's own `Operation` ("idle" or "installing").
+async fn rauc_operation(conn: &zbus::Connection) -> String {
+    let p = zbus::Proxy::new(
+        conn,
+        "de.pengutronix.rauc",
+        "/",
+        "de.pengutronix.rauc.Installer",
+    )
+    .await
+    .unwrap();
+    p.get_property("Operation").await.unwrap()
+}
+
+/// skytimed killed mid-install, and RAUC finishes before skytimed is
+/// back: its `Completed` reached no one, so skytimed on start finds RAUC
+/// idle with its own state still "installing" and settles the install
+/// from the slot RAUC made primary; skytimectl follows to the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_install_that_ended_while_skytimed_was_away_is_settled_on_its_start() {
+    let rig = Rig::start().await;
+    let daemon = start_daemon(&rig, initialized_dir());
+    let conn = rig.conn.clone();
+    wait_props(&conn, "RAUC found", |p| p.available).await;
+    let good = bundle(&Spec::plain(NEWER));
+
+    fs::write(rig.path("bl/gate"), "").unwrap();
+    let install = Install::start(&rig, &good, 60);
+    wait_props(&conn, "installing", |p| p.state == "installing").await;
+    let dir = daemon.kill();
+    fs::remove_file(rig.path("bl/gate")).unwrap();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !(slot_b_holds(&rig, NEWER) && rauc_operation(&conn).await == "idle") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "RAUC did not finish\n{}",
+            rig.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let daemon = start_daemon(&rig, dir);
+    let p = wait_props(&conn, "the install settled", |p| p.state != "installing").await;
+    assert_eq!(
+        (p.state.as_str(), p.primary_slot.as_str()),
+        ("installed", "B"),
+        "{p:#?}\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("RAUC finished the install while skytimed was not running"),
+        "{}",
+        daemon.log()
+    );
+    let (code, out, err) = install.wait(LIMIT);
+    assert_eq!(code, Some(0), "{out}\n{err}\n{}", daemon.log());
+    assert!(
+        err.contains("skytimed restarted; still following the install"),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("Installed {NEWER} in slot B")),
+        "{out}"
+    );
 }

@@ -5,7 +5,10 @@
 //! `max_upload` bytes (or than the partition has free) is refused, a body
 //! that ends early or has another hash is deleted, and only a complete
 //! bundle with the announced hash is synced and renamed to
-//! `bundle-<hash prefix>.raucb`, replacing earlier uploads. The server
+//! `bundle-<hash prefix>.raucb`, replacing earlier uploads. "Free" keeps
+//! `RESERVE` aside for the rest of the data partition; without room the
+//! answer is `NoSpace` (507), before the body is read when its length is
+//! announced, or as soon as a chunked body passes the room. The server
 //! then hands its path to `Update.Install(path, options)`.
 //!
 //! One upload at a time: a second one meanwhile is refused (409), so the
@@ -90,19 +93,29 @@ impl Uploads {
             )
         })?;
         std::fs::create_dir_all(&self.dir).map_err(|e| self.io("create", &self.dir, e))?;
-        if let (Some(n), Some(free)) = (content_length, free_bytes(&self.dir)) {
+        let free = free_bytes(&self.dir);
+        let no_space = |n: u64, free: u64| {
+            Failure::new(
+                names::NO_SPACE,
+                format!("the bundle ({n} bytes) does not fit: {free} bytes are free on the data partition, of which {RESERVE} stay free"),
+            )
+        };
+        if let (Some(n), Some(free)) = (content_length, free) {
             if n.saturating_add(RESERVE) > free {
-                return Err(Failure::new(
-                    names::NO_SPACE,
-                    format!("the bundle ({n} bytes) does not fit: {free} bytes are free on the data partition"),
-                ));
+                return Err(no_space(n, free));
             }
         }
+        // A body without a length is cut where it would eat into the
+        // reserve, as an announced one is refused.
+        let fits = |n: u64| match free {
+            Some(free) if n.saturating_add(RESERVE) > free => Err(no_space(n, free)),
+            _ => Ok(()),
+        };
         let part = self
             .dir
             .join(format!(".upload-{}.part", std::process::id()));
         let result = self
-            .receive(body, &part, content_length, too_large)
+            .receive(body, &part, content_length, too_large, fits)
             .await
             .and_then(|(size, got)| {
                 if got == want {
@@ -141,6 +154,7 @@ impl Uploads {
         part: &Path,
         content_length: Option<u64>,
         too_large: impl Fn() -> Failure,
+        fits: impl Fn(u64) -> Result<(), Failure>,
     ) -> Result<(u64, String), Failure> {
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -178,6 +192,7 @@ impl Uploads {
             if size > self.max {
                 return Err(too_large());
             }
+            fits(size)?;
             while data.has_remaining() {
                 let chunk = data.chunk();
                 hash.update(chunk);
@@ -219,10 +234,13 @@ impl Uploads {
     }
 
     fn io(&self, what: &str, path: &Path, e: std::io::Error) -> Failure {
-        Failure::new(
-            "org.skytime.Error.PersistFailed",
-            format!("cannot {what} {}: {e}", path.display()),
-        )
+        // The partition filled up (by someone else meanwhile): 507.
+        let name = if e.kind() == std::io::ErrorKind::StorageFull {
+            names::NO_SPACE
+        } else {
+            "org.skytime.Error.PersistFailed"
+        };
+        Failure::new(name, format!("cannot {what} {}: {e}", path.display()))
     }
 }
 

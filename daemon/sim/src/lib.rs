@@ -363,7 +363,9 @@ pub struct AlarmEvent {
     pub t: f64,
     pub alarm: &'static str,
     pub raised: bool,
-    /// The reason, for the integrity alarms.
+    /// "warning" or "critical", as the API says it.
+    pub severity: &'static str,
+    /// The reason, for the integrity alarms and a step after lock.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -605,9 +607,12 @@ pub fn run(sc: &Scenario) -> Outcome {
                 t,
                 alarm: c.kind.name(),
                 raised: c.raised,
+                severity: c.alarm.severity.name(),
                 reason: matches!(
                     c.kind,
-                    skytime_alarms::AlarmKind::GpsDisagrees | skytime_alarms::AlarmKind::GpsJumped
+                    skytime_alarms::AlarmKind::GpsDisagrees
+                        | skytime_alarms::AlarmKind::GpsJumped
+                        | skytime_alarms::AlarmKind::ClockStepped
                 )
                 .then(|| c.alarm.reason.clone()),
             });

@@ -78,6 +78,42 @@ fn a_reference_jump_after_lock_steps_the_clock_and_says_so() {
     assert_eq!(cleared, None, "held for an hour after the step");
 }
 
+/// The system tests never step this machine's clock (skytimed runs
+/// measure-only there), so `clock_stepped` is proven here, in the
+/// discipline simulator: raised as a warning with its reason when the
+/// reference jumps after lock, and cleared once the hour it is held for
+/// has passed without another step.
+#[test]
+fn a_step_after_lock_is_a_warning_cleared_an_hour_later() {
+    let o = run(&Scenario {
+        hours: 2.5,
+        ..Scenario::stepped_after_lock()
+    });
+    let events: Vec<_> = o
+        .alarm_events
+        .iter()
+        .filter(|e| e.alarm == "clock_stepped")
+        .collect();
+    assert_eq!(events.len(), 2, "{:?}", o.alarm_events);
+    let (raised, cleared) = (events[0], events[1]);
+    assert!(raised.raised && !cleared.raised, "{events:?}");
+    for e in [raised, cleared] {
+        assert_eq!(e.severity, "warning", "{e:?}");
+        let reason = e.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("stepped after it had locked")
+                && reason.contains("the reference jumped"),
+            "{reason}"
+        );
+    }
+    // Held for an hour (step_hold_s) from the step, then cleared.
+    let held = cleared.t - raised.t;
+    assert!(
+        (3598.0..=3602.0).contains(&held),
+        "held {held} s: {events:?}"
+    );
+}
+
 #[test]
 fn healthy_scenarios_raise_nothing_after_the_start() {
     for name in [

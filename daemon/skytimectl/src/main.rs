@@ -9,6 +9,7 @@
 //! D-Bus names) for scripts.
 
 mod bus;
+mod follow;
 mod https;
 mod render;
 mod text;
@@ -204,7 +205,9 @@ enum UpdateCmd {
     Check { path: PathBuf },
     /// Install a bundle into the other slot and follow it to the end
     /// (with --host it is uploaded first). An https:// URL (with
-    /// --sha256) is downloaded by the appliance itself.
+    /// --sha256) is downloaded by the appliance itself. A restart of
+    /// skytimed meanwhile does not stop the install: it is followed on
+    /// once skytimed is back (see --restart-wait).
     Install {
         path: PathBuf,
         /// With a URL: the bundle's SHA-256 (sha256sum prints it).
@@ -216,6 +219,12 @@ enum UpdateCmd {
         /// Reboot into it once it is installed.
         #[arg(long)]
         reboot: bool,
+        /// If skytimed restarts during the install (RAUC carries on
+        /// writing), wait this many seconds for it to come back and follow
+        /// the install on; longer away is an error (exit code 3).
+        #[arg(long, value_name = "SECONDS", default_value_t = follow::RESTART_WAIT_S,
+              value_parser = clap::value_parser!(u32).range(1..=3600))]
+        restart_wait: u32,
     },
     /// Boot the other slot again, when it holds a good system (reboots).
     Rollback,
@@ -328,7 +337,8 @@ fn read_file(path: &PathBuf) -> Result<String, CtlError> {
 }
 
 async fn run(cli: &Cli) -> Result<Output, CtlError> {
-    let t = Transport::connect(&cli.target()?).await?;
+    let target = cli.target()?;
+    let mut t = Transport::connect(&target).await?;
     Ok(match &cli.command {
         Command::Status => {
             let tracking = t.tracking().await?;
@@ -468,6 +478,7 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
                 sha256,
                 force,
                 reboot,
+                restart_wait,
             } => {
                 let url = path.to_string_lossy();
                 let b = if url.starts_with("https://") {
@@ -482,7 +493,8 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
                 } else {
                     Some(t.update_install(path, *force, *reboot).await?)
                 };
-                let p = update::follow(&t).await?;
+                let wait = std::time::Duration::from_secs(u64::from(*restart_wait));
+                let p = follow::follow(&mut t, &target, wait).await?;
                 let version = b
                     .as_ref()
                     .map_or_else(|| p.bundle_version.clone(), |b| b.version.clone());

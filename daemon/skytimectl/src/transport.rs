@@ -284,6 +284,24 @@ impl Transport {
 
     // --- Update (org.skytime.Appliance1.Update) ---
 
+    /// skytimed's unique name on the bus (it changes when skytimed
+    /// restarts); through the gateway, unknown (`None`).
+    pub async fn daemon_owner(&self) -> Result<Option<String>, CtlError> {
+        match self {
+            Self::Dbus(c) => {
+                let dbus = zbus::fdo::DBusProxy::new(c).await.map_err(classify)?;
+                let name = zbus::names::BusName::try_from(skytime_api::BUS_NAME)
+                    .map_err(|e| classify(e.into()))?;
+                let owner = dbus
+                    .get_name_owner(name)
+                    .await
+                    .map_err(|e| classify(e.into()))?;
+                Ok(Some(owner.to_string()))
+            }
+            Self::Https(_) => Ok(None),
+        }
+    }
+
     pub async fn update_properties(&self) -> Result<UpdateProperties, CtlError> {
         match self {
             Self::Dbus(c) => client::properties(c, interface::UPDATE)

@@ -1,17 +1,7 @@
-//! `skytimectl update`: status, check, install (following the install to
-//! its end, with a progress bar on a terminal and plain lines otherwise)
-//! and rollback, over D-Bus or through the gateway.
+//! `skytimectl update`: the texts of status and check (following an
+//! install is [`crate::follow`]'s).
 
-use crate::bus::{exit, CtlError};
-use crate::transport::Transport;
 use skytime_api::{BundleReport, UpdateProperties};
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
-
-/// How often a running install is looked at.
-const POLL: Duration = Duration::from_millis(500);
-/// The longest an install is followed.
-const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
 
 /// The status as text.
 pub fn status(p: &UpdateProperties) -> String {
@@ -106,87 +96,6 @@ pub fn bundle(b: &BundleReport) -> String {
     }
     out.push(format!("Policy          : {verdict}"));
     out.join("\n")
-}
-
-/// Follows an install that RAUC accepted until it has completed; shows
-/// progress on stderr. The final properties, or an error when it failed.
-pub async fn follow(t: &Transport) -> Result<UpdateProperties, CtlError> {
-    let tty = std::io::stderr().is_terminal();
-    let start = Instant::now();
-    let mut last = (u32::MAX, String::new());
-    loop {
-        let p = t.update_properties().await?;
-        let now = (p.progress_percent, p.progress_step.clone());
-        let downloading = p.operation == "downloading";
-        if now != last && (downloading || matches!(p.state.as_str(), "staged" | "installing")) {
-            show(tty, now.0, &now.1);
-            last = now;
-        }
-        if downloading {
-            tokio::time::sleep(POLL).await;
-            continue;
-        }
-        if let Some(why) = p.progress_step.strip_prefix("failed: ") {
-            end_line(tty);
-            return Err(CtlError::new(
-                exit::FAILED,
-                format!("the install failed: {why}"),
-            ));
-        }
-        match p.state.as_str() {
-            "staged" | "installing" => {}
-            "failed" => {
-                end_line(tty);
-                return Err(CtlError::new(
-                    exit::FAILED,
-                    format!("the install failed: {}", p.state_reason),
-                ));
-            }
-            _ => {
-                // The last step, which a short install may pass between
-                // two looks.
-                if (p.progress_percent, p.progress_step.clone()) != last {
-                    show(tty, p.progress_percent, &p.progress_step);
-                }
-                end_line(tty);
-                return Ok(p);
-            }
-        }
-        if start.elapsed() > FOLLOW_LIMIT {
-            end_line(tty);
-            return Err(CtlError::new(
-                exit::FAILED,
-                format!(
-                    "the install is still running after {} s; see skytimectl update status",
-                    FOLLOW_LIMIT.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-fn show(tty: bool, percent: u32, step: &str) {
-    let mut err = std::io::stderr().lock();
-    if tty {
-        let filled = (percent.min(100) / 5) as usize;
-        let _ = write!(
-            err,
-            "\r[{}{}] {percent:>3}% {:<40.40}",
-            "#".repeat(filled),
-            " ".repeat(20 - filled),
-            step
-        );
-    } else {
-        let _ = writeln!(err, "{percent}% {step}");
-    }
-    let _ = err.flush();
-}
-
-fn end_line(tty: bool) {
-    if tty {
-        eprintln!();
-    }
 }
 
 #[cfg(test)]

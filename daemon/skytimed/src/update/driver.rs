@@ -113,6 +113,7 @@ async fn follow(updater: Arc<Updater>, rauc: Rauc) {
             spawn_health(updater.clone());
         }
     }
+    completed_while_away(&updater, &rauc).await;
     let Ok(mut completed) = completed else {
         tracing::error!("cannot follow RAUC's Completed signal");
         return;
@@ -131,6 +132,28 @@ async fn follow(updater: Arc<Updater>, rauc: Rauc) {
             }
         }
     }
+}
+
+/// skytimed restarted during an install (a crash, the watchdog, an
+/// operator): RAUC carried on, and if it finished while skytimed was
+/// away its `Completed` reached no one. RAUC idle with our state still
+/// installing means that; whether the other slot is now primary says how
+/// it ended (RAUC's LastError says why when it failed). A `Completed`
+/// that does arrive as well is ignored by the state machine.
+async fn completed_while_away(updater: &Arc<Updater>, rauc: &Rauc) {
+    let State::Installing { from_slot, .. } = updater.state() else {
+        return;
+    };
+    if !rauc.operation().await.is_ok_and(|o| o == "idle") {
+        return;
+    }
+    updater.refresh(rauc).await;
+    let switched = updater.with_view(|v| !v.primary_slot.is_empty() && v.primary_slot != from_slot);
+    tracing::warn!(
+        switched,
+        "RAUC finished the install while skytimed was not running"
+    );
+    on_completed(updater, rauc, if switched { 0 } else { 1 }).await;
 }
 
 async fn on_progress(updater: &Arc<Updater>, p: Progress) {
