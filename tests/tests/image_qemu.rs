@@ -95,6 +95,10 @@ fn assert_only_allowed_sockets_open(bus: &Path) {
             (proto.to_owned(), port.trim().parse().unwrap())
         })
         .collect();
+    eprintln!(
+        "open to the network on the appliance: {}",
+        report["Listening"]
+    );
     let unexpected: Vec<_> = open.iter().filter(|o| !allowed.contains(o)).collect();
     assert!(
         unexpected.is_empty(),
