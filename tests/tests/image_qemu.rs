@@ -14,7 +14,8 @@
 //! the boot state): no first boot, the same certificate (chrony trusts only
 //! boot 1's), NTS again; then the host manages it over D-Bus alone (the VM
 //! management channel, a virtio-serial port, which has skytimed's admin
-//! rights and no more): skytimectl reads its status, busctl its host name,
+//! rights and no more): skytimectl reads its status and the sockets open to
+//! the network (only those in image/listen.allow), busctl its host name,
 //! systemd refuses it a unit, and `skytimectl reboot` reboots it (skytimed
 //! asks logind, which polkit lets it). Boot 3: a wiped data partition and a
 //! skytime.toml naming another data directory: first boot runs again,
@@ -62,6 +63,55 @@ fn nts_sync(ntp: u16, ke: u16, cert: &Path) -> String {
 }
 
 /// First boot has run and skytimed has started after it.
+/// The sockets open to the network on the booted appliance, as skytimed
+/// reports them from the kernel's tables (`skytimectl network show`), are
+/// all in image/listen.allow, and NTP and NTS-KE are among them.
+fn assert_only_allowed_sockets_open(bus: &Path) {
+    let out = on_guest_bus(
+        bus,
+        &skytime_tests::bin("skytimectl"),
+        &["--json", "network", "show"],
+    );
+    assert!(out.status.success(), "skytimectl network show: {out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let open: Vec<(String, u16)> = report["Listening"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Listening list: {report}"))
+        .iter()
+        .map(|v| {
+            let s = v.as_str().unwrap();
+            let (proto, addr) = s.split_once(' ').unwrap();
+            let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+            (proto.to_owned(), port)
+        })
+        .collect();
+    let list = fs::read_to_string(repo().join("image/listen.allow")).unwrap();
+    let allowed: Vec<(String, u16)> = list
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (proto, port) = l.split_once(' ').unwrap();
+            (proto.to_owned(), port.trim().parse().unwrap())
+        })
+        .collect();
+    eprintln!(
+        "open to the network on the appliance: {}",
+        report["Listening"]
+    );
+    let unexpected: Vec<_> = open.iter().filter(|o| !allowed.contains(o)).collect();
+    assert!(
+        unexpected.is_empty(),
+        "open but not in image/listen.allow: {unexpected:?} (all open: {report})"
+    );
+    for want in [("udp", 123), ("tcp", 4460)] {
+        assert!(
+            open.contains(&(want.0.to_owned(), want.1)),
+            "{want:?} is not open: {report}"
+        );
+    }
+}
+
 fn wait_first_boot(vm: &mut Qemu) {
     vm.wait_for(
         "Finished skytime-firstboot.service",
@@ -217,6 +267,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         status.status.success() && text.contains("stratum 10") && text.contains("skytime-qemu"),
         "skytimectl status over the VM channel: {status:?}\n{text}"
     );
+    assert_only_allowed_sockets_open(&bus);
     let name = on_guest_bus(
         &bus,
         &require_program("busctl"),

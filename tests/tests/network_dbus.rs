@@ -144,6 +144,20 @@ fn seeded_then_applied_then_confirmed_with_a_reissued_certificate() {
     let shown = b.ctl(&["show"]);
     assert_eq!(shown["Hostname"], "seed1");
     assert_eq!(shown["Pending"], false);
+    // The open sockets, from the kernel's tables: this daemon's NTP and
+    // NTS-KE sockets among them (the host's other ones too).
+    let open: Vec<&str> = shown["Listening"]
+        .as_array()
+        .expect("Listening is a list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for want in [
+        format!("udp {}", b.daemon.ntp_addr()),
+        format!("tcp {}", b.daemon.ke_addr()),
+    ] {
+        assert!(open.contains(&want.as_str()), "{want} not in {open:?}");
+    }
     // Reading needs no rights.
     let r = ctl(&b.bus, Some(UNPRIVILEGED), &["--json", "network", "show"]);
     assert!(r.ok(), "{}", r.all());

@@ -277,6 +277,11 @@ record! {
         /// What `Confirm` did to the NTS certificate ("reissued: NAMES",
         /// "kept: ...", "unchanged: ..."); empty for the other calls.
         pub certificate: String,
+        /// The sockets open to the network on the appliance, from the
+        /// kernel's tables: TCP listening and UDP bound but unconnected,
+        /// each as "PROTO ADDRESS:PORT" ("udp 0.0.0.0:123",
+        /// "tcp [::]:4460"), sorted. Every process's, not only skytimed's.
+        pub listening: Vec<String>,
     }
 }
 
@@ -506,6 +511,7 @@ mod tests {
                 confirm_within: 29.5,
                 previous_toml: "mode = \"dhcp\"\n".into(),
                 certificate: String::new(),
+                listening: vec!["tcp [::]:4460".into(), "udp 0.0.0.0:123".into()],
             }),
             Box::new(ConfigOutcome {
                 path: "/var/lib/skytime/skytime.toml".into(),

@@ -375,6 +375,7 @@ pub fn network(n: &skytime_api::NetworkReport) -> String {
         ("IPv6", or_dash(&n.ipv6_address)),
         ("IPv6 gateway", or_dash(&n.ipv6_gateway)),
         ("DNS", or_dash(&n.dns.join(" "))),
+        ("Listening", or_dash(&n.listening.join(", "))),
     ]);
     if n.pending {
         out.push_str(&format!(

@@ -9,6 +9,8 @@
 //!   and which commands make networkd and the host name follow it.
 //! - [`certificate`]: re-issuing the appliance's own self-signed
 //!   certificate for a new name or address.
+//! - [`listening`]: the sockets open to the network, which every report
+//!   lists.
 //! - [`Manager`] (here): the I/O around them. The confirmed settings live
 //!   in `<data_dir>/network.toml` (written atomically); a change on
 //!   probation in `<data_dir>/network.pending.toml`, which a start drops,
@@ -18,6 +20,7 @@
 
 pub mod certificate;
 pub mod control;
+pub mod listening;
 pub mod render;
 pub mod safe_apply;
 pub mod settings;
@@ -430,5 +433,18 @@ fn report(state: &SafeApply, now: Instant, certificate: &str) -> NetworkReport {
             .map(|p| p.previous.clone().unwrap_or_default().to_toml())
             .unwrap_or_default(),
         certificate: certificate.to_owned(),
+        listening: open_sockets(),
+    }
+}
+
+/// What is open to the network now, as the report lists it; empty (and
+/// logged) if the kernel's tables cannot be read.
+fn open_sockets() -> Vec<String> {
+    match listening::read(Path::new("/proc/net")) {
+        Ok(all) => all.iter().map(ToString::to_string).collect(),
+        Err(e) => {
+            tracing::warn!("cannot list the open sockets: {e}");
+            Vec::new()
+        }
     }
 }
