@@ -77,6 +77,8 @@ fn stop_on_signals() {
 
 /// Resource samples this often.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// A progress line every this many samples (10 minutes), for long runs.
+const PROGRESS_EVERY: usize = 120;
 /// Medians over this many samples (30 s) at the warm-up and at the end.
 const WINDOW: usize = 6;
 
@@ -205,6 +207,10 @@ fn main() -> ExitCode {
     let mut injected = BTreeMap::new();
     let mut failures = Vec::new();
     samples.take(pid);
+    println!(
+        "skytime-soak: {} s, skytimed pid {pid}, NTP {ntp}, NTS-KE {ke}",
+        args.seconds
+    );
 
     let (plain, nts, reads, writes) = std::thread::scope(|s| {
         let plain = s.spawn(|| clients::plain(&shared, ntp, args.ntp_rate));
@@ -235,7 +241,8 @@ fn main() -> ExitCode {
             }
             if Instant::now() >= cycle_end {
                 drop(sim.take());
-                let left = (deadline - Instant::now()).as_secs().max(1);
+                // Rounded up: the last cycle ends with the run.
+                let left = (deadline - Instant::now()).as_secs_f64().ceil() as u64;
                 let len = left.min(faults::CYCLE_S);
                 sim = Some(GpsSim::with_args(
                     gps.path(),
@@ -252,6 +259,15 @@ fn main() -> ExitCode {
                         start.elapsed().as_secs_f64()
                     ));
                     break;
+                }
+                if samples.rss.len() % PROGRESS_EVERY == 0 {
+                    println!(
+                        "  {:.0} s: resident memory {} KiB, threads {}, file descriptors {}",
+                        start.elapsed().as_secs_f64(),
+                        samples.rss.last().unwrap_or(&0),
+                        samples.threads.last().unwrap_or(&0),
+                        samples.fds.last().unwrap_or(&0)
+                    );
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -343,7 +359,7 @@ fn main() -> ExitCode {
     }
 
     // The summary.
-    println!("skytime-soak: {ran:.0} s (warm-up {warmup} s), skytimed pid {pid}");
+    println!("skytime-soak: ran {ran:.0} s (warm-up {warmup} s)");
     for (what, c) in [("NTP", &plain), ("NTS", &nts)] {
         println!(
             "  {what}: {} requests, {} replies ({} claiming synchronization), {} unanswered",
