@@ -15,9 +15,11 @@ TRIXIE_CHRONY := target/trixie-chrony/bin/chronyd
 CARGO_FUZZ := target/cargo-fuzz/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS ?= 2
+# make soak: how long skytimed runs with faults (README: Soak).
+SOAK_SECONDS ?= 600
 IMAGE_PACKAGES := mmdebstrap erofs-utils squashfs-tools genimage u-boot-tools mtools dosfstools e2fsprogs kmod qemu-user-static qemu-system-arm u-boot-qemu ipxe-qemu gcc-aarch64-linux-gnu libc6-dev-arm64-cross libubootenv-tool arch-test
 
-.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test bundle fuzz asan help
+.PHONY: demo test demo-deps test-deps lint bench sim image image-deps image-test image-boot image-beside-soak bundle fuzz asan soak help
 
 help:
 	@echo "make demo   run skytimed on localhost (NTP 127.0.0.1:11123, gateway https://127.0.0.1:18443), Ctrl-C stops it"
@@ -29,6 +31,7 @@ help:
 	@echo "make image-test  boot it in QEMU (NTS, A/B, clock steering) and check a rebuild is bit-identical"
 	@echo "make fuzz   every libFuzzer target for FUZZ_SECONDS (60) each, FUZZ_JOBS (2) at a time"
 	@echo "make asan   the unit tests of skytimed's unsafe modules under AddressSanitizer"
+	@echo "make soak   skytimed for SOAK_SECONDS (600) with GPS faults, clients and D-Bus writes; fails on growth, panics, false sync claims"
 
 demo-deps:
 	@tests/scripts/install-deps.sh $(DEMO_PACKAGES)
@@ -64,6 +67,10 @@ bundle:
 # boot, management over D-Bus, clock steering from a simulated USB GPS;
 # then a second build that must give the same bytes.
 image-test: image
+	$(MAKE) image-boot
+
+# The QEMU tests of image-test on the image already built.
+image-boot:
 	tests/scripts/trixie-tools.sh target/trixie-tools
 	$(CARGO) build --locked -p skytime-gpssim -p skytimectl
 	$(CARGO) test --locked -p skytime-tests --features image --test uboot_env --test image_rpi4 --test image_root --test image_uboot_rpi --test image_qemu --test image_update --test image_clock --test image_reproducible
@@ -76,13 +83,32 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-# Every test: lints, the workspace's unit and system tests, then the image
-# built and booted in QEMU (about 76 minutes from a fresh clone on 2 cores).
+# Every test: lints, the workspace's unit and system tests, fuzzing, the
+# soak while the image builds, then the image booted in QEMU (about 76
+# minutes from a fresh clone on 2 cores).
 test: test-deps lint
 	$(CARGO) build --locked --workspace --bins
 	$(CARGO) test --locked --workspace
 	$(MAKE) fuzz FUZZ_SECONDS=60
-	$(MAKE) image-test
+	$(MAKE) image-beside-soak
+	$(MAKE) image-boot
+
+# The soak (built by `make test` above) in the background while the image
+# builds, so that its ten minutes add nothing; both must pass before the
+# QEMU tests, which never run beside it. Its report: target/soak.log.
+image-beside-soak:
+	@target/debug/skytime-soak --seconds $(SOAK_SECONDS) > target/soak.log 2>&1 & soak=$$!; \
+	$(MAKE) image; image=$$?; \
+	if [ $$image -ne 0 ]; then kill -TERM $$soak; fi; \
+	wait $$soak; soaked=$$?; cat target/soak.log; \
+	[ $$image -eq 0 ] && [ $$soaked -eq 0 ]
+
+# skytimed for SOAK_SECONDS with every GPS fault, steady NTP and NTS
+# clients, key rotations, configuration applies, certificate installs and
+# reloads over a private D-Bus (README: Soak).
+soak: test-deps
+	$(CARGO) build --locked --workspace --bins
+	target/debug/skytime-soak --seconds $(SOAK_SECONDS)
 
 # libFuzzer on every parser of outside input (tests/fuzz, README: Fuzzing):
 # a table of executions and coverage per target; fails on any crash.

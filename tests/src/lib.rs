@@ -35,6 +35,7 @@ pub mod gpssim;
 pub mod mgmt;
 pub mod ntp;
 pub mod nts_client;
+pub mod procfs;
 pub mod rauc;
 pub mod standin;
 pub mod systemd;

@@ -10,7 +10,8 @@
 //! 2. at T + `--nmea-delay` starts writing the sentences that name T.
 //!
 //! It can acquire and lose the fix, send status-V sentences, garbage bytes,
-//! wrong checksums, a (fake) leap second, dates from a receiver that missed
+//! wrong checksums, PPS gaps (NMEA going on) and glitches (a pulse off its
+//! edge), a (fake) leap second, dates from a receiver that missed
 //! a GPS week rollover (from the start, or from a given second), and
 //! "unplug" (close the pty and come back later). It can also be spoofed:
 //! from a given second its time (pulses and sentences alike) is off by a
@@ -71,6 +72,19 @@ struct Cli {
     /// ... for this many seconds.
     #[arg(long, default_value_t = 5)]
     nmea_gap_for: u64,
+    /// Send no pulse (NMEA goes on with a fix) from this second ...
+    #[arg(long)]
+    pps_gap_at: Option<u64>,
+    /// ... for this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pps_gap_for: u64,
+    /// Send one pulse every N seconds --pps-glitch seconds off its true
+    /// edge, as a noisy PPS line does (0: never); keep it below
+    /// --nmea-delay.
+    #[arg(long, default_value_t = 0)]
+    pps_glitch_every: u64,
+    #[arg(long, default_value_t = 0.25, allow_negative_numbers = true)]
+    pps_glitch: f64,
     /// Write a burst of binary garbage every N seconds (0: never).
     #[arg(long, default_value_t = 0)]
     garbage_every: u64,
@@ -211,6 +225,20 @@ fn spoof_offset(cli: &Cli, elapsed: f64) -> f64 {
     off
 }
 
+/// The PPS line's fault at `elapsed` seconds after start: `None` in a
+/// PPS gap (no pulse), else how far the pulse is off its edge (a glitch;
+/// 0 for most pulses).
+fn pps_fault(cli: &Cli, elapsed: u64) -> Option<f64> {
+    if cli
+        .pps_gap_at
+        .is_some_and(|f| elapsed >= f && elapsed < f + cli.pps_gap_for)
+    {
+        return None;
+    }
+    let glitch = cli.pps_glitch_every > 0 && elapsed % cli.pps_glitch_every == 1;
+    Some(if glitch { cli.pps_glitch } else { 0.0 })
+}
+
 /// The sentences that name second `unix` (UTC); `rolled`: the receiver
 /// has missed a week rollover.
 fn burst(cli: &Cli, unix: i64, fix: bool, leap: bool, bad_checksum: bool, rolled: bool) -> Vec<u8> {
@@ -346,15 +374,16 @@ fn main() {
         let nmea_gap = cli
             .nmea_gap_at
             .is_some_and(|f| elapsed >= f && elapsed < f + cli.nmea_gap_for);
+        let glitch = pps_fault(&cli, elapsed);
 
         // The PPS edge: a receiver without a fix gives no pulse. A spoofed
         // receiver begins its second `off` early (its time is ahead).
         let off = spoof_offset(&cli, elapsed as f64);
-        let edge = second as f64 - off + rng.spread(cli.pps_jitter);
+        let edge = second as f64 - off + rng.spread(cli.pps_jitter) + glitch.unwrap_or(0.0);
         if !sleep_until(edge) {
             break;
         }
-        if let (Some(path), true, false) = (&cli.sock, fix, unplugged) {
+        if let (Some(path), true, false) = (&cli.sock, fix && glitch.is_some(), unplugged) {
             let local = edge; // true time = host clock
             let (sec, usec) = (
                 local.floor() as i64,
@@ -463,6 +492,28 @@ mod tests {
             plain.contains(",15,01,2027,") && rolled.contains(",01,06,2007,"),
             "{plain} {rolled}"
         );
+    }
+
+    #[test]
+    fn pps_gaps_drop_pulses_and_glitches_move_one_in_n() {
+        let c = cli(&[
+            "--pps-gap-at",
+            "10",
+            "--pps-gap-for",
+            "3",
+            "--pps-glitch-every",
+            "7",
+            "--pps-glitch",
+            "-0.1",
+        ]);
+        let faults: Vec<Option<f64>> = (0..16).map(|s| pps_fault(&c, s)).collect();
+        assert_eq!(faults[0], Some(0.0));
+        assert_eq!(faults[1], Some(-0.1));
+        assert_eq!(faults[8], Some(-0.1));
+        assert_eq!(&faults[10..13], &[None, None, None]);
+        assert_eq!(faults[15], Some(-0.1));
+        assert_eq!(faults.iter().filter(|f| **f == Some(0.0)).count(), 10);
+        assert_eq!(pps_fault(&cli(&[]), 1), Some(0.0));
     }
 
     #[test]

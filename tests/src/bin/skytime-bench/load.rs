@@ -437,12 +437,5 @@ fn processes() -> Vec<(u32, u32, f64)> {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    skytime_tests::procfs::status_field(pid, "VmRSS")
 }
