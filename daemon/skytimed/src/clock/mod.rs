@@ -385,8 +385,12 @@ pub async fn run_with_status(
         mut samples,
         mut network,
     } = inputs;
-    // Without a GPS the reference clocks' channel closes at once; the
-    // discipline goes on while either input is open.
+    // Without a GPS the reference clocks' channel closes at once, and
+    // without upstream servers the network one. The discipline still runs
+    // on its ticks then (the local clock, holdover ageing) and publishes
+    // its snapshot each second: a loop that stopped would freeze the
+    // status and, once a snapshot was out, the watchdog would restart
+    // skytimed (seen in image_update's first boots). Only shutdown ends it.
     let (mut samples_open, mut network_open) = (true, true);
     let mut clock = KernelClock::new(config.steer);
     let precision = sync.borrow().precision;
@@ -429,9 +433,6 @@ pub async fn run_with_status(
                 Some(s) => d.handle_sample(clock.now()?, &s),
                 None => {
                     samples_open = false;
-                    if !network_open {
-                        break;
-                    }
                     continue;
                 }
             },
@@ -439,9 +440,6 @@ pub async fn run_with_status(
                 Some(n) => d.handle_network_sample(clock.now()?, &n.sample, &n.upstream),
                 None => {
                     network_open = false;
-                    if !samples_open {
-                        break;
-                    }
                     continue;
                 }
             },
