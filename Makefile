@@ -84,7 +84,7 @@ lint:
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 # Every test: lints, the workspace's unit and system tests, fuzzing, the
-# soak while the image builds, then the image booted in QEMU (about 76
+# soak while the image builds, then the image booted in QEMU (about 74
 # minutes from a fresh clone on 2 cores).
 test: test-deps lint
 	$(CARGO) build --locked --workspace --bins
