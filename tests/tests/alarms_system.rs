@@ -19,13 +19,16 @@ use std::time::{Duration, Instant};
 /// NTP seconds of 1 January 2017, the last leap second.
 const JAN_2017: u64 = 3_692_217_600;
 
-/// The active alarm names.
-fn alarms(bus: &PrivateBus) -> BTreeSet<String> {
+/// The active alarms, as `skytimectl --json alarms` gives them.
+fn active(bus: &PrivateBus) -> Vec<serde_json::Value> {
     let r = ctl(bus, None, &["--json", "alarms"]);
     assert!(r.ok(), "{}", r.all());
-    r.json()
-        .as_array()
-        .unwrap()
+    r.json().as_array().unwrap().clone()
+}
+
+/// The active alarm names.
+fn alarms(bus: &PrivateBus) -> BTreeSet<String> {
+    active(bus)
         .iter()
         .map(|a| a["Name"].as_str().unwrap().to_owned())
         .collect()
@@ -226,14 +229,7 @@ fn cert_expiring_in(days: i64) -> (String, String) {
 
 /// The active alarm called `name`, as `skytimectl --json alarms` gives it.
 fn alarm(bus: &PrivateBus, name: &str) -> Option<serde_json::Value> {
-    let r = ctl(bus, None, &["--json", "alarms"]);
-    assert!(r.ok(), "{}", r.all());
-    r.json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["Name"] == name)
-        .cloned()
+    active(bus).into_iter().find(|a| a["Name"] == name)
 }
 
 /// PPS present but rejected: the daemon expects the NMEA sentences 0.2 s

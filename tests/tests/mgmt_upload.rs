@@ -8,7 +8,7 @@
 
 use serde_json::json;
 use skytime_tests::dbus::{PrivateBus, BUS_NAME, OBJECT_PATH};
-use skytime_tests::mgmt::{Ca, Gateway, Pem, Usage};
+use skytime_tests::mgmt::{Ca, Client, Gateway, Pem, Usage};
 use skytime_tests::wait_until;
 use std::collections::HashMap;
 use std::io::Write;
@@ -64,6 +64,27 @@ fn sha256(b: &[u8]) -> String {
 
 fn bundle(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7919 % 251) as u8).collect()
+}
+
+/// `body` posted to Install chunked (no length announced), 64 KiB a
+/// chunk, stopping early if the gateway cuts the connection; the reply as
+/// text (empty if none came).
+fn post_chunked(client: &Client, body: &[u8]) -> String {
+    let mut c = client.connect().unwrap();
+    write!(c, "POST {INSTALL}?sha256={} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", sha256(body)).unwrap();
+    for chunk in body.chunks(65536) {
+        if write!(c, "{:x}\r\n", chunk.len())
+            .and_then(|()| c.write_all(chunk))
+            .and_then(|()| c.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = c.write_all(b"0\r\n\r\n");
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut c, &mut reply);
+    reply
 }
 
 /// Files in the uploads directory.
@@ -240,20 +261,7 @@ fn wrong_hash_too_large_truncated_and_refused_bundles_leave_nothing() {
         r.text()
     );
     // Larger than max_upload, chunked (no length announced): cut at the cap.
-    let mut c = admin.connect().unwrap();
-    write!(c, "POST {INSTALL}?sha256={} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", sha256(&big)).unwrap();
-    for chunk in big.chunks(65536) {
-        if write!(c, "{:x}\r\n", chunk.len())
-            .and_then(|()| c.write_all(chunk))
-            .and_then(|()| c.write_all(b"\r\n"))
-            .is_err()
-        {
-            break;
-        }
-    }
-    let _ = c.write_all(b"0\r\n\r\n");
-    let mut reply = String::new();
-    let _ = std::io::Read::read_to_string(&mut c, &mut reply);
+    let reply = post_chunked(&admin, &big);
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     // Truncated: the client announces more than it sends and goes away.
     let mut c = admin.connect().unwrap();
@@ -391,20 +399,7 @@ fn a_bundle_the_data_partition_has_no_room_for_is_refused_with_507() {
 
     // The same bundle chunked (no length announced): cut once it passes
     // the room, the partial file deleted.
-    let mut c = admin.connect().unwrap();
-    write!(c, "POST {INSTALL}?sha256={} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", sha256(&big)).unwrap();
-    for chunk in big.chunks(65536) {
-        if write!(c, "{:x}\r\n", chunk.len())
-            .and_then(|()| c.write_all(chunk))
-            .and_then(|()| c.write_all(b"\r\n"))
-            .is_err()
-        {
-            break;
-        }
-    }
-    let _ = c.write_all(b"0\r\n\r\n");
-    let mut reply = String::new();
-    let _ = std::io::Read::read_to_string(&mut c, &mut reply);
+    let reply = post_chunked(&admin, &big);
     assert!(reply.starts_with("HTTP/1.1 507"), "{reply}");
     assert!(reply.contains("org.skytime.Error.NoSpace"), "{reply}");
     assert!(uploads(&s.gw.data).is_empty(), "{:?}", uploads(&s.gw.data));

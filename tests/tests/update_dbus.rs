@@ -887,6 +887,21 @@ impl Install {
     }
 }
 
+/// skytimed started on the rig, `skytimectl update install` of a newer
+/// bundle (with `--restart-wait restart_wait`) held by the test backend's
+/// gate in RAUC's first bootloader call, and skytimed killed (SIGKILL, as
+/// a crash or the watchdog would) once the install is under way. The gate
+/// stays closed: the caller removes `bl/gate` to let RAUC finish.
+async fn kill_skytimed_mid_install(rig: &Rig, restart_wait: u32) -> (Install, tempfile::TempDir) {
+    let daemon = start_daemon(rig, initialized_dir());
+    wait_props(&rig.conn, "RAUC found", |p| p.available).await;
+    let good = bundle(&Spec::plain(NEWER));
+    fs::write(rig.path("bl/gate"), "").unwrap();
+    let install = Install::start(rig, &good, restart_wait);
+    wait_props(&rig.conn, "installing", |p| p.state == "installing").await;
+    (install, daemon.kill())
+}
+
 /// skytimed killed (SIGKILL, as a crash or the watchdog would) while RAUC
 /// installs, then started again: skytimectl says so and follows the
 /// install to its real result. RAUC is held in the install's first
@@ -895,15 +910,8 @@ impl Install {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn skytimectl_follows_an_install_across_a_restart_of_skytimed() {
     let rig = Rig::start().await;
-    let daemon = start_daemon(&rig, initialized_dir());
     let conn = rig.conn.clone();
-    wait_props(&conn, "RAUC found", |p| p.available).await;
-    let good = bundle(&Spec::plain(NEWER));
-
-    fs::write(rig.path("bl/gate"), "").unwrap();
-    let install = Install::start(&rig, &good, 60);
-    wait_props(&conn, "installing", |p| p.state == "installing").await;
-    let dir = daemon.kill();
+    let (install, dir) = kill_skytimed_mid_install(&rig, 60).await;
     wait_for(LIMIT, "skytimectl to see skytimed gone", || {
         install
             .stderr()
@@ -963,15 +971,8 @@ async fn skytimectl_follows_an_install_across_a_restart_of_skytimed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn skytimectl_gives_up_when_skytimed_does_not_come_back() {
     let rig = Rig::start().await;
-    let daemon = start_daemon(&rig, initialized_dir());
-    let conn = rig.conn.clone();
-    wait_props(&conn, "RAUC found", |p| p.available).await;
-    let good = bundle(&Spec::plain(NEWER));
-
-    fs::write(rig.path("bl/gate"), "").unwrap();
-    let install = Install::start(&rig, &good, 3);
-    wait_props(&conn, "installing", |p| p.state == "installing").await;
-    drop(daemon.kill());
+    let (install, dir) = kill_skytimed_mid_install(&rig, 3).await;
+    drop(dir);
     let (code, out, err) = install.wait(Duration::from_secs(30));
     fs::remove_file(rig.path("bl/gate")).unwrap();
     assert_eq!(code, Some(3), "{out}\n{err}");
@@ -1004,15 +1005,8 @@ async fn rauc_operation(conn: &zbus::Connection) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_install_that_ended_while_skytimed_was_away_is_settled_on_its_start() {
     let rig = Rig::start().await;
-    let daemon = start_daemon(&rig, initialized_dir());
     let conn = rig.conn.clone();
-    wait_props(&conn, "RAUC found", |p| p.available).await;
-    let good = bundle(&Spec::plain(NEWER));
-
-    fs::write(rig.path("bl/gate"), "").unwrap();
-    let install = Install::start(&rig, &good, 60);
-    wait_props(&conn, "installing", |p| p.state == "installing").await;
-    let dir = daemon.kill();
+    let (install, dir) = kill_skytimed_mid_install(&rig, 60).await;
     fs::remove_file(rig.path("bl/gate")).unwrap();
     let deadline = tokio::time::Instant::now() + LIMIT;
     while !(slot_b_holds(&rig, NEWER) && rauc_operation(&conn).await == "idle") {

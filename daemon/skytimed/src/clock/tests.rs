@@ -58,30 +58,63 @@ fn leap_table_loads_from_tzdata_or_reports_absence() {
     }
 }
 
+/// The discipline task running measure-only (never steering) on `inputs`.
+struct Running {
+    task: tokio::task::JoinHandle<Result<(), ClockError>>,
+    token: CancellationToken,
+    status: ClockStatus,
+    sync_rx: watch::Receiver<SyncState>,
+}
+
+fn measure_only(data_dir: &std::path::Path, inputs: Inputs) -> Running {
+    let cfg = ClockConfig {
+        steer: false,
+        ..ClockConfig::default()
+    };
+    let (sync_tx, sync_rx) = watch::channel(SyncState::unsynchronized(-20));
+    let token = CancellationToken::new();
+    let status = ClockStatus::new();
+    let task = tokio::spawn(run_with_status(
+        cfg,
+        data_dir.to_path_buf(),
+        None,
+        inputs,
+        sync_tx,
+        token.clone(),
+        status.clone(),
+    ));
+    Running {
+        task,
+        token,
+        status,
+        sync_rx,
+    }
+}
+
+/// Shuts the task down and requires it to end cleanly.
+async fn stop(token: CancellationToken, task: tokio::task::JoinHandle<Result<(), ClockError>>) {
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 /// With no GPS and no upstream server both inputs close at once; the
 /// discipline must go on publishing (the watchdog reads its snapshots)
 /// until shutdown.
 #[tokio::test]
 async fn runs_on_with_both_inputs_closed_until_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = ClockConfig {
-        steer: false,
-        ..ClockConfig::default()
-    };
     let (_, samples) = mpsc::channel(1);
     let (_, network) = mpsc::channel(1);
-    let (sync_tx, _sync_rx) = watch::channel(SyncState::unsynchronized(-20));
-    let token = CancellationToken::new();
-    let status = ClockStatus::new();
-    let task = tokio::spawn(run_with_status(
-        cfg,
-        dir.path().to_path_buf(),
-        None,
-        Inputs { samples, network },
-        sync_tx,
-        token.clone(),
-        status.clone(),
-    ));
+    let Running {
+        task,
+        token,
+        status,
+        ..
+    } = measure_only(dir.path(), Inputs { samples, network });
     // Three distinct snapshots over a few ticks: the loop keeps running.
     let mut seen = Vec::new();
     for _ in 0..50 {
@@ -97,39 +130,27 @@ async fn runs_on_with_both_inputs_closed_until_shutdown() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen.len() >= 3, "snapshots stopped after {seen:?}");
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop(token, task).await;
 }
 
 #[tokio::test]
 async fn measure_only_task_serves_from_samples_and_never_steers() {
     let before = KernelClock::query().unwrap().0;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = ClockConfig {
-        steer: false,
-        ..ClockConfig::default()
-    };
     let (tx, rx) = mpsc::channel(16);
-    let (sync_tx, mut sync_rx) = watch::channel(SyncState::unsynchronized(-20));
-    let token = CancellationToken::new();
-    let status = ClockStatus::new();
     let (_net_tx, network) = mpsc::channel(1);
-    let task = tokio::spawn(run_with_status(
-        cfg,
-        dir.path().to_path_buf(),
-        None,
+    let Running {
+        task,
+        token,
+        status,
+        mut sync_rx,
+    } = measure_only(
+        dir.path(),
         Inputs {
             samples: rx,
             network,
         },
-        sync_tx,
-        token.clone(),
-        status.clone(),
-    ));
+    );
     let clock = KernelClock::new(false);
     // Samples that say the host clock is right (offset 2 us), as a PPS would.
     for _ in 0..6 {
@@ -164,12 +185,7 @@ async fn measure_only_task_serves_from_samples_and_never_steers() {
         snap.sources[0].state,
         skytime_discipline::SelectState::Selected
     );
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop(token, task).await;
     let after = KernelClock::query().unwrap().0;
     assert_eq!(
         before.freq, after.freq,
