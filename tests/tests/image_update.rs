@@ -112,13 +112,12 @@ fn ctl(bus: &Path, args: &[&str], limit: Duration) -> Output {
 /// systemd on the guest's bus with the host's busctl.
 fn skytimed_restarts(bus: &Path) -> (u32, String) {
     let busctl = require_program("busctl");
-    let address = format!("--address=unix:path={}", bus.display());
     let get = |iface: &str, prop: &str| {
         let out = on_guest_bus(
             bus,
             &busctl,
             &[
-                &address,
+                "--system",
                 "get-property",
                 "org.freedesktop.systemd1",
                 "/org/freedesktop/systemd1/unit/skytimed_2eservice",
@@ -309,12 +308,10 @@ fn updates_over_dbus_survive_a_power_cut_confirm_on_b_and_roll_back() {
     // A power cut in the middle of an install: QEMU is killed as soon as
     // skytimectl's progress lines (it polls every 0.5 s) show RAUC working
     // on slot B's root (rootfs.1), before 100 %.
+    let guest_bus = GuestBus::start(&bus);
     let mut installer = Command::new(skytime_tests::bin("skytimectl"))
         .args(["update", "install", "/var/lib/skytime/update.raucb"])
-        .env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            format!("unix:path={}", bus.display()),
-        )
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &guest_bus.address)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -362,6 +359,7 @@ fn updates_over_dbus_survive_a_power_cut_confirm_on_b_and_roll_back() {
     let console = vm.stop();
     let _ = installer.kill();
     let _ = installer.wait();
+    drop(guest_bus);
     assert_no_failed_units(&console);
     eprintln!("image_update: power cut at {cut_at:?}");
 

@@ -40,10 +40,20 @@ impl CtlError {
     }
 }
 
+/// The longest skytimectl waits for any reply. No call of skytimed's takes
+/// near this long; the bound turns a connection that went dead (a VM's
+/// channel, a bus that stalled) into an error instead of a hang.
+const METHOD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set, as
 /// every D-Bus client does).
 pub async fn connect() -> Result<Connection, CtlError> {
-    Connection::system().await.map_err(|e| {
+    let built = zbus::connection::Builder::system().map(|b| b.method_timeout(METHOD_TIMEOUT));
+    let connected = match built {
+        Ok(b) => b.build().await,
+        Err(e) => Err(e),
+    };
+    connected.map_err(|e| {
         let addr = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
             .unwrap_or_else(|_| "the system bus".to_owned());
         CtlError::new(

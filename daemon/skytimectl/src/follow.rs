@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How often a running install is looked at.
 const POLL: Duration = Duration::from_millis(500);
+/// The longest one look may take: reading two properties is instant, so
+/// a look this slow means the connection is dead, and a new one is made.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest an install is followed.
 const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
 /// How long (s) skytimed may be away during an install before the follow
@@ -175,10 +178,14 @@ async fn look(t: &Transport) -> Result<Seen, CtlError> {
             owner,
         })
     };
-    match seen.await {
-        Ok(s) => Ok(s),
-        Err(e) if e.code == exit::NOT_RUNNING => Ok(Seen::Unreachable(e)),
-        Err(e) => Err(e),
+    match tokio::time::timeout(LOOK_TIMEOUT, seen).await {
+        Err(_) => Ok(Seen::Unreachable(CtlError::new(
+            exit::NOT_RUNNING,
+            format!("no answer within {} s", LOOK_TIMEOUT.as_secs()),
+        ))),
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) if e.code == exit::NOT_RUNNING => Ok(Seen::Unreachable(e)),
+        Ok(Err(e)) => Err(e),
     }
 }
 
@@ -220,12 +227,10 @@ pub async fn follow(
         }
         tokio::time::sleep(POLL).await;
         if unreachable {
-            // A connection the bus (or gateway) closed does not come back
-            // by itself; a new one is cheap. One that fails is the next
-            // observation of an absent skytimed.
-            if let Ok(fresh) = Transport::connect(target).await {
-                *t = fresh;
-            }
+            // A connection the bus (or gateway) closed, or one that went
+            // dead, does not come back by itself; a new one is cheap. One
+            // that fails is the next observation of an absent skytimed.
+            t.reconnect(target).await;
         }
     }
 }

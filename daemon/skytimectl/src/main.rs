@@ -15,6 +15,7 @@ mod render;
 mod text;
 mod transport;
 mod update;
+mod vm_bus;
 
 use bus::{exit, CtlError};
 use clap::{Parser, Subcommand};
@@ -163,6 +164,20 @@ enum Command {
         #[arg(value_enum)]
         what: Generated,
     },
+    /// Relay a virtual machine's management channel (QEMU's chardev socket
+    /// CHANNEL for the virtio-serial port org.skytime.bus) to a D-Bus
+    /// address on this host: then `DBUS_SYSTEM_BUS_ADDRESS=unix:path=LISTEN
+    /// skytimectl ...` manages the VM. Runs until killed.
+    VmBus {
+        channel: PathBuf,
+        /// The unix socket to serve the host's D-Bus clients on (0600).
+        #[arg(long, value_name = "LISTEN")]
+        listen: PathBuf,
+        /// Seconds a client waits for the guest to answer (it starts
+        /// serving the port within seconds of boot) before it is closed.
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        session_wait: u32,
+    },
 }
 
 /// What `skytimectl generate` prints.
@@ -289,6 +304,21 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    if let Command::VmBus {
+        channel,
+        listen,
+        session_wait,
+    } = &cli.command
+    {
+        let wait = std::time::Duration::from_secs(u64::from(*session_wait));
+        return match runtime.block_on(vm_bus::serve(channel, listen, wait)) {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => {
+                eprintln!("skytimectl: {}", e.message);
+                ExitCode::from(e.code)
+            }
+        };
+    }
     match runtime.block_on(run(&cli)) {
         Ok(out) => {
             if cli.json {
@@ -536,7 +566,7 @@ async fn run(cli: &Cli) -> Result<Output, CtlError> {
             }
         }
         // Handled in main before connecting.
-        Command::Generate { .. } => Output {
+        Command::Generate { .. } | Command::VmBus { .. } => Output {
             json: Json::Null,
             text: String::new(),
         },

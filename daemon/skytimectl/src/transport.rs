@@ -59,6 +59,18 @@ impl Transport {
         })
     }
 
+    /// Replaces this connection with a new one; the old one is closed
+    /// first (a VM's channel carries one connection at a time). On failure
+    /// the closed one stays, and its next call fails as unreachable.
+    pub async fn reconnect(&mut self, target: &Target) {
+        if let Self::Dbus(c) = self {
+            let _ = c.clone().close().await;
+        }
+        if let Ok(fresh) = Self::connect(target).await {
+            *self = fresh;
+        }
+    }
+
     pub async fn tracking(&self) -> Result<TrackingReport, CtlError> {
         match self {
             Self::Dbus(c) => client::tracking(c).await.map_err(classify),

@@ -364,11 +364,52 @@ pub fn bus_channel_args(sock: &Path) -> Vec<String> {
     ]
 }
 
+/// `skytimectl vm-bus`: the host's end of the guest's management channel
+/// at `sock` (QEMU's chardev), serving the guest's system bus to host
+/// D-Bus clients at [`GuestBus::address`]; stopped on drop. Each client
+/// gets its own session (a handshake on the port), so clients need no
+/// spacing and see no earlier client's bytes.
+pub struct GuestBus {
+    relay: Child,
+    pub address: String,
+}
+
+impl GuestBus {
+    pub fn start(sock: &Path) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let listen = sock.with_extension(format!("host{n}"));
+        let mut relay = Command::new(skytime_tests::bin("skytimectl"))
+            .arg("vm-bus")
+            .arg(sock)
+            .arg("--listen")
+            .arg(&listen)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("skytimectl vm-bus");
+        let up = wait_until(Duration::from_secs(10), || listen.exists().then_some(()));
+        if up.is_none() {
+            let _ = relay.kill();
+            let _ = relay.wait();
+            panic!("skytimectl vm-bus did not listen on {}", listen.display());
+        }
+        Self {
+            relay,
+            address: format!("unix:path={}", listen.display()),
+        }
+    }
+}
+
+impl Drop for GuestBus {
+    fn drop(&mut self) {
+        let _ = self.relay.kill();
+        let _ = self.relay.wait();
+    }
+}
+
 /// Runs `program` against the guest's system bus through the channel at
 /// `sock` (bounded: a channel that never answers fails the test, it does
-/// not hang it). A virtio port has no connection boundaries: the guest's
-/// bridge for one connection must have seen its end before the next one
-/// starts, so calls are spaced by a second.
+/// not hang it).
 pub fn on_guest_bus(sock: &Path, program: &Path, args: &[&str]) -> std::process::Output {
     on_guest_bus_within(sock, program, args, Duration::from_secs(60))
 }
@@ -380,12 +421,11 @@ pub fn on_guest_bus_within(
     args: &[&str],
     limit: Duration,
 ) -> std::process::Output {
-    std::thread::sleep(Duration::from_secs(1));
+    let bus = GuestBus::start(sock);
     skytime_tests::run_bounded(
-        Command::new(program).args(args).env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            format!("unix:path={}", sock.display()),
-        ),
+        Command::new(program)
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address),
         limit,
     )
 }
