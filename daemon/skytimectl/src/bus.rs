@@ -44,18 +44,34 @@ impl CtlError {
 /// near this long; the bound turns a connection that went dead (a VM's
 /// channel, a bus that stalled) into an error instead of a hang.
 const METHOD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// The same for connecting (the authentication exchange); as long as
+/// `skytimectl vm-bus` gives a guest to answer.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set, as
 /// every D-Bus client does).
 pub async fn connect() -> Result<Connection, CtlError> {
+    let addr =
+        || std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| "the system bus".to_owned());
     let built = zbus::connection::Builder::system().map(|b| b.method_timeout(METHOD_TIMEOUT));
-    let connected = match built {
-        Ok(b) => b.build().await,
-        Err(e) => Err(e),
+    let connecting = async {
+        match built {
+            Ok(b) => b.build().await,
+            Err(e) => Err(e),
+        }
+    };
+    let Ok(connected) = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await else {
+        return Err(CtlError::new(
+            exit::NOT_RUNNING,
+            format!(
+                "no answer from {} within {} s (is dbus-daemon running?)",
+                addr(),
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        ));
     };
     connected.map_err(|e| {
-        let addr = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
-            .unwrap_or_else(|_| "the system bus".to_owned());
+        let addr = addr();
         CtlError::new(
             exit::NOT_RUNNING,
             format!("cannot connect to {addr}: {e} (is dbus-daemon running?)"),
