@@ -112,10 +112,23 @@ pub fn key_exchange_offering(
     cfg: &Arc<rustls::ClientConfig>,
     offer: Offer<'_>,
 ) -> std::io::Result<KeOutcome> {
-    let io_err = |e: String| std::io::Error::other(e);
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-    tcp.set_write_timeout(Some(Duration::from_secs(5)))?;
+    key_exchange_on(tcp, name, cfg, offer, Duration::from_secs(5))
+}
+
+/// One NTS-KE exchange over `tcp`, already connected (from whatever
+/// source address the caller bound), each read and write bounded by
+/// `timeout`.
+pub fn key_exchange_on(
+    tcp: TcpStream,
+    name: &str,
+    cfg: &Arc<rustls::ClientConfig>,
+    offer: Offer<'_>,
+    timeout: Duration,
+) -> std::io::Result<KeOutcome> {
+    let io_err = |e: String| std::io::Error::other(e);
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
     tcp.set_nodelay(true)?;
     let server = ServerName::try_from(name.to_owned()).map_err(|e| io_err(e.to_string()))?;
     let conn =

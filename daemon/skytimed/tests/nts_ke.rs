@@ -438,6 +438,69 @@ async fn slow_clients_time_out() {
     assert!(eventually(|| s.service.stats().ke_timeouts == 1).await);
 }
 
+/// A slowloris client: connects, sends the header of a 512-byte
+/// ClientHello and nothing more, and connects again whenever the server
+/// closes it, until `stop`.
+async fn slow_client(addr: SocketAddr, stop: CancellationToken) {
+    let mut buf = [0u8; 64];
+    while !stop.is_cancelled() {
+        let Ok(mut c) = TcpStream::connect(addr).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if c.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).await.is_err() {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = c.read(&mut buf) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_reconnecting_over_the_limit_do_not_starve_a_prompt_client() {
+    // Ten slots and two hundred slow clients that come back as soon as
+    // they are evicted: connections churn through the slots, and a client
+    // that has sent its ClientHello must not be the one that gives way.
+    let s = start(&config(|c| {
+        c.ke_max_connections = skytimed::nts::config::Count(10);
+        c.ke_timeout = skytimed::nts::config::Seconds(60);
+    }))
+    .await;
+    let stop = CancellationToken::new();
+    let slow: Vec<_> = (0..200)
+        .map(|_| tokio::spawn(slow_client(s.addr, stop.clone())))
+        .collect();
+    assert!(
+        eventually(|| s.service.stats().ke_evicted >= 1000).await,
+        "the slow clients churn through the slots: {}",
+        s.service.stats()
+    );
+    // The good client is a thread of its own, as a client elsewhere is:
+    // its ClientHello follows its connect at once.
+    let (addr, tls) = (s.addr, skytime_tests::nts_client::tls_config(&cert(&s)));
+    let served = tokio::task::spawn_blocking(move || {
+        (0..20)
+            .filter(|_| {
+                skytime_tests::nts_client::key_exchange(addr, "localhost", &tls)
+                    .is_ok_and(|ke| ke.cookies.len() == 8)
+            })
+            .count()
+    })
+    .await
+    .unwrap();
+    let evicted = s.service.stats().ke_evicted;
+    stop.cancel();
+    for t in slow {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        served, 20,
+        "good clients served out of 20 ({evicted} evicted)"
+    );
+}
+
 /// Whether `f` holds within 10 s.
 async fn eventually(f: impl Fn() -> bool) -> bool {
     wait_until_async(Duration::from_secs(10), || f().then_some(()))

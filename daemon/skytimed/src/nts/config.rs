@@ -36,7 +36,9 @@ pub struct NtsConfig {
     pub ntp_port: Option<u16>,
     /// Seconds a client has for TLS handshake, request and response.
     pub ke_timeout: Seconds<1, 600>,
-    /// NTS-KE connections served at once; at the limit the oldest gives way.
+    /// NTS-KE connections served at once; at the limit the oldest that has
+    /// not sent a whole ClientHello gives way (the oldest of all if every
+    /// one has).
     pub ke_max_connections: Count<1, 100_000>,
     /// Longest NTS-KE request accepted, in bytes.
     pub ke_max_request: Count<16, 65_536>,

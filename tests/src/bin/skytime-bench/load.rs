@@ -151,7 +151,7 @@ fn udp_loop(server: SocketAddr, from: Ipv4Addr, window: usize, client: UdpClient
 }
 
 /// Sends `n` copies of `request` on the connected socket `fd`.
-fn send_copies(fd: i32, request: &[u8], n: usize) {
+pub(crate) fn send_copies(fd: i32, request: &[u8], n: usize) {
     let mut iov = libc::iovec {
         iov_base: request.as_ptr() as *mut libc::c_void,
         iov_len: request.len(),
@@ -180,7 +180,7 @@ fn send_copies(fd: i32, request: &[u8], n: usize) {
 
 /// Waits for replies (at most the socket timeout) and reads what is
 /// queued; the lengths, or `None` on timeout.
-fn recv_batch(fd: i32, bufs: &mut [[u8; 1024]]) -> Option<Vec<usize>> {
+pub(crate) fn recv_batch(fd: i32, bufs: &mut [[u8; 1024]]) -> Option<Vec<usize>> {
     let mut iovs: Vec<libc::iovec> = bufs
         .iter_mut()
         .map(|b| libc::iovec {

@@ -23,7 +23,11 @@
 //!   generators free on both;
 //! - `memory`: resident memory while 10 000 and 20 000 distinct source
 //!   addresses (127.1.x.y) have queried;
-//! - `instructions`: user-space instructions per reply under callgrind.
+//! - `instructions`: user-space instructions per reply under callgrind;
+//! - `attack`: what honest NTS-KE and NTP clients get while the server is
+//!   attacked (an NTS-KE handshake flood, a ClientHello-and-reset flood,
+//!   a thousand slowloris connections, an NTP flood from a thousand
+//!   addresses), against the same clients with no attack (see `attack`).
 //!
 //! Rounds alternate the servers so background load on a shared machine
 //! hits all alike; the median of the rounds is printed with the range.
@@ -31,7 +35,10 @@
 //! NTS-KE helper process included. This is a benchmark, not a test: it
 //! prints figures and ratios against the best peer.
 
+mod attack;
+mod attackers;
 mod callgrind;
+mod honest;
 mod load;
 mod servers;
 mod xleave;
@@ -63,11 +70,12 @@ struct Args {
     /// Concurrent NTS-KE clients.
     #[arg(long, default_value_t = 16)]
     ke_clients: usize,
-    /// Sections to run: pinned, unpinned, scaling, memory, instructions.
+    /// Sections to run: pinned, unpinned, scaling, memory, instructions,
+    /// attack.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pinned,unpinned,scaling,memory,instructions"
+        default_value = "pinned,unpinned,scaling,memory,instructions,attack"
     )]
     sections: Vec<String>,
     /// Workloads to run in the pinned and unpinned sections: NTP, NTS,
@@ -94,24 +102,56 @@ struct Args {
     /// Keep the callgrind files here (for callgrind_annotate).
     #[arg(long)]
     callgrind_dir: Option<PathBuf>,
+    /// Runs of the attack section: quiet (no attack), ke-flood,
+    /// hello-flood, slowloris, ntp-flood.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "quiet,ke-flood,hello-flood,slowloris,ntp-flood"
+    )]
+    attacks: Vec<String>,
+    /// Concurrent clients of the NTS-KE handshake and ClientHello floods.
+    #[arg(long, default_value_t = 64)]
+    attack_clients: usize,
+    /// Slowloris connections.
+    #[arg(long, default_value_t = 1000)]
+    slow_clients: usize,
+    /// Seconds between the bytes each slowloris connection sends.
+    #[arg(long, default_value_t = 1.0)]
+    trickle: f64,
+    /// Seconds the slowloris run lasts: longer than the servers' NTS-KE
+    /// timeouts (skytimed's default is 10 s), to see them closed.
+    #[arg(long, default_value_t = 12.0)]
+    slowloris_seconds: f64,
+    /// Distinct source addresses of the NTP flood (127.2.x.y).
+    #[arg(long, default_value_t = 1000)]
+    flood_addresses: usize,
+    /// Seconds an honest client waits for an exchange or a reply.
+    #[arg(long, default_value_t = 1.0)]
+    honest_timeout: f64,
     /// ntpd-rs's ntp-daemon.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/ntpd-rs/bin/ntp-daemon"))]
     ntpd_rs: PathBuf,
 }
 
 /// Per-round figures of one workload, per server.
-#[derive(Default)]
-struct Series(Vec<(Kind, Vec<Figures>)>);
+struct Series<T = Figures>(Vec<(Kind, Vec<T>)>);
 
-impl Series {
-    fn push(&mut self, kind: Kind, f: Figures) {
+impl<T> Default for Series<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> Series<T> {
+    fn push(&mut self, kind: Kind, f: T) {
         match self.0.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, v)) => v.push(f),
             None => self.0.push((kind, vec![f])),
         }
     }
 
-    fn values(&self, kind: Kind, f: impl Fn(&Figures) -> f64) -> Vec<f64> {
+    fn values(&self, kind: Kind, f: impl Fn(&T) -> f64) -> Vec<f64> {
         self.0
             .iter()
             .find(|(k, _)| *k == kind)
@@ -163,6 +203,16 @@ fn main() {
     if want("instructions") {
         instructions(&args, &setup);
     }
+    if want("attack") {
+        attack::section(&args, &setup, cores);
+    }
+}
+
+/// The servers `--servers` selects, in table order.
+fn chosen_servers(args: &Args) -> impl Iterator<Item = Kind> + '_ {
+    Kind::ALL
+        .into_iter()
+        .filter(|k| args.servers.iter().any(|s| s == k.name()))
 }
 
 /// Every workload against every server, `args.rounds` times.
@@ -176,10 +226,8 @@ fn run_section(
         cpu: server_cpu,
         callgrind: None,
     };
-    let running: Vec<Server> = Kind::ALL
-        .iter()
-        .filter(|k| args.servers.iter().any(|s| s == k.name()))
-        .map(|k| Server::start(*k, setup, &launch))
+    let running: Vec<Server> = chosen_servers(args)
+        .map(|k| Server::start(k, setup, &launch))
         .collect();
     let shape = Shape {
         seconds: args.seconds,
@@ -243,13 +291,17 @@ fn workloads(s: &Server, setup: &Setup, shape: Shape, args: &Args) -> [Figures; 
     f
 }
 
+/// The median, NaN (nothing measured) left out.
 fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// "median [min-max]".
+/// "median [min-max]" of the rounds that measured something (a round
+/// with nothing to take a median of gives NaN).
 fn spread(v: &[f64], decimals: usize) -> String {
+    let v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
     if v.is_empty() {
         return "-".into();
     }
@@ -319,10 +371,10 @@ fn print_section(title: &str, series: &[Series; 5]) {
 
 /// One table row; the ratio is skytimed's over the best peer's (the
 /// highest for rates, the lowest for costs).
-fn row(
+fn row<T>(
     label: &str,
-    s: &Series,
-    f: impl Fn(&Figures) -> f64 + Copy,
+    s: &Series<T>,
+    f: impl Fn(&T) -> f64 + Copy,
     decimals: usize,
     higher_better: bool,
 ) {
