@@ -79,7 +79,7 @@ done
 rustup target list --installed | grep -qx aarch64-unknown-linux-musl ||
     die "rust target aarch64-unknown-linux-musl missing (run make image-deps)"
 
-stage binaries "skytimed and the RAUC hook for aarch64-unknown-linux-musl"
+stage binaries "skytimed, skytime-mgmtd and the RAUC hook for aarch64-unknown-linux-musl"
 if [ "$reuse_base" = yes ] && [ -d "$WORK/base/usr" ]; then
     echo "== reusing $WORK/base" >&2
 else

@@ -4,14 +4,15 @@
 #
 #   in:  the workspace (Cargo.lock, daemon/, ota/)
 #   out: $WORK/bin/skytimed            (aarch64-unknown-linux-musl, static, stripped)
+#        $WORK/bin/skytime-mgmtd       the same: the management gateway
 #        $WORK/bin/skytime-rauc-hook   the same: the hook every bundle carries
 #                                      (install-check, the boot files)
 #        $WORK/bin/host/skytime-ota-build  for the build host: the image's
 #                                      version, and `make bundle` (ota/bundle.sh)
 #
-# Only the daemon goes into the root file system: with no shell on the
-# appliance, skytimectl runs elsewhere (it talks D-Bus), and the hook
-# travels in the bundles.
+# The daemon and the gateway go into the root file system: with no shell
+# on the appliance, skytimectl runs elsewhere (over the gateway, or D-Bus),
+# and the hook travels in the bundles.
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 
@@ -31,9 +32,10 @@ export RUSTFLAGS="--remap-path-prefix=$ROOT=/skytime --remap-path-prefix=$HOME/.
 
 (cd "$ROOT" && CARGO_TARGET_DIR=$CARGO_TARGET nice -n 10 cargo build --quiet --release --locked \
     --target aarch64-unknown-linux-musl -p skytimed --bin skytimed \
+    -p skytime-mgmtd --bin skytime-mgmtd \
     -p skytime-ota --bin skytime-rauc-hook)
 mkdir -p "$WORK/bin/host"
-for bin in skytimed skytime-rauc-hook; do
+for bin in skytimed skytime-mgmtd skytime-rauc-hook; do
     aarch64-linux-gnu-strip -o "$WORK/bin/$bin.new" \
         "$CARGO_TARGET/aarch64-unknown-linux-musl/release/$bin"
     chmod 0755 "$WORK/bin/$bin.new"

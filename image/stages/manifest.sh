@@ -33,13 +33,14 @@ kver=$(kernel_version "$rootfs")
     echo
     echo "# skytime binaries (aarch64-unknown-linux-musl, stripped)"
     echo "binary /usr/bin/skytimed $(sha256_of "$rootfs/usr/bin/skytimed")"
+    echo "binary /usr/bin/skytime-mgmtd $(sha256_of "$rootfs/usr/bin/skytime-mgmtd")"
     echo "binary skytime-rauc-hook $(sha256_of "$WORK/bin/skytime-rauc-hook")"
     echo
     echo "# kernel modules kept (image/keep-modules.list and their dependencies)"
     sed 's/^/module /' "$WORK/modules-kept.txt"
     echo
     echo "# build inputs from this repository (sha256 of each file)"
-    (cd "$ROOT" && find image ota overlays daemon/skytimed/dist -type f ! -name '*~' | sort |
+    (cd "$ROOT" && find image ota overlays daemon/skytimed/dist daemon/mgmtd/dist -type f ! -name '*~' | sort |
         xargs sha256sum | sed 's/^/input /')
     echo "input Cargo.lock $(sha256_of "$ROOT/Cargo.lock")"
     echo

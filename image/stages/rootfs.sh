@@ -2,7 +2,8 @@
 # Stage "rootfs": the appliance's root file system tree, from the Debian
 # base plus skytime.
 #
-#   in:  $WORK/base, $WORK/bin/skytimed, image/rootfs/, daemon/skytimed/dist/
+#   in:  $WORK/base, $WORK/bin/skytimed, $WORK/bin/skytime-mgmtd,
+#        image/rootfs/, daemon/skytimed/dist/, daemon/mgmtd/dist/
 #   out: $WORK/rootfs/         the tree (kernel and initramfs still in /boot:
 #                              the slot-boot stage takes them)
 #        $WORK/packages.txt    what it contains (the manifest's package lines)
@@ -25,6 +26,13 @@ install -D -m 0644 "$dist/org.skytime.Appliance1.conf" \
 install -D -m 0644 "$dist/skytime.sysusers" "$rootfs/usr/lib/sysusers.d/skytime.conf"
 install -D -m 0644 "$dist/50-skytime.rules" "$rootfs/usr/share/polkit-1/rules.d/50-skytime.rules"
 install -m 0755 "$WORK/bin/skytimed" "$rootfs/usr/bin/skytimed"
+# The management gateway, likewise from daemon/mgmtd/dist/ (image/rootfs/
+# adds its configuration and the enrolment unit): off until enrolled.
+mgmt=$ROOT/daemon/mgmtd/dist
+install -m 0644 "$mgmt/skytime-mgmtd.service" "$mgmt/skytime-mgmtd.socket" \
+    "$rootfs/usr/lib/systemd/system/"
+install -D -m 0644 "$mgmt/skytime-mgmt.sysusers" "$rootfs/usr/lib/sysusers.d/skytime-mgmt.conf"
+install -m 0755 "$WORK/bin/skytime-mgmtd" "$rootfs/usr/bin/skytime-mgmtd"
 install -D -m 0644 "$IMAGE/README.md" "$rootfs/usr/share/doc/skytime/README.md"
 
 # Users, units; no logins of any kind, no first-boot prompts, nothing that
@@ -36,6 +44,7 @@ trap 'umount "$rootfs/proc"' EXIT
 chroot "$rootfs" systemd-sysusers >&2
 chroot "$rootfs" systemctl enable skytimed.service skytime-firstboot.service \
     skytime-mark-good.service skytime-identity.service \
+    skytime-mgmt-enrol.service skytime-mgmtd.socket \
     systemd-networkd.service >&2
 chroot "$rootfs" systemctl mask getty@.service serial-getty@.service console-getty.service \
     getty.target systemd-firstboot.service systemd-machine-id-commit.service \

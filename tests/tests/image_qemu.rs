@@ -17,9 +17,17 @@
 //! rights and no more): skytimectl reads its status and the sockets open to
 //! the network (only those in image/listen.allow), busctl its host name,
 //! systemd refuses it a unit, and `skytimectl reboot` reboots it (skytimed
-//! asks logind, which polkit lets it). Boot 3: a wiped data partition and a
-//! skytime.toml naming another data directory: first boot runs again,
-//! refuses the file (reason kept), the defaults run with a new identity.
+//! asks logind, which polkit lets it). Boot 2 also enrols the management
+//! gateway's operators from the boot partition (an admin CA and a read CA
+//! put there with mtools): the fingerprint written back there is the
+//! certificate the gateway presents on the forwarded port 443, and from
+//! the host `skytimectl --host` and curl read through it with the admin
+//! certificate, a write is refused the read certificate, and a client
+//! certificate from a rogue CA is refused at the handshake. Boot 3: a
+//! wiped data partition and a skytime.toml naming another data directory:
+//! first boot runs again, refuses the file (reason kept), the defaults run
+//! with a new identity, and with nothing enrolled the gateway's port is
+//! closed.
 //! Every boot: no failed units on the console; afterwards the root
 //! partitions' bytes are unchanged. QEMU is killed when each boot is done.
 //!
@@ -29,9 +37,11 @@
 mod image_support;
 
 use image_support::*;
-use skytime_tests::{free_tcp_port, free_udp_port, require_program, Chronyd};
+use skytime_tests::mgmt::{Ca, Client, Remote, Usage};
+use skytime_tests::{free_tcp_port, free_udp_port, require_program, run_bounded, Chronyd};
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 fn nts_sync(ntp: u16, ke: u16, cert: &Path) -> String {
@@ -62,11 +72,12 @@ fn nts_sync(ntp: u16, ke: u16, cert: &Path) -> String {
     authdata
 }
 
-/// First boot has run and skytimed has started after it.
 /// The sockets open to the network on the booted appliance, as skytimed
 /// reports them from the kernel's tables (`skytimectl network show`), are
-/// all in image/listen.allow, and NTP and NTS-KE are among them.
-fn assert_only_allowed_sockets_open(bus: &Path) {
+/// all in image/listen.allow, and NTP and NTS-KE are among them. A port
+/// marked `enrolled` there (the management gateway's) is allowed, and
+/// required, only when an operator is `enrolled`.
+fn assert_only_allowed_sockets_open(bus: &Path, enrolled: bool) {
     let out = on_guest_bus(
         bus,
         &skytime_tests::bin("skytimectl"),
@@ -86,15 +97,24 @@ fn assert_only_allowed_sockets_open(bus: &Path) {
         })
         .collect();
     let list = fs::read_to_string(repo().join("image/listen.allow")).unwrap();
-    let allowed: Vec<(String, u16)> = list
+    let mut allowed: Vec<(String, u16)> = Vec::new();
+    let mut when_enrolled: Vec<(String, u16)> = Vec::new();
+    for line in list
         .lines()
         .map(|l| l.split('#').next().unwrap().trim())
         .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (proto, port) = l.split_once(' ').unwrap();
-            (proto.to_owned(), port.trim().parse().unwrap())
-        })
-        .collect();
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let entry = (words[0].to_owned(), words[1].parse().unwrap());
+        match words.get(2) {
+            None => allowed.push(entry),
+            Some(&"enrolled") => when_enrolled.push(entry),
+            Some(other) => panic!("image/listen.allow: unknown condition {other:?} in {line:?}"),
+        }
+    }
+    if enrolled {
+        allowed.extend(when_enrolled.iter().cloned());
+    }
     eprintln!(
         "open to the network on the appliance: {}",
         report["Listening"]
@@ -104,12 +124,162 @@ fn assert_only_allowed_sockets_open(bus: &Path) {
         unexpected.is_empty(),
         "open but not in image/listen.allow: {unexpected:?} (all open: {report})"
     );
-    for want in [("udp", 123), ("tcp", 4460)] {
-        assert!(
-            open.contains(&(want.0.to_owned(), want.1)),
-            "{want:?} is not open: {report}"
+    let mut required = vec![("udp".to_owned(), 123), ("tcp".to_owned(), 4460)];
+    if enrolled {
+        required.extend(when_enrolled);
+    }
+    for want in required {
+        assert!(open.contains(&want), "{want:?} is not open: {report}");
+    }
+}
+
+/// The operators' CAs (admin and read) on the boot partition, as an
+/// operator drops them there with the card in a laptop.
+fn put_operator_cas(img: &Path, dir: &Path, admin: &Ca, read: &Ca) {
+    for (ca, name) in [
+        (admin, "skytime-admin-ca.pem"),
+        (read, "skytime-read-ca.pem"),
+    ] {
+        let path = dir.join(name);
+        fs::write(&path, &ca.pem.cert).unwrap();
+        put_boot_file(img, &path, name);
+    }
+}
+
+/// The certificate the gateway on 127.0.0.1:`port` presents (PEM), as
+/// openssl sees it in a handshake with the admin certificate.
+fn presented_certificate(port: u16, cert: &Path, key: &Path) -> String {
+    let out = run_bounded(
+        Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let begin = text.find("-----BEGIN CERTIFICATE-----");
+    let end = text
+        .find("-----END CERTIFICATE-----")
+        .map(|e| e + "-----END CERTIFICATE-----".len());
+    match (begin, end) {
+        (Some(b), Some(e)) => format!("{}\n", &text[b..e]),
+        _ => panic!(
+            "no certificate from the gateway: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Boot 2's gateway, from the host: enrolment from the boot partition
+/// (files renamed, fingerprint written back and matching what the gateway
+/// presents), reads with the admin certificate through `skytimectl --host`
+/// and curl, a write refused the read certificate and done with the admin
+/// one, a rogue CA's certificate refused at the handshake.
+fn manage_through_gateway(img: &Path, dir: &Path, port: u16, admin_ca: &Ca, read_ca: &Ca) {
+    // The enrolment unit has unmounted the boot partition again: mtools
+    // reads what it wrote there.
+    let back = dir.join("fingerprint.txt");
+    get_boot_file(img, "skytime-mgmt-fingerprint.txt", &back);
+    let back = fs::read_to_string(&back).unwrap();
+    for (name, ca) in [
+        ("skytime-admin-ca.pem", admin_ca),
+        ("skytime-read-ca.pem", read_ca),
+    ] {
+        let imported = dir.join("imported.pem");
+        get_boot_file(img, &format!("{name}.imported"), &imported);
+        assert_eq!(
+            fs::read_to_string(&imported).unwrap(),
+            ca.pem.cert,
+            "{name} not renamed .imported"
         );
     }
+
+    let (ac, ak) = admin_ca
+        .client("admin", 2100, Usage::ClientAuth)
+        .write(dir, "admin");
+    let (rc, rk) = read_ca
+        .client("reader", 2100, Usage::ClientAuth)
+        .write(dir, "reader");
+    let presented = presented_certificate(port, &ac, &ak);
+    let gateway_cert = dir.join("gateway-cert.pem");
+    fs::write(&gateway_cert, &presented).unwrap();
+    let fp = String::from_utf8(
+        run_bounded(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+                .arg(&gateway_cert),
+            Duration::from_secs(30),
+        )
+        .stdout,
+    )
+    .unwrap();
+    let fp = fp.trim().split_once('=').unwrap().1.to_owned();
+    assert!(
+        back.lines().any(|l| l == format!("sha256 {fp}")),
+        "the fingerprint on the boot partition is not the presented certificate's ({fp}):\n{back}"
+    );
+
+    // skytimectl --host, trusting the presented certificate (it names the
+    // address from skytime-identity.conf, 127.0.0.1).
+    let host = format!("127.0.0.1:{port}");
+    let admin = Remote::new(&host, &ac, &ak, &gateway_cert);
+    let reader = Remote::new(&host, &rc, &rk, &gateway_cert);
+    let r = admin.run(&["status"]);
+    assert!(
+        r.ok() && r.stdout.contains("stratum 10") && r.stdout.contains("skytime-qemu"),
+        "skytimectl --host status: {}",
+        r.all()
+    );
+    // curl, pinning the public key from the boot partition.
+    let pin = back
+        .lines()
+        .find_map(|l| l.strip_prefix("pubkey "))
+        .unwrap_or_else(|| panic!("no pubkey line: {back}"));
+    let out = run_bounded(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-k", "--pinnedpubkey", pin])
+            .arg("--cert")
+            .arg(&ac)
+            .arg("--key")
+            .arg(&ak)
+            .args(["-w", "\nHTTP %{http_code}"])
+            .arg(format!("https://{host}/metrics")),
+        Duration::from_secs(60),
+    );
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.ends_with("HTTP 200") && metrics.contains("skytime_build_info"),
+        "curl /metrics: {metrics}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A write: refused the read certificate (exit 4), done with the admin one.
+    let r = reader.run(&["keys", "rotate"]);
+    assert_eq!(r.code, Some(4), "{}", r.all());
+    assert!(r.stderr.contains("admin role"), "{}", r.all());
+    let r = admin.run(&["keys", "rotate"]);
+    assert!(
+        r.ok() && r.stdout.contains("Master keys rotated"),
+        "{}",
+        r.all()
+    );
+
+    // A certificate from a CA the appliance never saw: refused at the
+    // handshake (the same request goes through with the admin one).
+    let addr = host.parse().unwrap();
+    let rogue = Ca::new("rogue operators").client("admin", 2100, Usage::ClientAuth);
+    let r = Client::new(addr, &presented, Some(&rogue)).get("/api/v1/Tracking/properties");
+    assert!(r.is_err(), "a rogue CA's certificate got in: {r:?}");
+    let admin_pem = skytime_tests::mgmt::Pem {
+        cert: fs::read_to_string(&ac).unwrap(),
+        key: fs::read_to_string(&ak).unwrap(),
+    };
+    let r = Client::new(addr, &presented, Some(&admin_pem))
+        .get("/api/v1/Tracking/properties")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 fn wait_first_boot(vm: &mut Qemu) {
@@ -238,14 +408,27 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         "the boot script did not save its attempt count:\n{env}"
     );
 
-    // Boot 2: the boot state says B first (as an update would).
+    // Boot 2: the boot state says B first (as an update would), and the
+    // operators' CAs are on the boot partition, to be enrolled.
+    let admin_ca = Ca::new("skytime qemu operators");
+    let read_ca = Ca::new("skytime qemu readers");
+    put_operator_cas(&img, dir.path(), &admin_ca, &read_ca);
     set_boot_env(
         &img,
         dir.path(),
         &[("BOOT_A_LEFT", "3"), ("BOOT_B_LEFT", "3")],
     );
     let bus = dir.path().join("bus.sock");
-    let mut vm = Qemu::boot_with(&img, dir.path(), "boot2", ntp, ke, &bus_channel_args(&bus));
+    let mgmt = free_tcp_port();
+    let mut vm = Qemu::boot_forwarding(
+        &img,
+        dir.path(),
+        "boot2",
+        ntp,
+        ke,
+        Some(mgmt),
+        &bus_channel_args(&bus),
+    );
     vm.wait_for(
         "skytime: booting slot B (attempts left: A=3 B=2, order B A)",
         Duration::from_secs(120),
@@ -267,7 +450,12 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         status.status.success() && text.contains("stratum 10") && text.contains("skytime-qemu"),
         "skytimectl status over the VM channel: {status:?}\n{text}"
     );
-    assert_only_allowed_sockets_open(&bus);
+    vm.wait_for(
+        "Finished skytime-mgmt-enrol.service",
+        Duration::from_secs(300),
+    );
+    manage_through_gateway(&img, dir.path(), mgmt, &admin_ca, &read_ca);
+    assert_only_allowed_sockets_open(&bus, true);
     let name = on_guest_bus(
         &bus,
         &require_program("busctl"),
@@ -349,12 +537,16 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
     )
     .unwrap();
     put_boot_file(&img, &wrong, "skytime.toml");
-    let mut vm = Qemu::boot(&img, dir.path(), "boot3", ntp, ke);
+    let bus3 = dir.path().join("bus3.sock");
+    let mut vm = Qemu::boot_with(&img, dir.path(), "boot3", ntp, ke, &bus_channel_args(&bus3));
     wait_first_boot(&mut vm);
     vm.wait_for(
         "Finished skytime-mark-good.service",
         Duration::from_secs(300),
     );
+    // The CAs on the boot partition were imported at boot 2 (renamed), and
+    // the wiped data partition enrols nothing: the gateway's port is closed.
+    assert_only_allowed_sockets_open(&bus3, false);
     let console3 = vm.stop();
     assert_no_failed_units(&console3);
     let (rejected, _) = data_file(&img, dir.path(), "skytime.toml.rejected");

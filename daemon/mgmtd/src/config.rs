@@ -241,6 +241,10 @@ mod tests {
         let d = parse(include_str!("../demo.toml")).unwrap();
         assert_eq!(d.listen, ["127.0.0.1:18443".parse().unwrap()]);
         assert!(d.anonymous_read);
+        // The appliance image's file (image/rootfs/etc/skytime/mgmtd.toml).
+        let a = parse(include_str!("../../../image/rootfs/etc/skytime/mgmtd.toml")).unwrap();
+        assert_eq!(a.data_dir, std::path::Path::new("/var/lib/skytime-mgmt"));
+        assert!(!a.anonymous_read);
     }
 
     #[test]

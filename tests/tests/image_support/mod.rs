@@ -149,6 +149,23 @@ impl Qemu {
         ke: u16,
         extra: &[String],
     ) -> Qemu {
+        Self::boot_forwarding(img, dir, name, ntp, ke, None, extra)
+    }
+
+    /// As `boot_with`, and with `mgmt`, the guest's TCP 443 (the management
+    /// gateway) forwarded to 127.0.0.1:`mgmt`.
+    pub fn boot_forwarding(
+        img: &Path,
+        dir: &Path,
+        name: &str,
+        ntp: u16,
+        ke: u16,
+        mgmt: Option<u16>,
+        extra: &[String],
+    ) -> Qemu {
+        let gateway = mgmt
+            .map(|p| format!(",hostfwd=tcp:127.0.0.1:{p}-:443"))
+            .unwrap_or_default();
         let console = dir.join(format!("{name}-console.log"));
         let mut args: Vec<String> = [
             "-M",
@@ -164,13 +181,13 @@ impl Qemu {
             "-drive",
             &format!("file={},format=raw,if=virtio", img.display()),
             "-netdev",
-            // Only these two loopback forwards lead in. The image has no
+            // Only these loopback forwards lead in. The image has no
             // client of anything outside (no NTP client, no resolver), so
             // the guest sends nothing beyond QEMU's own DHCP server.
             // (restrict=on would guarantee it, but with it no NTP reply
             // from the guest reached the host here, QEMU 7.2.)
             &format!(
-                "user,id=n0,hostfwd=udp:127.0.0.1:{ntp}-:123,hostfwd=tcp:127.0.0.1:{ke}-:4460"
+                "user,id=n0,hostfwd=udp:127.0.0.1:{ntp}-:123,hostfwd=tcp:127.0.0.1:{ke}-:4460{gateway}"
             ),
             "-device",
             "virtio-net-pci,netdev=n0,romfile=",
