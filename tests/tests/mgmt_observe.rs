@@ -96,6 +96,18 @@ fn metrics_agree_with_skytimectl_and_the_status_page_renders() {
         (n >= 8).then_some(n)
     });
     assert!(points.is_some(), "no history");
+    // Every source's reach register full: it then stays 377 (255) while
+    // the source keeps answering, so the metrics and skytimectl, read a
+    // moment apart, see the same value (a register still filling shifts
+    // between the two reads).
+    let full = wait_until_every(Duration::from_secs(30), Duration::from_millis(500), || {
+        let s = ctl(&a.bus, None, &["--json", "sources"]).json();
+        s.as_array()?
+            .iter()
+            .all(|s| s["Reach"] == 255)
+            .then_some(())
+    });
+    assert!(full.is_some(), "a source's reach did not fill");
 
     // OpenMetrics, as Prometheus asks for it.
     let client = gw.client(Some(&reader));
