@@ -5,7 +5,7 @@
 use crate::appliance::{from_json, Bus};
 use crate::audit::{Audit, Entry};
 use crate::config::GatewayConfig;
-use crate::http::{content_length, json, read_json, with_type, Failure, Reply};
+use crate::http::{content_length, discard, json, read_json, with_type, Failure, Reply};
 use crate::ratelimit::RateLimiter;
 use crate::routes::{self, Access, Op, Route, UPDATE};
 use crate::snapshot::Snapshot;
@@ -20,7 +20,7 @@ use skytime_api::http::names;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Who is asking: what the TLS handshake established.
 #[derive(Clone, Debug)]
@@ -126,17 +126,19 @@ impl Gateway {
         let path = req.uri().path().to_owned();
         let action = format!("{method} {path}");
         let Some((route, method_ok)) = routes::find(&method, &path) else {
-            return Failure::new(names::NOT_FOUND, format!("no route {path}")).reply();
+            let reply = Failure::new(names::NOT_FOUND, format!("no route {path}")).reply();
+            return self.after_discarding(req, reply).await;
         };
         if !method_ok {
-            return not_allowed(&route.method);
+            return self.after_discarding(req, not_allowed(&route.method)).await;
         }
         let Some(role) = client.role else {
-            return self.refuse(
+            let reply = self.refuse(
                 client,
                 &action,
                 "the API needs a client certificate enrolled with skytime-mgmtd",
             );
+            return self.after_discarding(req, reply).await;
         };
         if route.access == Access::Read {
             return match self.dispatch(route, req).await {
@@ -145,11 +147,12 @@ impl Gateway {
             };
         }
         if role != Role::Admin {
-            return self.refuse(
+            let reply = self.refuse(
                 client,
                 &action,
                 "the read role may not change the appliance; an admin certificate is needed",
             );
+            return self.after_discarding(req, reply).await;
         }
         let now = self.started.elapsed().as_secs_f64();
         let limited = self
@@ -166,7 +169,7 @@ impl Gateway {
             );
             f.retry_after = Some(wait.ceil() as u64);
             self.log(client, &action, names::RATE_LIMITED, None);
-            return f.reply();
+            return self.after_discarding(req, f.reply()).await;
         }
         let (result, detail) = if route.op == Op::UploadInstall {
             self.upload_install(req).await
@@ -237,6 +240,18 @@ impl Gateway {
             self.uploads.discard(&stored);
         }
         (result, detail)
+    }
+
+    /// `reply` to a request refused before its body was read, sent once
+    /// what the client is still sending of that body has been read and
+    /// dropped ([`discard`]): otherwise closing the connection resets it,
+    /// and a client still uploading loses the refusal (it sees a broken
+    /// pipe instead of the 403).
+    async fn after_discarding(&self, req: Request<Incoming>, reply: Reply) -> Reply {
+        let len = content_length(&req);
+        let within = self.config.limits.request().min(Duration::from_secs(2));
+        discard(req.into_body(), len, within).await;
+        reply
     }
 
     /// A refusal: audited, 403.
