@@ -41,6 +41,7 @@ pub mod standin;
 pub mod systemd;
 pub mod upstream;
 pub mod vm;
+pub mod vm_bus;
 
 /// Path of a binary built in this workspace, next to the test executable's
 /// profile directory (`target/<profile>/NAME`).

@@ -534,6 +534,20 @@ pub struct Remote {
     base: Vec<String>,
 }
 
+/// A write through the gateway (`keys rotate`): refused the read
+/// certificate (exit 4, naming the admin role), done with the admin one.
+pub fn assert_only_admin_writes(reader: &Remote, admin: &Remote) {
+    let r = reader.run(&["keys", "rotate"]);
+    assert_eq!(r.code, Some(4), "{}", r.all());
+    assert!(r.stderr.contains("admin role"), "{}", r.all());
+    let r = admin.run(&["keys", "rotate"]);
+    assert!(
+        r.ok() && r.stdout.contains("Master keys rotated"),
+        "{}",
+        r.all()
+    );
+}
+
 impl Remote {
     pub fn new(host: &str, cert: &Path, key: &Path, ca: &Path) -> Self {
         Self {

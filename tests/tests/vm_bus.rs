@@ -9,6 +9,7 @@
 //! running.
 
 use skytime_tests::dbus::PrivateBus;
+use skytime_tests::vm_bus::VmBus;
 use skytime_tests::{bin, require_program, run_bounded, wait_until};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -58,15 +59,6 @@ fn guest(i: usize, mut conn: UnixStream, bus_dir: &Path) -> Option<Child> {
     )
 }
 
-struct Relay(Child);
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn busctl_get_id(address: &str) -> std::process::Output {
     run_bounded(
         Command::new(require_program("busctl"))
@@ -89,7 +81,6 @@ fn each_client_gets_a_clean_session_through_leftovers_and_lost_greetings() {
     let bus = PrivateBus::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let chan = dir.path().join("chan");
-    let listen = dir.path().join("host.sock");
     let listener = UnixListener::bind(&chan).unwrap();
     // Four connections: a dead one, then one per session below.
     let bus_dir = bus.dir.path().to_path_buf();
@@ -101,22 +92,13 @@ fn each_client_gets_a_clean_session_through_leftovers_and_lost_greetings() {
         }
         children
     });
-    let _relay = Relay(
-        Command::new(bin("skytimectl"))
-            .arg("vm-bus")
-            .arg(&chan)
-            .arg("--listen")
-            .arg(&listen)
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_until(Duration::from_secs(10), || listen.exists().then_some(())).is_some());
-    let mode = std::fs::metadata(&listen).unwrap().permissions();
+    let relay = VmBus::start(&chan, dir.path().join("host.sock"), &[]);
+    let mode = std::fs::metadata(&relay.listen).unwrap().permissions();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
         0o600
     );
-    let host = format!("unix:path={}", listen.display());
+    let host = relay.address.clone();
 
     // The bus's own id, asked directly and through the channel: the
     // channel's client reached that bus, with the leftovers and the lost
@@ -158,7 +140,6 @@ fn each_client_gets_a_clean_session_through_leftovers_and_lost_greetings() {
 fn a_guest_that_never_answers_fails_the_client() {
     let dir = tempfile::tempdir().unwrap();
     let chan = dir.path().join("chan");
-    let listen = dir.path().join("host.sock");
     let listener = UnixListener::bind(&chan).unwrap();
     listener.set_nonblocking(true).unwrap();
     // Accepts and holds every connection, says nothing; ends with the test.
@@ -175,22 +156,15 @@ fn a_guest_that_never_answers_fails_the_client() {
             }
         }
     });
-    let _relay = Relay(
-        Command::new(bin("skytimectl"))
-            .arg("vm-bus")
-            .arg(&chan)
-            .arg("--listen")
-            .arg(&listen)
-            .args(["--session-wait", "5"])
-            .spawn()
-            .unwrap(),
+    let relay = VmBus::start(
+        &chan,
+        dir.path().join("host.sock"),
+        &["--session-wait", "5"],
     );
-    assert!(wait_until(Duration::from_secs(10), || listen.exists().then_some(())).is_some());
     let out = run_bounded(
-        Command::new(bin("skytimectl")).arg("status").env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            format!("unix:path={}", listen.display()),
-        ),
+        Command::new(bin("skytimectl"))
+            .arg("status")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &relay.address),
         Duration::from_secs(120),
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

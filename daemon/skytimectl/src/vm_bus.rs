@@ -45,6 +45,8 @@ const GO: &str = "skytime-bus-go ";
 #[derive(Debug)]
 pub struct Handshake {
     nonce: String,
+    /// The guest's answer to this session's greeting.
+    ready: Vec<u8>,
     /// The tail of what was read, as long as an answer could still be
     /// completed by the next bytes.
     tail: Vec<u8>,
@@ -54,6 +56,7 @@ impl Handshake {
     /// `nonce`: this session's, lower-case hex (the guest checks).
     pub fn new(nonce: String) -> Self {
         Self {
+            ready: format!("{READY}{nonce}\n").into_bytes(),
             nonce,
             tail: Vec::new(),
         }
@@ -71,12 +74,11 @@ impl Handshake {
     /// to this session's greeting (the guest says nothing more until it
     /// gets `go`).
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        let want = format!("{READY}{}\n", self.nonce).into_bytes();
         self.tail.extend_from_slice(bytes);
-        if self.tail.windows(want.len()).any(|w| w == want.as_slice()) {
+        if self.tail.windows(self.ready.len()).any(|w| w == self.ready) {
             return true;
         }
-        let keep = want.len() - 1;
+        let keep = self.ready.len() - 1;
         if self.tail.len() > keep {
             self.tail.drain(..self.tail.len() - keep);
         }

@@ -381,46 +381,16 @@ pub fn bus_channel_args(sock: &Path) -> Vec<String> {
     ]
 }
 
-/// `skytimectl vm-bus`: the host's end of the guest's management channel
-/// at `sock` (QEMU's chardev), serving the guest's system bus to host
-/// D-Bus clients at [`GuestBus::address`]; stopped on drop. Each client
-/// gets its own session (a handshake on the port), so clients need no
-/// spacing and see no earlier client's bytes.
-pub struct GuestBus {
-    relay: Child,
-    pub address: String,
-}
+/// The relay to the guest's bus at `sock` (QEMU's chardev), on a socket
+/// of its own beside it. Each client gets its own session (a handshake on
+/// the port), so clients need no spacing and see no earlier client's bytes.
+pub struct GuestBus;
 
 impl GuestBus {
-    pub fn start(sock: &Path) -> Self {
+    pub fn start(sock: &Path) -> skytime_tests::vm_bus::VmBus {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let listen = sock.with_extension(format!("host{n}"));
-        let mut relay = Command::new(skytime_tests::bin("skytimectl"))
-            .arg("vm-bus")
-            .arg(sock)
-            .arg("--listen")
-            .arg(&listen)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("skytimectl vm-bus");
-        let up = wait_until(Duration::from_secs(10), || listen.exists().then_some(()));
-        if up.is_none() {
-            let _ = relay.kill();
-            let _ = relay.wait();
-            panic!("skytimectl vm-bus did not listen on {}", listen.display());
-        }
-        Self {
-            relay,
-            address: format!("unix:path={}", listen.display()),
-        }
-    }
-}
-
-impl Drop for GuestBus {
-    fn drop(&mut self) {
-        let _ = self.relay.kill();
-        let _ = self.relay.wait();
+        skytime_tests::vm_bus::VmBus::start(sock, sock.with_extension(format!("host{n}")), &[])
     }
 }
 
