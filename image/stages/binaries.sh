@@ -7,6 +7,8 @@
 #        $WORK/bin/skytime-mgmtd       the same: the management gateway
 #        $WORK/bin/skytime-rauc-hook   the same: the hook every bundle carries
 #                                      (install-check, the boot files)
+#        $WORK/bin/skytime-update-guard  the same: fails a new slot that
+#                                      skytimed does not confirm in time
 #        $WORK/bin/host/skytime-ota-build  for the build host: the image's
 #                                      version, and `make bundle` (ota/bundle.sh)
 #
@@ -33,9 +35,9 @@ export RUSTFLAGS="--remap-path-prefix=$ROOT=/skytime --remap-path-prefix=$HOME/.
 (cd "$ROOT" && CARGO_TARGET_DIR=$CARGO_TARGET nice -n 10 cargo build --quiet --release --locked \
     --target aarch64-unknown-linux-musl -p skytimed --bin skytimed \
     -p skytime-mgmtd --bin skytime-mgmtd \
-    -p skytime-ota --bin skytime-rauc-hook)
+    -p skytime-ota --bin skytime-rauc-hook --bin skytime-update-guard)
 mkdir -p "$WORK/bin/host"
-for bin in skytimed skytime-mgmtd skytime-rauc-hook; do
+for bin in skytimed skytime-mgmtd skytime-rauc-hook skytime-update-guard; do
     aarch64-linux-gnu-strip -o "$WORK/bin/$bin.new" \
         "$CARGO_TARGET/aarch64-unknown-linux-musl/release/$bin"
     chmod 0755 "$WORK/bin/$bin.new"

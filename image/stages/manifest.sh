@@ -35,6 +35,7 @@ kver=$(kernel_version "$rootfs")
     echo "binary /usr/bin/skytimed $(sha256_of "$rootfs/usr/bin/skytimed")"
     echo "binary /usr/bin/skytime-mgmtd $(sha256_of "$rootfs/usr/bin/skytime-mgmtd")"
     echo "binary skytime-rauc-hook $(sha256_of "$WORK/bin/skytime-rauc-hook")"
+    echo "binary /usr/libexec/skytime/skytime-update-guard $(sha256_of "$rootfs/usr/libexec/skytime/skytime-update-guard")"
     echo
     echo "# kernel modules kept (image/keep-modules.list and their dependencies)"
     sed 's/^/module /' "$WORK/modules-kept.txt"

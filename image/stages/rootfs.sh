@@ -3,6 +3,7 @@
 # base plus skytime.
 #
 #   in:  $WORK/base, $WORK/bin/skytimed, $WORK/bin/skytime-mgmtd,
+#        $WORK/bin/skytime-update-guard,
 #        image/rootfs/, daemon/skytimed/dist/, daemon/mgmtd/dist/
 #   out: $WORK/rootfs/         the tree (kernel and initramfs still in /boot:
 #                              the slot-boot stage takes them)
@@ -33,6 +34,9 @@ install -m 0644 "$mgmt/skytime-mgmtd.service" "$mgmt/skytime-mgmtd.socket" \
     "$rootfs/usr/lib/systemd/system/"
 install -D -m 0644 "$mgmt/skytime-mgmt.sysusers" "$rootfs/usr/lib/sysusers.d/skytime-mgmt.conf"
 install -m 0755 "$WORK/bin/skytime-mgmtd" "$rootfs/usr/bin/skytime-mgmtd"
+# The backstop of skytimed's health check after an update (ota/README.md,
+# "The update guard"); its unit is in image/rootfs/.
+install -m 0755 "$WORK/bin/skytime-update-guard" "$rootfs/usr/libexec/skytime/skytime-update-guard"
 install -D -m 0644 "$IMAGE/README.md" "$rootfs/usr/share/doc/skytime/README.md"
 
 # Users, units; no logins of any kind, no first-boot prompts, nothing that
@@ -43,7 +47,7 @@ mount -t proc proc "$rootfs/proc"
 trap 'umount "$rootfs/proc"' EXIT
 chroot "$rootfs" systemd-sysusers >&2
 chroot "$rootfs" systemctl enable skytimed.service skytime-firstboot.service \
-    skytime-mark-good.service skytime-identity.service \
+    skytime-mark-good.service skytime-update-guard.service skytime-identity.service \
     skytime-mgmt-enrol.service skytime-mgmtd.socket \
     systemd-networkd.service >&2
 chroot "$rootfs" systemctl mask getty@.service serial-getty@.service console-getty.service \

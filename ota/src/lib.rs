@@ -14,6 +14,8 @@
 //! - [`state`]: the update state machine (idle, staged, installing,
 //!   installed, booted unconfirmed, confirmed, rolled back, failed): events
 //!   in, actions out;
+//! - [`guard`]: when the update guard fails a new slot that skytimed did
+//!   not confirm in time;
 //! - [`verity`]: the dm-verity hash tree with a deterministic salt, so
 //!   that the same inputs make the same bundle.
 //!
@@ -26,7 +28,8 @@
 //! - [`rauc`]: the D-Bus client of `de.pengutronix.rauc.Installer`.
 //!
 //! Binaries: `skytime-rauc-hook` (in every bundle: `install-check` and the
-//! boot files' `slot-install`) and `skytime-ota-build` (the bundle
+//! boot files' `slot-install`), `skytime-update-guard` (in the image: the
+//! backstop of skytimed's health check) and `skytime-ota-build` (the bundle
 //! script's helper: version, manifest, boot file list, deterministic
 //! re-seal). The recipe (`system.conf`, the manifest template,
 //! `bundle.sh`, the signing setup) and what is tested where are in
@@ -38,6 +41,7 @@
 //! new state, then carry out the [`state::Action`]s with [`rauc::Rauc`].
 
 pub mod bootfiles;
+pub mod guard;
 pub mod hook_env;
 pub mod install_check;
 pub mod manifest;

@@ -837,4 +837,4 @@ fn rolled_back(bundle: &Bundle, failed_slot: &str, reason: String, then: Vec<Act
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

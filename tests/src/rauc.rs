@@ -301,6 +301,38 @@ impl Drop for Bus {
     }
 }
 
+/// An HTTPS server on loopback (`openssl s_server -WWW`) serving the
+/// files of `dir` with a self-signed certificate for `name` (a host name
+/// or an IP address); its port and its certificate, the CA file a client
+/// trusts.
+pub fn https_server(dir: &Path, name: &str) -> (Killed, u16, PathBuf) {
+    let (cert, key) = crate::dbus::make_cert(name, 2100);
+    let tls = dir.join("tls");
+    fs::create_dir_all(&tls).unwrap();
+    fs::write(tls.join("cert.pem"), &cert).unwrap();
+    fs::write(tls.join("key.pem"), &key).unwrap();
+    let port = crate::free_tcp_port();
+    let server = Killed(
+        Command::new(crate::require_program("openssl"))
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(tls.join("cert.pem"))
+            .arg("-key")
+            .arg(tls.join("key.pem"))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(Duration::from_secs(90), "the HTTPS server", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (server, port, tls.join("cert.pem"))
+}
+
 /// Polls `f` until it holds; panics after `limit`.
 pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     crate::wait_until(limit, || f().then_some(()))

@@ -598,43 +598,13 @@ async fn a_boot_back_on_the_old_slot_is_recorded_as_rolled_back() {
     assert!(e.message().contains("not good"), "{e}");
 }
 
-/// An HTTPS server on loopback (`openssl s_server -WWW`) serving the
-/// files of `dir` with a certificate for localhost; its CA file.
-fn https_server(dir: &Path) -> (Killed, u16, std::path::PathBuf) {
-    let (cert, key) = skytime_tests::dbus::make_cert("localhost", 2100);
-    let tls = dir.join("tls");
-    fs::create_dir_all(&tls).unwrap();
-    fs::write(tls.join("cert.pem"), &cert).unwrap();
-    fs::write(tls.join("key.pem"), &key).unwrap();
-    let port = skytime_tests::free_tcp_port();
-    let server = Killed(
-        std::process::Command::new(skytime_tests::require_program("openssl"))
-            .args(["s_server", "-quiet", "-WWW", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
-            .arg(tls.join("cert.pem"))
-            .arg("-key")
-            .arg(tls.join("key.pem"))
-            .current_dir(dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(LIMIT, "the HTTPS server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (server, port, tls.join("cert.pem"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn install_from_url_downloads_checks_the_hash_and_installs() {
     let rig = Rig::start().await;
     let www = tempfile::tempdir().unwrap();
     let bytes = fs::read(bundle(&Spec::plain(NEWER))).unwrap();
     fs::write(www.path().join("next.raucb"), &bytes).unwrap();
-    let (_server, port, ca) = https_server(www.path());
+    let (_server, port, ca) = https_server(www.path(), "localhost");
     let downloads = rig.path("data/downloads");
     let conf = format!(
         "{}download_dir = \"{}\"\nurl_ca_file = \"{}\"\n",

@@ -26,7 +26,7 @@ fn back_to_a() -> OperatorRollback {
 
 /// One sample of every state: an update from slot A (boot b1) to slot B
 /// (first booted in b2); the operator's rollback from B to A asked in b2.
-fn states() -> Vec<(&'static str, State)> {
+pub(crate) fn states() -> Vec<(&'static str, State)> {
     let b = bundle("0.2.0+20250301.000000");
     let confirmed = State::Confirmed {
         bundle: b.clone(),

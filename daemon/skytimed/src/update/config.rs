@@ -20,7 +20,9 @@ pub struct UpdateConfig {
     pub os_release: PathBuf,
     /// Seconds a newly booted slot has to serve time (NTP answering,
     /// NTS-KE accepting, the bus name owned) before it is marked bad and
-    /// the device reboots into the previous slot; 30 to 3600.
+    /// the device reboots into the previous slot; 30 to 3600. Counted
+    /// from the boot (restarts of skytimed do not extend it), with at
+    /// least 30 s for each start.
     #[serde(deserialize_with = "deadline")]
     pub health_deadline: f64,
     /// Reboot by itself once an install has completed (otherwise the

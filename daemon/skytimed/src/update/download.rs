@@ -146,7 +146,11 @@ pub async fn fetch(f: &Fetch<'_>) -> Result<PathBuf, ApiError> {
     }
     std::fs::create_dir_all(f.dir)
         .map_err(|e| ApiError::PersistFailed(format!("cannot create {}: {e}", f.dir.display())))?;
-    let part = f.dir.join(format!(".download-{}.part", std::process::id()));
+    // One download at a time: any part file is an earlier one's remains.
+    remove_partial(f.dir);
+    let part = f
+        .dir
+        .join(format!("{PART_PREFIX}{}.part", std::process::id()));
     let result = receive(
         response.into_body(),
         &part,
@@ -184,6 +188,31 @@ pub async fn fetch(f: &Fetch<'_>) -> Result<PathBuf, ApiError> {
         }
     }
     Ok(path)
+}
+
+/// What a download in progress is called until its hash is checked.
+const PART_PREFIX: &str = ".download-";
+
+/// Removes the part files of downloads that never finished (a power cut,
+/// a crash, a kill): they would hold the data partition's space for ever,
+/// since the next download has another name. Failures are logged only.
+pub fn remove_partial(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(PART_PREFIX) && name.ends_with(".part") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %e.path().display(), "removed an unfinished download")
+                }
+                Err(err) => {
+                    tracing::warn!(file = %e.path().display(), "cannot remove an unfinished download: {err}")
+                }
+            }
+        }
+    }
 }
 
 /// Streams the body to `part`; returns its SHA-256 (hex).
@@ -336,5 +365,36 @@ mod tests {
         for bad in ["", "ab", &"zz".repeat(32)] {
             assert!(check("https://h/b", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn unfinished_downloads_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            ".download-4242.part",
+            ".download-17.part",
+            "download-0123456789abcdef.raucb",
+            "operator.raucb",
+            ".download-notes",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        remove_partial(dir.path());
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".download-notes",
+                "download-0123456789abcdef.raucb",
+                "operator.raucb"
+            ]
+        );
+        // A directory that does not exist yet is not an error.
+        remove_partial(&dir.path().join("absent"));
     }
 }

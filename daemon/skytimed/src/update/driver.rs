@@ -3,7 +3,7 @@
 //! the health check on a new slot, and carry out the actions the state
 //! machine returns (mark a slot good or bad, reboot, tell the operator).
 
-use super::health::{HealthCheck, Verdict};
+use super::health::{HealthCheck, Uptime, Verdict};
 use super::{probe, slot_named, Notice, Updater};
 use futures_lite::StreamExt;
 use skytime_ota::rauc::{MarkState, Progress, Rauc, SERVICE};
@@ -16,6 +16,17 @@ use tokio_util::sync::CancellationToken;
 const LOOK_FOR_RAUC: Duration = Duration::from_secs(5);
 /// How often the health check looks.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// The least time each start of skytimed gets to serve before the health
+/// check may fail the slot (the deadline itself counts from the boot).
+const HEALTH_GRACE: Duration = Duration::from_secs(30);
+
+/// How long the kernel has been up (CLOCK_BOOTTIME; it counts from the
+/// boot whatever the system clock does).
+fn since_boot() -> Option<Duration> {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .ok()
+        .map(Duration::from)
+}
 
 /// Runs until `shutdown`: waits for RAUC, then follows it.
 pub async fn run(updater: Arc<Updater>, conn: zbus::Connection, shutdown: CancellationToken) {
@@ -27,6 +38,9 @@ pub async fn run(updater: Arc<Updater>, conn: zbus::Connection, shutdown: Cancel
         updater.notify(Notice::Changed);
         return;
     }
+    // A download cut short by a power cut or a crash leaves its part file
+    // on the data partition; nothing downloads before this point.
+    super::download::remove_partial(&updater.config.download_dir);
     let rauc = loop {
         match find_rauc(&conn).await {
             Ok(r) => break r,
@@ -290,6 +304,7 @@ fn spawn_health(updater: Arc<Updater>) {
     tokio::spawn(async move {
         let check = HealthCheck {
             deadline: updater.config.deadline(),
+            grace: HEALTH_GRACE,
         };
         let start = Instant::now();
         let Some(conn) = updater.conn.get().cloned() else {
@@ -297,11 +312,18 @@ fn spawn_health(updater: Arc<Updater>) {
         };
         tracing::info!(
             deadline_s = check.deadline.as_secs(),
+            since_boot_s = since_boot().unwrap_or_default().as_secs(),
             "health check of the new slot"
         );
         let event = loop {
             let facts = probe::observe(&updater.targets(), &conn).await;
-            match check.decide(&facts, start.elapsed()) {
+            let check_up = start.elapsed();
+            let up = Uptime {
+                // Never unavailable on Linux; if it were, this start alone.
+                boot: since_boot().unwrap_or(check_up),
+                check: check_up,
+            };
+            match check.decide(&facts, up) {
                 Verdict::Healthy => break Event::HealthOk,
                 Verdict::Failed(reason) => break Event::HealthFailed { reason },
                 Verdict::Wait(missing) => {

@@ -1,0 +1,209 @@
+//! skytime-update-guard: fails a newly booted slot that skytimed did not
+//! confirm in time, the backstop of skytimed's own health check
+//! (`skytime_ota::guard` has the decision and why it exists).
+//!
+//! ```text
+//! skytime-update-guard --config FILE [--config FILE]... [--state FILE]
+//!                      [--margin SECONDS] [--systemctl PROGRAM]
+//! ```
+//!
+//! Run at every boot by `skytime-update-guard.service`. When the booted
+//! slot is not on trial it exits at once. Otherwise it looks at the update
+//! state every few seconds (skytimed confirming the slot ends its watch)
+//! until skytimed's `health_deadline` plus `--margin` (default 120 s) has
+//! passed since the kernel booted; then it saves the state machine's
+//! "rolled back" with its reason, asks RAUC to mark the booted slot bad,
+//! and runs `PROGRAM reboot` (default `systemctl`).
+//!
+//! `health_deadline` is read from the first `--config` file that exists
+//! (the managed configuration before the image's default; 300 s when the
+//! file does not set it).
+//!
+//! Exit codes: 0 nothing to do, the slot confirmed, or the slot failed
+//! and the reboot asked; 1 anything else, with the reason on stderr.
+
+use clap::Parser;
+use serde::Deserialize;
+use skytime_ota::guard::{self, Look};
+use skytime_ota::rauc::{MarkState, Rauc};
+use skytime_ota::state::{Action, Report, Step};
+use skytime_ota::store::Store;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// skytimed's default `health_deadline`, seconds.
+const DEFAULT_DEADLINE: f64 = 300.0;
+/// The longest sleep between two looks at the state.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// How long to wait for RAUC to answer at boot.
+const RAUC_WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "skytime-update-guard",
+    about = "Fail a newly booted slot that skytimed did not confirm in time"
+)]
+struct Cli {
+    /// skytimed's configuration; the first that exists is read.
+    #[arg(long, required = true, value_name = "FILE")]
+    config: Vec<PathBuf>,
+    /// The update state.
+    #[arg(
+        long,
+        default_value = "/var/lib/skytime/ota/state.json",
+        value_name = "FILE"
+    )]
+    state: PathBuf,
+    /// Seconds after skytimed's health deadline (counted from the boot).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    margin: u64,
+    /// The program run with `reboot` to reboot.
+    #[arg(long, default_value = "systemctl", value_name = "PROGRAM")]
+    systemctl: PathBuf,
+}
+
+/// The part of skytimed's configuration the guard needs (skytimed itself
+/// validates the whole file).
+#[derive(Deserialize, Default)]
+struct Config {
+    #[serde(default)]
+    update: UpdateSection,
+}
+
+#[derive(Deserialize, Default)]
+struct UpdateSection {
+    health_deadline: Option<f64>,
+}
+
+/// skytimed's health deadline from the first of `paths` that exists.
+fn deadline(paths: &[PathBuf]) -> Result<Duration, String> {
+    for path in paths {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let config: Config =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        let secs = config.update.health_deadline.unwrap_or(DEFAULT_DEADLINE);
+        return Duration::try_from_secs_f64(secs).map_err(|_| {
+            format!(
+                "{}: [update] health_deadline {secs} is not a number of seconds",
+                path.display()
+            )
+        });
+    }
+    Ok(Duration::from_secs_f64(DEFAULT_DEADLINE))
+}
+
+/// How long the kernel has been up.
+fn since_boot() -> Result<Duration, String> {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(Duration::from)
+        .map_err(|e| format!("cannot read CLOCK_BOOTTIME: {e}"))
+}
+
+fn boot_id() -> Result<String, String> {
+    let path = Path::new("/proc/sys/kernel/random/boot_id");
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// RAUC on the system bus, and the slot it says booted; RAUC may still be
+/// starting.
+async fn rauc() -> Result<(Rauc, String), String> {
+    let deadline = tokio::time::Instant::now() + RAUC_WAIT;
+    loop {
+        let attempt = async {
+            let conn = zbus::Connection::system()
+                .await
+                .map_err(|e| format!("cannot reach the system bus: {e}"))?;
+            let rauc = Rauc::new(&conn).await.map_err(|e| format!("RAUC: {e}"))?;
+            let booted = rauc
+                .boot_slot()
+                .await
+                .map_err(|e| format!("RAUC does not say which slot booted: {e}"))?;
+            Ok::<_, String>((rauc, booted))
+        };
+        match attempt.await {
+            Ok(r) => return Ok(r),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+}
+
+/// Carries out a failing step: the state first (so that a power cut
+/// repeats the actions rather than losing them), then the actions.
+async fn fail(cli: &Cli, store: &Store, rauc: &Rauc, step: Step) -> Result<(), String> {
+    let Step::Next { state, actions } = step else {
+        return Err(format!("the update state refused the failure: {step:?}"));
+    };
+    store.save(&state).map_err(|e| e.to_string())?;
+    for action in actions {
+        match action {
+            Action::MarkBad { slot } => match rauc.mark(MarkState::Bad, "booted").await {
+                Ok((name, message)) => {
+                    eprintln!("skytime-update-guard: slot {slot} ({name}): {message}")
+                }
+                // The reboot still goes on: the slot's boot attempts run
+                // out and the bootloader returns to the previous slot.
+                Err(e) => eprintln!("skytime-update-guard: cannot mark slot {slot} bad: {e}"),
+            },
+            Action::Report(Report::RolledBack { slot, reason }) => {
+                eprintln!("skytime-update-guard: slot {slot} rolled back: {reason}")
+            }
+            Action::Reboot => {
+                let status = std::process::Command::new(&cli.systemctl)
+                    .arg("reboot")
+                    .status()
+                    .map_err(|e| format!("cannot run {} reboot: {e}", cli.systemctl.display()))?;
+                if !status.success() {
+                    return Err(format!("{} reboot: {status}", cli.systemctl.display()));
+                }
+            }
+            other => eprintln!("skytime-update-guard: not carried out here: {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let limit = deadline(&cli.config)? + Duration::from_secs(cli.margin);
+    let store = Store::new(&cli.state);
+    // Most boots have nothing on trial: no need to wait for RAUC then.
+    let state = store.load().map_err(|e| e.to_string())?;
+    if !guard::may_be_on_trial(&state) {
+        eprintln!(
+            "skytime-update-guard: nothing on trial (update state {})",
+            state.name()
+        );
+        return Ok(());
+    }
+    let (rauc, booted) = rauc().await?;
+    let boot = boot_id()?;
+    loop {
+        let state = store.load().map_err(|e| e.to_string())?;
+        match guard::look(&state, &booted, &boot, since_boot()?, limit) {
+            Look::Nothing(why) => {
+                eprintln!("skytime-update-guard: {why}");
+                return Ok(());
+            }
+            Look::Wait { left, .. } => tokio::time::sleep(left.min(LOOK_EVERY)).await,
+            Look::Fail { step, .. } => return fail(&cli, &store, &rauc, step).await,
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skytime-update-guard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
