@@ -4,8 +4,8 @@
 //! guard sees a boot of the age each case needs: it waits while the slot
 //! on trial is young and stands down when skytimed confirms it; past the
 //! limit it saves "rolled back" with its reason, has RAUC mark the slot
-//! bad and asks for the reboot; it leaves a slot that is not on trial
-//! alone.
+//! bad and asks a stand-in logind for the reboot; it leaves a slot that is
+//! not on trial alone.
 
 mod support;
 
@@ -40,18 +40,20 @@ fn installed() -> State {
 }
 
 struct Case {
+    // Dropped before the rig: the stand-in logind's connection.
+    _logind: zbus::Connection,
+    reboots: Reboots,
     rig: Rig,
     state: Store,
     config: PathBuf,
-    reboots: PathBuf,
-    systemctl: PathBuf,
 }
 
 impl Case {
     /// RAUC booted from `booted`, the update state `state`, skytimed's
     /// configuration with `health_deadline = 30`.
     async fn start(booted: &str, state: &State) -> Self {
-        let rig = Rig::start_booted(booted).await;
+        let rig = Rig::start_with(booted, &[LOGIND_POLICY]).await;
+        let (logind, reboots) = stand_in_logind(&rig).await;
         // As RAUC leaves it after installing B: B first, with 3 attempts.
         fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
         let store = Store::new(rig.path("data/ota/state.json"));
@@ -62,23 +64,12 @@ impl Case {
             "[ntp]\nlisten = [\"127.0.0.1:123\"]\n\n[update]\nhealth_deadline = 30\n",
         )
         .unwrap();
-        // systemctl as the guard calls it: records its arguments.
-        let reboots = rig.path("reboots");
-        let systemctl = rig.path("systemctl");
-        fs::write(
-            &systemctl,
-            format!("#!/bin/sh\necho \"$*\" >> {}\n", reboots.display()),
-        )
-        .unwrap();
-        let mut p = fs::metadata(&systemctl).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
-        fs::set_permissions(&systemctl, p).unwrap();
         Self {
+            _logind: logind,
+            reboots,
             rig,
             state: store,
             config,
-            reboots,
-            systemctl,
         }
     }
 
@@ -103,8 +94,6 @@ impl Case {
             .arg(&self.config)
             .args(["--margin", "0", "--state"])
             .arg(self.state.path())
-            .arg("--systemctl")
-            .arg(&self.systemctl)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.rig.bus.address)
             .stdin(Stdio::null());
         cmd
@@ -114,8 +103,8 @@ impl Case {
         run_bounded(&mut self.guard(uptime), Duration::from_secs(120))
     }
 
-    fn reboots(&self) -> String {
-        fs::read_to_string(&self.reboots).unwrap_or_default()
+    fn reboots(&self) -> u32 {
+        *self.reboots.lock().unwrap()
     }
 }
 
@@ -149,7 +138,7 @@ async fn past_the_limit_the_unconfirmed_slot_is_rolled_back_marked_bad_and_reboo
     // RAUC marked the booted slot bad: no attempts left, out of the order.
     assert_eq!(case.rig.boot_var("BOOT_B_LEFT"), "0", "{}", case.rig.log());
     assert_eq!(case.rig.boot_var("BOOT_ORDER"), "A");
-    assert_eq!(case.reboots(), "reboot\n");
+    assert_eq!(case.reboots(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,7 +182,7 @@ async fn a_young_slot_is_watched_until_skytimed_confirms_it() {
         "{}",
         text(&out)
     );
-    assert_eq!(case.reboots(), "");
+    assert_eq!(case.reboots(), 0);
     assert_eq!(case.rig.boot_var("BOOT_B_LEFT"), "3");
     assert_eq!(case.rig.boot_var("BOOT_ORDER"), "B A");
 }
@@ -214,7 +203,7 @@ async fn the_slot_an_update_came_from_is_never_judged() {
     assert_eq!(case.rig.boot_var("BOOT_ORDER"), "B A");
     assert_eq!(case.rig.boot_var("BOOT_A_LEFT"), "3");
     assert_eq!(case.rig.boot_var("BOOT_B_LEFT"), "3");
-    assert_eq!(case.reboots(), "");
+    assert_eq!(case.reboots(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -240,5 +229,5 @@ async fn a_settled_update_ends_the_guard_at_once_and_a_bad_state_file_is_an_erro
         fs::read(case.state.path()).unwrap(),
         b"{\"format\": 1, \"state\": garbage"
     );
-    assert_eq!(case.reboots(), "");
+    assert_eq!(case.reboots(), 0);
 }

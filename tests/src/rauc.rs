@@ -333,6 +333,47 @@ pub fn https_server(dir: &Path, name: &str) -> (Killed, u16, PathBuf) {
     (server, port, tls.join("cert.pem"))
 }
 
+/// logind as far as a reboot goes, on a rig's bus: counts the calls.
+struct StandInLogind {
+    reboots: Reboots,
+}
+
+#[zbus::interface(name = "org.freedesktop.login1.Manager")]
+impl StandInLogind {
+    fn reboot(&self, _interactive: bool) {
+        *self.reboots.lock().unwrap() += 1;
+    }
+}
+
+/// The bus policy that lets root own logind's name on a rig's bus (give it
+/// to [`Rig::start_with`]).
+pub const LOGIND_POLICY: &str = "<policy user=\"root\"><allow own=\"org.freedesktop.login1\"/>\
+     <allow send_destination=\"org.freedesktop.login1\"/></policy>";
+
+/// How many reboots the stand-in logind was asked for.
+pub type Reboots = std::sync::Arc<std::sync::Mutex<u32>>;
+
+/// A stand-in logind on `rig`'s bus (started with [`LOGIND_POLICY`]):
+/// its connection (it serves while held) and the count of reboots asked.
+pub async fn stand_in_logind(rig: &Rig) -> (zbus::Connection, Reboots) {
+    let reboots = Reboots::default();
+    let conn = zbus::connection::Builder::address(rig.bus.address.as_str())
+        .unwrap()
+        .name("org.freedesktop.login1")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/login1",
+            StandInLogind {
+                reboots: reboots.clone(),
+            },
+        )
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    (conn, reboots)
+}
+
 /// Polls `f` until it holds; panics after `limit`.
 pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     crate::wait_until(limit, || f().then_some(()))

@@ -351,48 +351,10 @@ async fn a_new_slot_that_serves_is_marked_good() {
     assert!(saved.contains("\"confirmed\""), "{saved}");
 }
 
-/// logind as far as a reboot goes: records the calls.
-struct FakeLogind {
-    reboots: Reboots,
-}
-
-#[zbus::interface(name = "org.freedesktop.login1.Manager")]
-impl FakeLogind {
-    fn reboot(&self, _interactive: bool) {
-        *self.reboots.lock().unwrap() += 1;
-    }
-}
-
-/// Lets root own logind's name on the rig's bus.
-const LOGIND_POLICY: &str = "<policy user=\"root\"><allow own=\"org.freedesktop.login1\"/>\
-     <allow send_destination=\"org.freedesktop.login1\"/></policy>";
-
-type Reboots = std::sync::Arc<std::sync::Mutex<u32>>;
-
-/// A stand-in logind on the rig's bus; the count of reboots asked.
-async fn fake_logind(rig: &Rig) -> (zbus::Connection, Reboots) {
-    let reboots = Reboots::default();
-    let conn = zbus::connection::Builder::address(rig.bus.address.as_str())
-        .unwrap()
-        .name("org.freedesktop.login1")
-        .unwrap()
-        .serve_at(
-            "/org/freedesktop/login1",
-            FakeLogind {
-                reboots: reboots.clone(),
-            },
-        )
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
-    (conn, reboots)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_slot_that_does_not_serve_is_marked_bad_and_rebooted() {
     let rig = Rig::start_with("B", &[LOGIND_POLICY]).await;
-    let (_logind, reboots) = fake_logind(&rig).await;
+    let (_logind, reboots) = stand_in_logind(&rig).await;
     installed_before_reboot(&rig);
     fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
     // NTP refuses loopback, so the health check never sees an answer.
@@ -491,7 +453,7 @@ async fn rollback(rig: &Rig) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rollback_goes_back_to_the_slot_a_confirmed_update_came_from() {
     let mut rig = Rig::start_with("B", &[LOGIND_POLICY]).await;
-    let (_logind, reboots) = fake_logind(&rig).await;
+    let (_logind, reboots) = stand_in_logind(&rig).await;
     save_state(&rig, serde_json::json!({"state": "confirmed", "slot": "B"}));
     fs::write(rig.path("bl/BOOT_ORDER"), "B A\n").unwrap();
     let daemon = start_daemon(&rig, initialized_dir());
@@ -712,7 +674,7 @@ async fn without_rauc_the_interface_says_so_and_time_is_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_gateway_upload_route_installs_a_bundle_end_to_end() {
     let rig = Rig::start_with("A", &[LOGIND_POLICY]).await;
-    let reboots = fake_logind(&rig).await;
+    let reboots = stand_in_logind(&rig).await;
     let _daemon = start_daemon(&rig, initialized_dir());
     wait_props(&rig.conn, "RAUC found", |p| p.available).await;
     let ca = Ca::new("skytime test operators");

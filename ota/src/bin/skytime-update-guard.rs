@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! skytime-update-guard --config FILE [--config FILE]... [--state FILE]
-//!                      [--margin SECONDS] [--systemctl PROGRAM]
+//!                      [--margin SECONDS]
 //! ```
 //!
 //! Run at every boot by `skytime-update-guard.service`. When the booted
@@ -13,7 +13,13 @@
 //! until skytimed's `health_deadline` plus `--margin` (default 120 s) has
 //! passed since the kernel booted; then it saves the state machine's
 //! "rolled back" with its reason, asks RAUC to mark the booted slot bad,
-//! and runs `PROGRAM reboot` (default `systemctl`).
+//! and asks logind to reboot (systemd's `reboot.target` where logind does
+//! not run).
+//!
+//! It runs as skytimed's user, with what skytimed has for the same steps:
+//! the state file is skytimed's (root would leave it unreadable to
+//! skytimed), RAUC's bus lets that user mark slots, and the image's polkit
+//! rule lets it reboot.
 //!
 //! `health_deadline` is read from the first `--config` file that exists
 //! (the managed configuration before the image's default; 300 s when the
@@ -58,9 +64,6 @@ struct Cli {
     /// Seconds after skytimed's health deadline (counted from the boot).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=3600))]
     margin: u64,
-    /// The program run with `reboot` to reboot.
-    #[arg(long, default_value = "systemctl", value_name = "PROGRAM")]
-    systemctl: PathBuf,
 }
 
 /// The part of skytimed's configuration the guard needs (skytimed itself
@@ -111,9 +114,9 @@ fn boot_id() -> Result<String, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// RAUC on the system bus, and the slot it says booted; RAUC may still be
-/// starting.
-async fn rauc() -> Result<(Rauc, String), String> {
+/// The system bus, RAUC on it, and the slot RAUC says booted; RAUC may
+/// still be starting.
+async fn rauc() -> Result<(zbus::Connection, Rauc, String), String> {
     let deadline = tokio::time::Instant::now() + RAUC_WAIT;
     loop {
         let attempt = async {
@@ -125,7 +128,7 @@ async fn rauc() -> Result<(Rauc, String), String> {
                 .boot_slot()
                 .await
                 .map_err(|e| format!("RAUC does not say which slot booted: {e}"))?;
-            Ok::<_, String>((rauc, booted))
+            Ok::<_, String>((conn, rauc, booted))
         };
         match attempt.await {
             Ok(r) => return Ok(r),
@@ -135,9 +138,47 @@ async fn rauc() -> Result<(Rauc, String), String> {
     }
 }
 
+/// Asks logind to reboot, or, where logind does not run, systemd to start
+/// `reboot.target`.
+async fn reboot(conn: &zbus::Connection) -> Result<(), String> {
+    let asked = conn
+        .call_method(
+            Some("org.freedesktop.login1"),
+            "/org/freedesktop/login1",
+            Some("org.freedesktop.login1.Manager"),
+            "Reboot",
+            &(false,),
+        )
+        .await;
+    match asked {
+        Ok(_) => Ok(()),
+        Err(zbus::Error::MethodError(name, _, _))
+            if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
+                || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
+        {
+            conn.call_method(
+                Some("org.freedesktop.systemd1"),
+                "/org/freedesktop/systemd1",
+                Some("org.freedesktop.systemd1.Manager"),
+                "StartUnit",
+                &("reboot.target", "replace-irreversibly"),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("no logind, and systemd refused reboot.target: {e}"))
+        }
+        Err(e) => Err(format!("logind refused the reboot: {e}")),
+    }
+}
+
 /// Carries out a failing step: the state first (so that a power cut
 /// repeats the actions rather than losing them), then the actions.
-async fn fail(cli: &Cli, store: &Store, rauc: &Rauc, step: Step) -> Result<(), String> {
+async fn fail(
+    conn: &zbus::Connection,
+    store: &Store,
+    rauc: &Rauc,
+    step: Step,
+) -> Result<(), String> {
     let Step::Next { state, actions } = step else {
         return Err(format!("the update state refused the failure: {step:?}"));
     };
@@ -155,15 +196,7 @@ async fn fail(cli: &Cli, store: &Store, rauc: &Rauc, step: Step) -> Result<(), S
             Action::Report(Report::RolledBack { slot, reason }) => {
                 eprintln!("skytime-update-guard: slot {slot} rolled back: {reason}")
             }
-            Action::Reboot => {
-                let status = std::process::Command::new(&cli.systemctl)
-                    .arg("reboot")
-                    .status()
-                    .map_err(|e| format!("cannot run {} reboot: {e}", cli.systemctl.display()))?;
-                if !status.success() {
-                    return Err(format!("{} reboot: {status}", cli.systemctl.display()));
-                }
-            }
+            Action::Reboot => reboot(conn).await?,
             other => eprintln!("skytime-update-guard: not carried out here: {other:?}"),
         }
     }
@@ -182,7 +215,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         );
         return Ok(());
     }
-    let (rauc, booted) = rauc().await?;
+    let (conn, rauc, booted) = rauc().await?;
     let boot = boot_id()?;
     loop {
         let state = store.load().map_err(|e| e.to_string())?;
@@ -192,7 +225,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 return Ok(());
             }
             Look::Wait { left, .. } => tokio::time::sleep(left.min(LOOK_EVERY)).await,
-            Look::Fail { step, .. } => return fail(&cli, &store, &rauc, step).await,
+            Look::Fail { step, .. } => return fail(&conn, &store, &rauc, step).await,
         }
     }
 }
