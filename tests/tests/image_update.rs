@@ -341,8 +341,9 @@ fn updates_over_dbus_survive_power_cuts_refusals_and_rollbacks() {
             .find(|l| l.starts_with("127.0.0.1,"))
             .and_then(|l| l.split(',').nth(5)?.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("no NTS record in chronyc authdata:\n{authdata}"));
+        // 2 s for chrony's rounding; a new exchange would read far less.
         assert!(
-            since_ke >= synchronized.elapsed().as_secs(),
+            since_ke + 2 >= synchronized.elapsed().as_secs(),
             "chrony made a new key exchange {since_ke} s ago ({what}), after its first \
              synchronization {} s ago:\n{authdata}",
             synchronized.elapsed().as_secs()
