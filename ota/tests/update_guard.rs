@@ -231,3 +231,35 @@ async fn a_settled_update_ends_the_guard_at_once_and_a_bad_state_file_is_an_erro
     );
     assert_eq!(case.reboots(), 0);
 }
+
+/// A configuration skytimed refuses (it does not run then): the guard
+/// still acts, at skytimed's default deadline, and says why.
+async fn refused_config_still_fails_the_slot(config: &str) {
+    let case = Case::start("B", &installed()).await;
+    fs::write(&case.config, config).unwrap();
+    let out = case.run(100_000);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{}: ", case.config.display()))
+            && text(&out).contains("using skytimed's default deadline of 300 s"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        matches!(case.state.load().unwrap(), State::RolledBack { .. }),
+        "{:?}",
+        case.state.load()
+    );
+    assert_eq!(case.rig.boot_var("BOOT_B_LEFT"), "0");
+    assert_eq!(case.reboots(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_that_does_not_parse_still_lets_the_guard_act() {
+    refused_config_still_fails_the_slot("[update\nhealth_deadline = 60\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadline_skytimed_refuses_still_lets_the_guard_act() {
+    refused_config_still_fails_the_slot("[update]\nhealth_deadline = 1e9\n").await;
+}

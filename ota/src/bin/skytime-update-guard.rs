@@ -22,8 +22,9 @@
 //! rule lets it reboot.
 //!
 //! `health_deadline` is read from the first `--config` file that exists
-//! (the managed configuration before the image's default; 300 s when the
-//! file does not set it).
+//! (the managed configuration before the image's default); 300 s, as in
+//! skytimed, when the file does not set it, and also when the file cannot
+//! be read or holds what skytimed refuses (skytimed does not run then).
 //!
 //! Exit codes: 0 nothing to do, the slot confirmed, or the slot failed
 //! and the reboot asked; 1 anything else, with the reason on stderr.
@@ -79,25 +80,39 @@ struct UpdateSection {
     health_deadline: Option<f64>,
 }
 
-/// skytimed's health deadline from the first of `paths` that exists.
-fn deadline(paths: &[PathBuf]) -> Result<Duration, String> {
-    for path in paths {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let config: Config =
-            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+/// skytimed's accepted range for `health_deadline`, seconds.
+const DEADLINE_RANGE: std::ops::RangeInclusive<f64> = 30.0..=3600.0;
+
+/// skytimed's health deadline from the first of `paths` that exists. A
+/// file that cannot be read or parsed, or a value skytimed would refuse,
+/// gives the default: skytimed does not run on such a configuration,
+/// which is exactly when the guard must still act. The reason is logged.
+fn deadline(paths: &[PathBuf]) -> Duration {
+    let Some((path, text)) = paths.iter().find_map(|p| match std::fs::read_to_string(p) {
+        Ok(t) => Some((p, Ok(t))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some((p, Err(e.to_string()))),
+    }) else {
+        return Duration::from_secs_f64(DEFAULT_DEADLINE);
+    };
+    let secs = text.and_then(|t| {
+        let config: Config = toml::from_str(&t).map_err(|e| e.message().to_owned())?;
         let secs = config.update.health_deadline.unwrap_or(DEFAULT_DEADLINE);
-        return Duration::try_from_secs_f64(secs).map_err(|_| {
-            format!(
-                "{}: [update] health_deadline {secs} is not a number of seconds",
-                path.display()
-            )
-        });
-    }
-    Ok(Duration::from_secs_f64(DEFAULT_DEADLINE))
+        if DEADLINE_RANGE.contains(&secs) {
+            Ok(secs)
+        } else {
+            Err(format!(
+                "[update] health_deadline {secs} is outside 30 to 3600 s"
+            ))
+        }
+    });
+    Duration::from_secs_f64(secs.unwrap_or_else(|why| {
+        eprintln!(
+            "skytime-update-guard: {}: {why}; using skytimed's default deadline of {DEFAULT_DEADLINE} s",
+            path.display()
+        );
+        DEFAULT_DEADLINE
+    }))
 }
 
 /// How long the kernel has been up.
@@ -204,7 +219,7 @@ async fn fail(
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let limit = deadline(&cli.config)? + Duration::from_secs(cli.margin);
+    let limit = deadline(&cli.config) + Duration::from_secs(cli.margin);
     let store = Store::new(&cli.state);
     // Most boots have nothing on trial: no need to wait for RAUC then.
     let state = store.load().map_err(|e| e.to_string())?;
