@@ -173,6 +173,13 @@ fn boot_var(img: &Path, dir: &Path, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in the boot state:\n{}", boot_env(img, dir)))
 }
 
+/// Waits until the guest answers NTP on the host's port `ntp`; fails with
+/// `what` and the console after `limit`.
+fn answers_ntp(vm: &Qemu, ntp: u16, limit: Duration, what: &str) {
+    let answered = wait_until(limit, || GuestReading::read(ntp));
+    assert!(answered.is_some(), "{what}\n{}", vm.log());
+}
+
 /// `skytimectl update rollback`, and the reboot it makes (QEMU exits:
 /// `-no-reboot`) with no failed unit.
 fn roll_back(vm: Qemu, bus: &Path) {
@@ -561,11 +568,11 @@ fn updates_over_dbus_survive_power_cuts_refusals_and_rollbacks() {
     // Boot 2b: slot B again; the health check confirms it.
     let powered = Instant::now();
     let mut vm = boot("boot2b", "B");
-    let answered = wait_until(Duration::from_secs(600), || GuestReading::read(ntp));
-    assert!(
-        answered.is_some(),
-        "slot B never answered NTP:\n{}",
-        vm.log()
+    answers_ntp(
+        &vm,
+        ntp,
+        Duration::from_secs(600),
+        "slot B never answered NTP:",
     );
     eprintln!(
         "image_update: bundle {} bytes, install {install_s:.0} s; slot B answers NTP {:.0} s \
@@ -598,11 +605,11 @@ fn updates_over_dbus_survive_power_cuts_refusals_and_rollbacks() {
     // operator's rollback did not take. The operator rolls back again.
     let mut vm = boot("boot2c", "B");
     vm.wait_for("Started skytimed.service", Duration::from_secs(600));
-    let answered = wait_until(Duration::from_secs(300), || GuestReading::read(ntp));
-    assert!(
-        answered.is_some(),
-        "slot B did not answer NTP after the torn write:\n{}",
-        vm.log()
+    answers_ntp(
+        &vm,
+        ntp,
+        Duration::from_secs(300),
+        "slot B did not answer NTP after the torn write:",
     );
     wait_status(
         &vm,
@@ -630,11 +637,11 @@ fn updates_over_dbus_survive_power_cuts_refusals_and_rollbacks() {
     // root under a newer bundle version, so slot B ran `running` too
     // (slot B's install record, in the slot table, has the bundle's).
     let mut vm = boot("boot3", "A");
-    let answered = wait_until(Duration::from_secs(600), || GuestReading::read(ntp));
-    assert!(
-        answered.is_some(),
-        "slot A never answered NTP:\n{}",
-        vm.log()
+    answers_ntp(
+        &vm,
+        ntp,
+        Duration::from_secs(600),
+        "slot A never answered NTP:",
     );
     // The time service's downtime across a change of slot (an update's
     // reboot is the same path): from the request to NTP answered.

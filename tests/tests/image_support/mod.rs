@@ -101,17 +101,24 @@ pub fn get_boot_file(img: &Path, name: &str, to: &Path) {
         .arg(to));
 }
 
-/// A snapshot of the data partition with its journal replayed, and a file from it.
-pub fn data_file(img: &Path, dir: &Path, file: &str) -> (Vec<u8>, String) {
-    let part = dir.join("data.ext4");
+/// A copy of the data partition as `dir/name`, its journal replayed in
+/// the copy (the guest may still have it mounted), as the appliance's
+/// next mount would see it.
+pub fn data_snapshot(img: &Path, dir: &Path, name: &str) -> PathBuf {
+    let part = dir.join(name);
     extract(img, 4, &part);
-    // The guest may still have it mounted: replay the journal in the copy.
     let _ = Command::new("e2fsck")
         .args(["-fy"])
         .arg(&part)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    part
+}
+
+/// A snapshot of the data partition with its journal replayed, and a file from it.
+pub fn data_file(img: &Path, dir: &Path, file: &str) -> (Vec<u8>, String) {
+    let part = data_snapshot(img, dir, "data.ext4");
     let out = dir.join("extracted");
     let _ = fs::remove_file(&out);
     run(Command::new("debugfs")

@@ -4,7 +4,7 @@
 //! path for `InstallFromUrl` that stops forwarding part-way, so that a
 //! power cut lands in the middle of a download every time.
 
-use crate::image_support::{extract, partition, repo, run};
+use crate::image_support::{data_snapshot, extract, partition, repo, run};
 use skytime_tests::require_program;
 use std::fs;
 use std::io::{Read, Write};
@@ -271,14 +271,7 @@ fn write_data_partition(img: &Path, part: &Path) {
 /// The names in directory `path` of the data partition (journal replayed
 /// in a copy, as the appliance would at its next mount).
 pub fn data_dir_names(img: &Path, dir: &Path, path: &str) -> Vec<String> {
-    let part = dir.join("data-list.ext4");
-    extract(img, 4, &part);
-    let _ = Command::new("e2fsck")
-        .args(["-fy"])
-        .arg(&part)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+    let part = data_snapshot(img, dir, "data-list.ext4");
     let listing = String::from_utf8(run(Command::new("debugfs")
         .arg("-R")
         .arg(format!("ls -p /{path}"))
