@@ -53,6 +53,20 @@ fn unit_is_a_watchdogged_notify_service_with_the_issues_sandbox() {
         get("ProtectClock").is_empty(),
         "setting the clock is the job"
     );
+    // systemd resolves DeviceAllow=char-GROUP when the unit starts: the
+    // drivers of the USB receivers' groups must be loaded before.
+    let (wants, after) = (get("Wants").join(" "), get("After").join(" "));
+    for (group, module) in [("char-ttyUSB", "usbserial"), ("char-ttyACM", "cdc_acm")] {
+        assert!(
+            get("DeviceAllow").iter().any(|v| v.starts_with(group)),
+            "DeviceAllow={group}"
+        );
+        let unit = format!("modprobe@{module}.service");
+        assert!(
+            wants.contains(&unit) && after.contains(&unit),
+            "{group} needs {unit} in Wants= and After=: {wants} / {after}"
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,10 @@
 //! The host runs the GPS simulator (its truth is the host clock, which it
 //! only reads) writing NMEA at 9600 baud into a pty; QEMU passes that pty
 //! to the guest as a USB serial adapter (`usb-serial`, an FTDI chip:
-//! /dev/ttyUSB0 through ftdi_sio). The guest's RTC starts 30 s ahead of the
+//! /dev/ttyUSB0 through ftdi_sio), plugged in once skytimed runs: systemd
+//! resolves skytimed's `DeviceAllow=char-ttyUSB` when the unit starts, so
+//! without usbserial loaded first (modprobe@usbserial.service) the device
+//! would stay closed to skytimed until its next restart. The guest's RTC starts 30 s ahead of the
 //! host, so its clock does: the kernel says so on the console when it sets
 //! the system clock from the RTC. A configuration on the boot partition
 //! (imported by first boot) turns steering on and names the receiver. The
@@ -20,7 +23,12 @@
 //! readings in a row. Had skytimed not steered the clock, the served time
 //! would stay 30 s off. NMEA only (no PPS reaches a VM), through an
 //! emulated FTDI adapter that batches bytes (16 ms latency timer), hence
-//! the tolerance.
+//! the tolerance. The simulator writes from before QEMU starts, so the
+//! host pty holds up to a minute or more of old sentences when the guest
+//! opens the port, past skytimed's flush: they arrive at once and must
+//! time no sample (the first would step the clock by their age). On a
+//! failure, skytimed's own view (sources, tracking, alarms) is read over
+//! the VM channel and shown.
 
 mod image_support;
 
@@ -31,6 +39,7 @@ use skytime_tests::ntp::query;
 use skytime_tests::vm::{host_unix_secs, rtc_base};
 use skytime_tests::{free_tcp_port, free_udp_port, lo, wait_until};
 use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How far ahead of the host the guest's clock starts, seconds.
@@ -64,6 +73,29 @@ fn clock_set_at_boot(console: &str) -> Option<i64> {
     inner.parse().ok()
 }
 
+/// Adds `device` to the running VM through its human monitor at `socket`.
+fn plug_in(socket: &Path, device: &str) {
+    use std::io::{Read, Write};
+    let mut mon = std::os::unix::net::UnixStream::connect(socket).expect("QEMU's monitor");
+    mon.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    mon.write_all(format!("device_add {device}\n").as_bytes())
+        .unwrap();
+    // The banner, the echo and any complaint, until the monitor goes quiet.
+    let mut said = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = mon.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        said.extend_from_slice(&buf[..n]);
+    }
+    let said = String::from_utf8_lossy(&said);
+    assert!(
+        !said.to_lowercase().contains("error"),
+        "device_add {device}: {said}"
+    );
+}
+
 #[test]
 fn the_image_steers_its_clock_from_a_usb_gps() {
     let dir = tempfile::tempdir_in(repo().join("target")).unwrap();
@@ -95,30 +127,32 @@ fn the_image_steers_its_clock_from_a_usb_gps() {
     );
     let pty = fs::canonicalize(&link).unwrap();
 
+    let bus = dir.path().join("bus.sock");
+    let monitor = dir.path().join("monitor.sock");
     let started = host_unix_secs();
     let base = rtc_base(started as i64 + INJECTED_OFFSET_S);
-    let mut vm = Qemu::boot_with(
-        &img,
-        dir.path(),
-        "clock",
-        ntp,
-        ke,
-        &[
-            "-rtc".into(),
-            format!("base={base}"),
-            "-device".into(),
-            "qemu-xhci".into(),
-            "-chardev".into(),
-            format!("serial,id=gps,path={}", pty.display()),
-            "-device".into(),
-            "usb-serial,chardev=gps".into(),
-        ],
-    );
+    let mut extra: Vec<String> = vec![
+        "-rtc".into(),
+        format!("base={base}"),
+        "-device".into(),
+        "qemu-xhci".into(),
+        "-chardev".into(),
+        format!("serial,id=gps,path={}", pty.display()),
+        // The adapter is plugged in once skytimed runs, below.
+        "-monitor".into(),
+        format!("unix:{},server=on,wait=off", monitor.display()),
+    ];
+    extra.extend(bus_channel_args(&bus));
+    let mut vm = Qemu::boot_with(&img, dir.path(), "clock", ntp, ke, &extra);
     vm.wait_for(
         "Finished skytime-firstboot.service",
         Duration::from_secs(600),
     );
     vm.wait_for("Started skytimed.service", Duration::from_secs(300));
+    // The receiver is plugged in after skytimed started, as a user may: its
+    // driver (usbserial) loads only now, so skytimed's device allow-list
+    // must not depend on the driver having been there at its start.
+    plug_in(&monitor, "usb-serial,chardev=gps,id=gps-usb");
     let console = vm.log();
     assert!(
         console.contains("Finished systemd-makefs@"),
@@ -148,12 +182,28 @@ fn the_image_steers_its_clock_from_a_usb_gps() {
         last = Some(r);
         (good >= 10).then_some(r)
     });
+    // What skytimed saw of the receiver, should the wait have failed.
+    let diagnosis = if synced.is_none() {
+        let ctl = skytime_tests::bin("skytimectl");
+        ["sources", "tracking", "alarms"]
+            .map(|what| {
+                let out = on_guest_bus(&bus, &ctl, &[what]);
+                format!(
+                    "skytimectl {what}:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .join("\n")
+    } else {
+        String::new()
+    };
     let console = vm.stop();
     drop(sim);
     let synced = synced.unwrap_or_else(|| {
         panic!(
             "the guest never held stratum 1 / GPS within {} ms \
-             (last reading (offset, delay, stratum, refid, leap): {last:?}):\n{console}",
+             (last reading (offset, delay, stratum, refid, leap): {last:?}):\n{diagnosis}\n{console}",
             TOLERANCE_S * 1e3
         )
     });

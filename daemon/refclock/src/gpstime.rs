@@ -9,6 +9,13 @@
 //! status A or GGA quality 1-5) and a date. It guards against GPS week
 //! rollovers (a date far before the build date gains 1024 weeks) and
 //! two-digit years.
+//!
+//! An arrival time is trusted only when it is spaced from the previous
+//! named second's as the seconds themselves are. Bytes that waited in a
+//! buffer upstream of the port (a USB adapter, a host pty behind an
+//! emulated one) arrive all at once, seconds late, and would otherwise
+//! give samples off by as much; so would a port opened in the middle of
+//! a burst. Such fixes are named but marked untimed.
 
 use crate::sentence::{quality_is_fix, Date, Sentence, TimeOfDay, Year};
 use skytime_proto::NtpTimestamp;
@@ -68,7 +75,19 @@ pub struct NmeaFix {
     pub rollover_corrected: bool,
     pub quality: Option<u8>,
     pub satellites: Option<u8>,
+    /// The arrival is spaced from the previous named second's as the
+    /// seconds are, so it can time a sample (see the module notes).
+    pub timed: bool,
 }
+
+/// Largest disagreement between the arrival spacing of two named seconds
+/// and their distance that still counts as timed, seconds. Receivers vary
+/// their output delay by up to about a tenth of a second; a backlog
+/// drains at line rate, a few tenths of a second per epoch or less.
+pub const SPACING_TOLERANCE_S: f64 = 0.5;
+/// Named seconds further apart than this are not compared (the local
+/// clock may have drifted or been stepped in between).
+const MAX_SPACING_S: i64 = 16;
 
 /// Fix status as last reported, for status displays.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,6 +117,30 @@ pub struct NmeaClockStats {
     pub unnamed_epochs: u64,
     pub rollover_corrections: u64,
     pub leap_seconds: u64,
+    /// Named seconds whose arrival could not time a sample.
+    pub untimed: u64,
+}
+
+/// The last named second: Unix second, arrival, and whether it was 23:59:60.
+#[derive(Clone, Copy, Debug)]
+struct Named {
+    unix_second: i64,
+    arrival: NtpTimestamp,
+    leap_second: bool,
+}
+
+impl Named {
+    /// Whether `next` arrived spaced from this one as their seconds are.
+    fn spaced_like(&self, next: &Named) -> bool {
+        // After 23:59:60 the Unix count repeats midnight: one more
+        // second has passed than it says.
+        let seconds = next.unix_second - self.unix_second + i64::from(self.leap_second);
+        if !(1..=MAX_SPACING_S).contains(&seconds) {
+            return false;
+        }
+        let spacing = (next.arrival - self.arrival).to_seconds_f64();
+        (spacing - seconds as f64).abs() <= SPACING_TOLERANCE_S
+    }
 }
 
 /// Groups sentences into epochs and names seconds.
@@ -108,6 +151,8 @@ pub struct NmeaClock {
     /// Last date seen (day number) and the time of day it went with, to
     /// carry a date into epochs whose sentences have none (GGA-only).
     last_day: Option<(i64, u32)>,
+    /// The last named second, to check the next one's spacing.
+    last_named: Option<Named>,
     status: FixStatus,
     stats: NmeaClockStats,
 }
@@ -119,6 +164,7 @@ impl NmeaClock {
             floor_unix,
             epoch: None,
             last_day: None,
+            last_named: None,
             status: FixStatus::default(),
             stats: NmeaClockStats::default(),
         }
@@ -217,6 +263,16 @@ impl NmeaClock {
         if leap_second {
             self.stats.leap_seconds += 1;
         }
+        let named = Named {
+            unix_second,
+            arrival: epoch.arrival,
+            leap_second,
+        };
+        let timed = self.last_named.is_some_and(|last| last.spaced_like(&named));
+        self.last_named = Some(named);
+        if !timed {
+            self.stats.untimed += 1;
+        }
         Some(NmeaFix {
             unix_second,
             arrival: epoch.arrival,
@@ -224,7 +280,14 @@ impl NmeaClock {
             rollover_corrected: corrected,
             quality: epoch.quality,
             satellites: epoch.satellites,
+            timed,
         })
+    }
+
+    /// Forgets the last named second (after the port was reopened: bytes
+    /// that waited meanwhile must not time a sample against it).
+    pub fn reset_spacing(&mut self) {
+        self.last_named = None;
     }
 
     /// A date for an epoch without one: the last date seen, a day later if
@@ -403,6 +466,55 @@ mod tests {
         assert_eq!(leap.unix_second, a.unix_second + 1);
         assert_eq!(b.unix_second, a.unix_second + 1);
         assert_eq!(c.stats().leap_seconds, 1);
+        // 23:59:60 lasted a second: the seconds around it stay timed.
+        assert!(!a.timed && leap.timed && b.timed);
+    }
+
+    /// RMC naming 12:00:00 + `k` on 15 March 2026.
+    fn rmc(k: u32) -> Sentence {
+        s(&format!(
+            "GPRMC,12{:02}{:02}.00,A,,,,,,,150326,,",
+            k / 60,
+            k % 60
+        ))
+    }
+
+    #[test]
+    fn only_seconds_spaced_as_they_arrived_are_timed() {
+        let mut c = NmeaClock::new(FLOOR);
+        let mut timed = |k: u32, arrival: f64| c.on_sentence(&rmc(k), at(arrival)).unwrap().timed;
+        assert!(
+            !timed(0, 0.3),
+            "the first second has nothing to be checked against"
+        );
+        assert!(timed(1, 1.3));
+        assert!(timed(2, 2.35), "receiver jitter is tolerated");
+        assert!(timed(4, 4.3), "a missed second is fine");
+        // A backlog: seconds 5 to 9 waited in a buffer and arrive at line
+        // rate, a sixth of a second apart.
+        for k in 5..10 {
+            assert!(
+                !timed(k, 9.0 + (k - 5) as f64 / 6.0),
+                "backlogged second {k}"
+            );
+        }
+        // The first fresh second is checked against the last stale one
+        // (stale by less than half a second here), then all is timed again.
+        assert!(timed(10, 10.3));
+        assert!(timed(11, 11.3));
+        // More than half a second away from the expected spacing is untimed,
+        // and so is a second long after the last one.
+        assert!(!timed(12, 11.7));
+        assert!(timed(13, 12.9));
+        assert!(!timed(40, 39.9), "27 s apart: the clock may have moved");
+        assert!(timed(41, 40.9));
+        c.reset_spacing();
+        assert!(
+            !c.on_sentence(&rmc(42), at(41.9)).unwrap().timed,
+            "after a reopen"
+        );
+        assert!(c.on_sentence(&rmc(43), at(42.9)).unwrap().timed);
+        assert_eq!(c.stats().untimed, 9);
     }
 
     #[test]

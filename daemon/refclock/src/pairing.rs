@@ -347,6 +347,7 @@ mod tests {
             rollover_corrected: false,
             quality: Some(1),
             satellites: Some(8),
+            timed: true,
         }
     }
 

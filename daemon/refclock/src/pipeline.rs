@@ -56,6 +56,9 @@ pub enum Note {
     RolloverCorrected,
     /// The second 23:59:60 was seen on NMEA.
     LeapSecond,
+    /// A named second arrived too soon or too late after the previous one
+    /// to time a sample (a backlog drained, or the port was just opened).
+    Untimed { unix_second: i64 },
 }
 
 /// What one call produced.
@@ -135,6 +138,7 @@ impl Pipeline {
     /// a line.
     pub fn serial_up(&mut self) {
         self.assembler.reset();
+        self.clock.reset_spacing();
         self.with_source(SourceId::Nmea, |s| s.connected = true);
     }
 
@@ -236,6 +240,16 @@ impl Pipeline {
         }
         if fix.leap_second {
             out.notes.push(Note::LeapSecond);
+        }
+        // An untimed arrival could name the wrong pulse, too; a leap
+        // second's fix still goes to the pairing, where it only ever
+        // withholds a pulse.
+        if !fix.timed && !fix.leap_second {
+            out.notes.push(Note::Untimed {
+                unix_second: fix.unix_second,
+            });
+            self.publish(out);
+            return;
         }
         if let Some(d) = self.pairing.on_fix(&fix) {
             self.decisions(vec![d], out);
@@ -404,7 +418,8 @@ mod tests {
             pps.iter().all(|s| s.offset.to_seconds_f64().abs() < 1e-6),
             "the pulses are on the true seconds: {pps:?}"
         );
-        assert_eq!(nmea.len(), 12, "one NMEA sample a second");
+        // The first second has no predecessor to check its arrival against.
+        assert_eq!(nmea.len(), 11, "one NMEA sample a second after the first");
         // Once the delay is known, NMEA alone is good to milliseconds.
         let last = nmea.last().unwrap().offset.to_seconds_f64();
         assert!(last.abs() < 0.01, "NMEA offset {last}");
@@ -429,7 +444,50 @@ mod tests {
         assert_eq!(st.updated, Some(at((T0 + 11) as f64 + 0.95)));
         let pps = st.source(SourceId::Pps).unwrap();
         assert!(pps.connected && pps.reachable() && pps.stats.samples >= 5);
-        assert_eq!(st.source(SourceId::Nmea).unwrap().stats.samples, 12);
+        assert_eq!(st.source(SourceId::Nmea).unwrap().stats.samples, 11);
+        assert_eq!(st.nmea_clock.untimed, 1);
+    }
+
+    /// A receiver's output that waited in a buffer while the port was
+    /// closed (a USB adapter's, or a host pty behind an emulated one)
+    /// arrives all at once after the open: it must not become samples, or
+    /// the first one steps the clock by the backlog's age.
+    #[test]
+    fn a_backlog_read_at_once_gives_no_samples() {
+        let mut p = pipeline();
+        let mut out = Output::default();
+        p.serial_up();
+        let now = T0 + 100;
+        // Ninety seconds of sentences, read in 64-byte chunks (one USB
+        // packet each) a millisecond apart.
+        let backlog: Vec<u8> = (now - 90..now).flat_map(burst).collect();
+        for (i, chunk) in backlog.chunks(64).enumerate() {
+            let read = now as f64 + 0.3 + i as f64 * 0.001;
+            p.serial_bytes(chunk, at(read), &mut out);
+        }
+        assert!(
+            out.samples.is_empty(),
+            "stale sentences timed: {:?}",
+            out.samples
+        );
+        assert_eq!(p.status().nmea_clock.untimed, 90);
+        assert!(out.notes.iter().any(|n| matches!(n, Note::Untimed { .. })));
+        // Then the receiver's live output: good samples from the second
+        // live second on.
+        for k in 1..6 {
+            second(&mut p, now + k, &mut out);
+        }
+        let offsets: Vec<f64> = out
+            .samples
+            .iter()
+            .filter(|s| s.source == SourceId::Nmea)
+            .map(|s| s.offset.to_seconds_f64())
+            .collect();
+        assert_eq!(offsets.len(), 4, "{offsets:?}");
+        assert!(
+            offsets.iter().all(|o| o.abs() <= NMEA_DELAY),
+            "live seconds are off by the sentence delay at most: {offsets:?}"
+        );
     }
 
     #[test]

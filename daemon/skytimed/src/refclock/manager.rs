@@ -164,6 +164,10 @@ fn log(note: &Note) {
         Note::RolloverCorrected => tracing::warn!(
             "GPS receiver reports a date 1024 weeks early (week-number rollover): corrected"
         ),
+        Note::Untimed { unix_second } => tracing::debug!(
+            "NMEA second {unix_second} not used: its arrival is not spaced from the previous \
+             second's by about a second (buffered or just opened)"
+        ),
         Note::LeapSecond => tracing::info!("leap second 23:59:60 seen on NMEA"),
     }
 }
