@@ -288,7 +288,7 @@ impl Updater {
         reboot: bool,
     ) -> Result<(), ApiError> {
         check(url, sha256)?;
-        self.rauc()?;
+        self.rauc_looked_for().await?;
         let _t = self.transition.lock().await;
         if matches!(
             self.state(),

@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often RAUC is looked for while it is not on the bus.
 const LOOK_FOR_RAUC: Duration = Duration::from_secs(5);
+/// How long an operator's call made just after skytimed started waits for
+/// the first look for RAUC (a few calls to RAUC; well under D-Bus's
+/// 25 s reply timeout).
+pub const FIRST_LOOK_WAIT: Duration = Duration::from_secs(20);
 /// How often the health check looks.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// The least time each start of skytimed gets to serve before the health
@@ -36,6 +40,7 @@ pub async fn run(updater: Arc<Updater>, conn: zbus::Connection, shutdown: Cancel
             v.unavailable = "updates are disabled ([update] enabled = false)".into()
         });
         updater.notify(Notice::Changed);
+        updater.looked.send_replace(true);
         return;
     }
     // A download cut short by a power cut or a crash leaves its part file
@@ -54,6 +59,7 @@ pub async fn run(updater: Arc<Updater>, conn: zbus::Connection, shutdown: Cancel
                     tracing::warn!("updates unavailable: {why}");
                     updater.notify(Notice::Changed);
                 }
+                updater.looked.send_replace(true);
             }
         }
         tokio::select! {
@@ -98,6 +104,7 @@ async fn follow(updater: Arc<Updater>, rauc: Rauc) {
             tracing::error!("{why}");
             updater.with_view(|v| v.unavailable = why);
             updater.notify(Notice::Changed);
+            updater.looked.send_replace(true);
             return;
         }
     };
@@ -109,6 +116,7 @@ async fn follow(updater: Arc<Updater>, rauc: Rauc) {
         v.unavailable.clear();
     });
     updater.notify(Notice::Changed);
+    updater.looked.send_replace(true);
     tracing::info!(slot = %booted, state = updater.state().name(), "updates through RAUC");
     {
         let _t = updater.transition.lock().await;

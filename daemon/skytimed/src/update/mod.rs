@@ -28,6 +28,8 @@ pub mod driver;
 pub mod health;
 pub mod probe;
 pub mod rollback;
+#[cfg(test)]
+mod tests;
 
 pub use config::UpdateConfig;
 
@@ -90,6 +92,8 @@ pub struct Updater {
     monitor: Mutex<Option<Arc<crate::monitor::Monitor>>>,
     /// The running system's version, or why it is unknown.
     running: std::sync::OnceLock<Result<skytime_ota::version::Version, String>>,
+    /// True once the driver has looked for RAUC (found it or not).
+    looked: tokio::sync::watch::Sender<bool>,
 }
 
 /// The kernel's id of this boot: a daemon restart keeps it, a reboot
@@ -157,6 +161,7 @@ impl Updater {
             conn: std::sync::OnceLock::new(),
             monitor: Mutex::default(),
             running: std::sync::OnceLock::new(),
+            looked: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -272,7 +277,19 @@ impl Updater {
         })
     }
 
-    /// RAUC, or why there is none.
+    /// RAUC, or why there is none. A call that arrives while the driver
+    /// is still looking for RAUC (just after skytimed starts, before its
+    /// first answer from RAUC) waits for that look, up to
+    /// [`driver::FIRST_LOOK_WAIT`], rather than being refused.
+    async fn rauc_looked_for(&self) -> Result<Rauc, ApiError> {
+        if self.config.enabled && !*self.looked.borrow() {
+            let mut looked = self.looked.subscribe();
+            let _ = tokio::time::timeout(driver::FIRST_LOOK_WAIT, looked.wait_for(|l| *l)).await;
+        }
+        self.rauc()
+    }
+
+    /// RAUC as the driver last found it, or why there is none.
     fn rauc(&self) -> Result<Rauc, ApiError> {
         if !self.config.enabled {
             return Err(ApiError::UpdateUnavailable(
@@ -293,7 +310,7 @@ impl Updater {
     }
 
     async fn inspect(&self, path: &str, force: bool) -> Result<(BundleReport, Rauc), ApiError> {
-        let rauc = self.rauc()?;
+        let rauc = self.rauc_looked_for().await?;
         bundle::check_file(path, self.config.max_bundle_bytes())?;
         let info = rauc.inspect(path).await.map_err(rauc_error)?;
         let compatible = rauc.compatible().await.map_err(rauc_error)?;
@@ -404,7 +421,7 @@ impl Updater {
     /// before anything else, so a power cut does not lose it), makes that
     /// slot primary and reboots. The next boot in it settles the record.
     pub async fn rollback(&self, conn: &zbus::Connection) -> Result<(), ApiError> {
-        let rauc = self.rauc()?;
+        let rauc = self.rauc_looked_for().await?;
         let _t = self.transition.lock().await;
         if let Some(e) = self.with_view(|v| v.store_error.clone()) {
             return Err(ApiError::Refused(e));

@@ -1,0 +1,63 @@
+//! The update service's answers before RAUC has been found (no bus needed:
+//! the driver's part is played by the test).
+
+use super::{driver, Updater};
+use crate::update::config::UpdateConfig;
+use skytime_api::ApiError;
+use std::time::Duration;
+
+fn updater(dir: &tempfile::TempDir, enabled: bool) -> std::sync::Arc<Updater> {
+    Updater::new(UpdateConfig {
+        enabled,
+        state_file: dir.path().join("update-state.json"),
+        download_dir: dir.path().join("downloads"),
+        ..UpdateConfig::default()
+    })
+}
+
+fn unavailable(r: Result<impl std::fmt::Debug, ApiError>) -> String {
+    match r {
+        Err(ApiError::UpdateUnavailable(why)) => why,
+        other => panic!("expected UpdateUnavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_just_after_start_waits_for_the_first_look_for_rauc() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = updater(&dir, true);
+    let driver = u.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        driver.with_view(|v| v.unavailable = "RAUC is not on the bus (test)".into());
+        driver.looked.send_replace(true);
+    });
+    let started = tokio::time::Instant::now();
+    let why = unavailable(u.check("/nonexistent.raucb").await);
+    assert_eq!(why, "RAUC is not on the bus (test)");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    // Once looked for, the answer is at once.
+    let started = tokio::time::Instant::now();
+    unavailable(u.check("/nonexistent.raucb").await);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_for_the_first_look_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = updater(&dir, true);
+    let started = tokio::time::Instant::now();
+    let why = unavailable(u.check("/nonexistent.raucb").await);
+    assert!(why.contains("has not been looked for yet"), "{why}");
+    assert_eq!(started.elapsed(), driver::FIRST_LOOK_WAIT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn disabled_updates_answer_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let u = updater(&dir, false);
+    let started = tokio::time::Instant::now();
+    let why = unavailable(u.check("/nonexistent.raucb").await);
+    assert!(why.contains("updates are disabled"), "{why}");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
