@@ -23,12 +23,13 @@ pub enum Scenario {
     Under(Attack),
 }
 
-pub const SCENARIOS: [(&str, Scenario); 5] = [
+pub const SCENARIOS: [(&str, Scenario); 6] = [
     ("quiet", Scenario::Quiet),
     ("ke-flood", Scenario::Under(Attack::KeFlood)),
     ("hello-flood", Scenario::Under(Attack::HelloFlood)),
     ("slowloris", Scenario::Under(Attack::Slowloris)),
     ("ntp-flood", Scenario::Under(Attack::NtpFlood)),
+    ("ke-garbage", Scenario::Under(Attack::KeGarbage)),
 ];
 
 /// What one run measured.
@@ -46,10 +47,18 @@ pub struct Outcome {
     /// Server CPU use over the run, in cores.
     pub cores: f64,
     /// The attack's successes per second (exchanges, server flights,
-    /// flood replies; slowloris: connections the server closed).
+    /// flood replies; slowloris and ke-garbage: connections the server
+    /// ended).
     pub attack_rate: f64,
-    /// Slowloris: connections open at the end of the run.
-    pub held: f64,
+    /// Slowloris: how long the oldest connection still open at the end
+    /// of the run had been open, seconds (the server's timeout, if it
+    /// keeps one).
+    pub oldest_s: f64,
+    /// ke-garbage: the median time from the first garbage byte to the
+    /// server ending the connection, ms, and the connections it still
+    /// held after the attacker's 2 s wait.
+    pub garbage_ms: f64,
+    pub outlasted: f64,
     /// Slowloris: share of the first connections the server closed
     /// within the run, and their median lifetime in seconds.
     pub first_closed: f64,
@@ -95,7 +104,7 @@ pub fn section(args: &Args, setup: &Setup, cores: usize) {
                 };
                 let o = run(s, setup, *scenario, plan, seconds, args.honest_timeout);
                 eprintln!(
-                    "round {} {:<9} {name:<12} KE {:.2} ok {:.1} ms | NTP {:.3} served {:.0}/{:.0} us | cores {:.2} | attack {:.0}/s held {:.0} first closed {:.2} after {:.1} s",
+                    "round {} {:<9} {name:<12} KE {:.2} ok {:.1} ms | NTP {:.3} served {:.0}/{:.0} us | cores {:.2} | attack {:.0}/s oldest {:.1} s first closed {:.2} after {:.1} s | garbage ended after {:.1} ms, {:.0} outlasted",
                     round + 1,
                     s.kind.name(),
                     o.ke_ok,
@@ -105,9 +114,11 @@ pub fn section(args: &Args, setup: &Setup, cores: usize) {
                     o.ntp_p99_us,
                     o.cores,
                     o.attack_rate,
-                    o.held,
+                    o.oldest_s,
                     o.first_closed,
-                    o.lifetime_s
+                    o.lifetime_s,
+                    o.garbage_ms,
+                    o.outlasted
                 );
                 series[n].push(s.kind, o);
             }
@@ -147,6 +158,9 @@ fn run(
     let closed0 = attack
         .as_ref()
         .map_or(0, |a| a.stats.closed.load(Ordering::Relaxed));
+    let outlasted0 = attack
+        .as_ref()
+        .map_or(0, |a| a.stats.outlasted.load(Ordering::Relaxed));
     let cpu0 = tree_cpu_seconds(s.pid());
     let start = Instant::now();
     let timeout = Duration::from_secs_f64(timeout);
@@ -168,7 +182,7 @@ fn run(
         let rate = |now: u64, then: u64| (now - then) as f64 / elapsed;
         if scenario == Scenario::Under(Attack::Slowloris) {
             o.attack_rate = rate(st.closed.load(Ordering::Relaxed), closed0);
-            o.held = st.open.load(Ordering::Relaxed) as f64;
+            o.oldest_s = st.oldest_open().as_secs_f64();
             let lives = st
                 .first_lifetimes
                 .lock()
@@ -178,6 +192,11 @@ fn run(
             o.lifetime_s = median(lives);
         } else {
             o.attack_rate = rate(st.done.load(Ordering::Relaxed), done0);
+        }
+        if scenario == Scenario::Under(Attack::KeGarbage) {
+            let ended = st.ended_after.lock().unwrap_or_else(|e| e.into_inner());
+            o.garbage_ms = median(ended.clone()) * 1e3;
+            o.outlasted = (st.outlasted.load(Ordering::Relaxed) - outlasted0) as f64;
         }
         a.stop();
     }
@@ -203,7 +222,7 @@ fn print(args: &Args, chosen: &[(&str, Scenario)], series: &[Series<Outcome>], t
         took.as_secs_f64()
     );
     println!(
-        "  ke-flood and hello-flood: {} clients; slowloris: {} connections, a byte every {} s, {} s; ntp-flood: {} threads from {} addresses",
+        "  ke-flood, hello-flood and ke-garbage: {} clients; slowloris: {} connections, a byte every {} s, {} s; ntp-flood: {} threads from {} addresses",
         args.attack_clients,
         args.slow_clients,
         args.trickle,
@@ -232,10 +251,10 @@ fn print(args: &Args, chosen: &[(&str, Scenario)], series: &[Series<Outcome>], t
             Scenario::Quiet => {}
             Scenario::Under(Attack::Slowloris) => {
                 row(
-                    &format!("{name}: held open at end"),
+                    &format!("{name}: oldest open at end s"),
                     s,
-                    |o| o.held,
-                    0,
+                    |o| o.oldest_s,
+                    1,
                     false,
                 );
                 row(&format!("{name}: closed/s"), s, |o| o.attack_rate, 0, true);
@@ -251,6 +270,29 @@ fn print(args: &Args, chosen: &[(&str, Scenario)], series: &[Series<Outcome>], t
                     s,
                     |o| o.lifetime_s,
                     1,
+                    false,
+                );
+            }
+            Scenario::Under(Attack::KeGarbage) => {
+                row(
+                    &format!("{name}: ended by server/s"),
+                    s,
+                    |o| o.attack_rate,
+                    0,
+                    true,
+                );
+                row(
+                    &format!("{name}: ended after ms"),
+                    s,
+                    |o| o.garbage_ms,
+                    1,
+                    false,
+                );
+                row(
+                    &format!("{name}: outlasted 2 s"),
+                    s,
+                    |o| o.outlasted,
+                    0,
                     false,
                 );
             }

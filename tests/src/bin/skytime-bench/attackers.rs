@@ -12,7 +12,13 @@
 //!   and then and never finish it; one closed by the server is opened
 //!   again, as a real attacker keeps its pool full (127.5.x.y);
 //! - `ntp-flood`: plain requests at full pace, open loop, from many
-//!   addresses (127.2.x.y).
+//!   addresses (127.2.x.y);
+//! - `ke-garbage`: clients that complete the TLS handshake and then send
+//!   a request no server should keep reading: every other connection an
+//!   endless run of unknown non-critical records that never reaches End
+//!   of Message, the others a critical record of an unassigned type with
+//!   a random body (RFC 8915 section 4.1.3: answered with error 0 and
+//!   closed); connecting again at once (127.6.x.y).
 //!
 //! Connections are reset (SO_LINGER 0) when the attacker drops them, so
 //! no TIME_WAIT piles up on either side between rounds.
@@ -35,6 +41,7 @@ pub enum Attack {
     HelloFlood,
     Slowloris,
     NtpFlood,
+    KeGarbage,
 }
 
 /// How big each attack is.
@@ -65,6 +72,28 @@ pub struct Stats {
     /// Slowloris: how long each client's first connection lived, for
     /// those the server closed (seconds).
     pub first_lifetimes: Mutex<Vec<f64>>,
+    /// Slowloris: when each client's current connection opened (None
+    /// while it has none).
+    pub open_since: Mutex<Vec<Option<Instant>>>,
+    /// ke-garbage: seconds from a connection's first garbage byte to the
+    /// server ending it.
+    pub ended_after: Mutex<Vec<f64>>,
+    /// ke-garbage: connections the server still held after the wait.
+    pub outlasted: AtomicU64,
+}
+
+impl Stats {
+    /// Slowloris: how long the oldest connection open now has been open
+    /// (zero with none open).
+    pub fn oldest_open(&self) -> Duration {
+        let since = self.open_since.lock().unwrap_or_else(|e| e.into_inner());
+        since
+            .iter()
+            .flatten()
+            .map(Instant::elapsed)
+            .max()
+            .unwrap_or_default()
+    }
 }
 
 /// A running attack; [`Running::stop`] ends it.
@@ -105,6 +134,14 @@ pub fn start(
         })
     };
     let threads = match attack {
+        Attack::KeGarbage => (0..plan.flood_clients)
+            .map(|i| {
+                let (stats, stop, tls) = (stats.clone(), stop.clone(), tls.clone());
+                spawn(Box::new(move || {
+                    ke_garbage(source(6, i), ke, &tls, &stats, &stop, i % 2 == 0)
+                }))
+            })
+            .collect(),
         Attack::KeFlood | Attack::HelloFlood => {
             let hello = Arc::new(client_hello(tls));
             (0..plan.flood_clients)
@@ -124,6 +161,8 @@ pub fn start(
         Attack::Slowloris => {
             let (tx, rx) = tokio::sync::watch::channel(false);
             slow_stop = Some(tx);
+            *stats.open_since.lock().unwrap_or_else(|e| e.into_inner()) =
+                vec![None; plan.slow_clients];
             let (stats, hello) = (stats.clone(), Arc::new(client_hello(tls)));
             vec![spawn(Box::new(move || {
                 slowloris(ke, plan, hello, &stats, rx)
@@ -268,15 +307,7 @@ fn slowloris(
                 let (stats, hello, stop) = (stats.clone(), hello.clone(), stop.clone());
                 // Spread the bytes over the trickle period.
                 let offset = plan.trickle.mul_f64((i % 100) as f64 / 100.0);
-                tokio::spawn(slow_client(
-                    source(5, i),
-                    ke,
-                    hello,
-                    plan.trickle,
-                    offset,
-                    stats,
-                    stop,
-                ))
+                tokio::spawn(slow_client(i, ke, hello, plan.trickle, offset, stats, stop))
             })
             .collect();
         for t in tasks {
@@ -285,8 +316,9 @@ fn slowloris(
     });
 }
 
+/// Slow client `index`, from 127.5.x.y.
 async fn slow_client(
-    from: Ipv4Addr,
+    index: usize,
     ke: SocketAddr,
     hello: Arc<Vec<u8>>,
     every: Duration,
@@ -295,6 +327,7 @@ async fn slow_client(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let from = source(5, index);
     let mut first = true;
     while !*stop.borrow() {
         let connect = async {
@@ -318,6 +351,7 @@ async fn slow_client(
         let _ = stream.set_zero_linger();
         stats.open.fetch_add(1, Ordering::Relaxed);
         let opened = Instant::now();
+        stats.opened(index, Some(opened));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
         let (mut sent, mut buf) = (0, [0u8; 512]);
         loop {
@@ -344,6 +378,7 @@ async fn slow_client(
         }
         // The server closed it.
         stats.open.fetch_sub(1, Ordering::Relaxed);
+        stats.opened(index, None);
         stats.closed.fetch_add(1, Ordering::Relaxed);
         if first {
             let life = opened.elapsed().as_secs_f64();
@@ -354,5 +389,116 @@ async fn slow_client(
                 .push(life);
         }
         first = false;
+    }
+}
+
+impl Stats {
+    fn opened(&self, index: usize, at: Option<Instant>) {
+        let mut since = self.open_since.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = since.get_mut(index) {
+            *slot = at;
+        }
+    }
+}
+
+/// How much of an endless request a `ke-garbage` client sends before it
+/// only waits: sixteen times chrony's whole-message limit (16 KiB).
+const GARBAGE_BYTES: usize = 256 << 10;
+/// An unassigned record type (RFC 8915's registry ends at 0x4000 for
+/// IETF review; 0x3ffe is unassigned).
+const UNASSIGNED: u16 = 0x3ffe;
+
+/// `ke-garbage` from `from`: a full handshake, then an oversized request
+/// (`oversized`) or a critical unknown record, alternately; counts the
+/// connections the server ended and how long that took.
+fn ke_garbage(
+    from: Ipv4Addr,
+    ke: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    stats: &Stats,
+    stop: &AtomicBool,
+    mut oversized: bool,
+) {
+    let mut noise = u64::from(from.to_bits()) | 1;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(tcp) = connect_from(from, ke, ATTACK_TIMEOUT) else {
+            continue;
+        };
+        let _ = tcp.set_read_timeout(Some(ATTACK_TIMEOUT));
+        let _ = tcp.set_write_timeout(Some(ATTACK_TIMEOUT));
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+        let Ok(conn) = rustls::ClientConnection::new(tls.clone(), name) else {
+            return;
+        };
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        let mut shaken = true;
+        while s.conn.is_handshaking() && shaken {
+            shaken = s.conn.complete_io(&mut s.sock).is_ok();
+        }
+        if !shaken {
+            continue;
+        }
+        let started = Instant::now();
+        let request = if oversized {
+            let mut r = Vec::with_capacity(GARBAGE_BYTES);
+            while r.len() < GARBAGE_BYTES {
+                skytime_nts::record::write_record(&mut r, false, UNASSIGNED, &[0x55; 1020]);
+            }
+            r
+        } else {
+            let body: Vec<u8> = (0..512)
+                .map(|_| {
+                    // xorshift: cheap, and no two clients alike.
+                    noise ^= noise << 13;
+                    noise ^= noise >> 7;
+                    noise ^= noise << 17;
+                    noise as u8
+                })
+                .collect();
+            let mut r = Vec::new();
+            skytime_nts::record::write_record(&mut r, true, UNASSIGNED, &body);
+            skytime_nts::record::write_record(
+                &mut r,
+                true,
+                skytime_nts::record::kind::END_OF_MESSAGE,
+                &[],
+            );
+            r
+        };
+        oversized = !oversized;
+        // A write that fails or stalls means the server stopped reading;
+        // either way, what it does next is read below.
+        for chunk in request.chunks(16 << 10) {
+            if s.write_all(chunk).and_then(|()| s.flush()).is_err() {
+                break;
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let ended = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                // Its error record; the close follows.
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+        if ended {
+            stats.done.fetch_add(1, Ordering::Relaxed);
+            stats
+                .ended_after
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(started.elapsed().as_secs_f64());
+        } else {
+            stats.outlasted.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

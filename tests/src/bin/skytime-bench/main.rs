@@ -103,14 +103,15 @@ struct Args {
     #[arg(long)]
     callgrind_dir: Option<PathBuf>,
     /// Runs of the attack section: quiet (no attack), ke-flood,
-    /// hello-flood, slowloris, ntp-flood.
+    /// hello-flood, slowloris, ntp-flood, ke-garbage.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "quiet,ke-flood,hello-flood,slowloris,ntp-flood"
+        default_value = "quiet,ke-flood,hello-flood,slowloris,ntp-flood,ke-garbage"
     )]
     attacks: Vec<String>,
-    /// Concurrent clients of the NTS-KE handshake and ClientHello floods.
+    /// Concurrent clients of the NTS-KE handshake, ClientHello and
+    /// garbage floods.
     #[arg(long, default_value_t = 64)]
     attack_clients: usize,
     /// Slowloris connections.
