@@ -15,9 +15,11 @@ fn updater(dir: &tempfile::TempDir, enabled: bool) -> std::sync::Arc<Updater> {
     })
 }
 
-fn unavailable(r: Result<impl std::fmt::Debug, ApiError>) -> String {
-    match r {
-        Err(ApiError::UpdateUnavailable(why)) => why,
+/// `Check`'s refusal, and how long (in paused time) it took to come.
+async fn refused_check(u: &Updater) -> (String, Duration) {
+    let started = tokio::time::Instant::now();
+    match u.check("/nonexistent.raucb").await {
+        Err(ApiError::UpdateUnavailable(why)) => (why, started.elapsed()),
         other => panic!("expected UpdateUnavailable, got {other:?}"),
     }
 }
@@ -32,32 +34,28 @@ async fn a_call_just_after_start_waits_for_the_first_look_for_rauc() {
         driver.with_view(|v| v.unavailable = "RAUC is not on the bus (test)".into());
         driver.looked.send_replace(true);
     });
-    let started = tokio::time::Instant::now();
-    let why = unavailable(u.check("/nonexistent.raucb").await);
+    let (why, took) = refused_check(&u).await;
     assert_eq!(why, "RAUC is not on the bus (test)");
-    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(took, Duration::from_secs(3));
     // Once looked for, the answer is at once.
-    let started = tokio::time::Instant::now();
-    unavailable(u.check("/nonexistent.raucb").await);
-    assert_eq!(started.elapsed(), Duration::ZERO);
+    let (_, took) = refused_check(&u).await;
+    assert_eq!(took, Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_wait_for_the_first_look_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let u = updater(&dir, true);
-    let started = tokio::time::Instant::now();
-    let why = unavailable(u.check("/nonexistent.raucb").await);
+    let (why, took) = refused_check(&u).await;
     assert!(why.contains("has not been looked for yet"), "{why}");
-    assert_eq!(started.elapsed(), driver::FIRST_LOOK_WAIT);
+    assert_eq!(took, driver::FIRST_LOOK_WAIT);
 }
 
 #[tokio::test(start_paused = true)]
 async fn disabled_updates_answer_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let u = updater(&dir, false);
-    let started = tokio::time::Instant::now();
-    let why = unavailable(u.check("/nonexistent.raucb").await);
+    let (why, took) = refused_check(&u).await;
     assert!(why.contains("updates are disabled"), "{why}");
-    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(took, Duration::ZERO);
 }
