@@ -183,8 +183,16 @@ fn presented_certificate(port: u16, cert: &Path, key: &Path) -> String {
 /// admin certificate through `skytimectl --host`
 /// and curl, a write refused the read certificate and done with the admin
 /// one, a rogue CA's and an expired certificate refused at the handshake,
-/// a configuration applied (and a bad one refused by line).
-fn manage_through_gateway(img: &Path, dir: &Path, port: u16, admin_ca: &Ca, read_ca: &Ca) {
+/// configurations applied with effect at once (and a bad one refused by
+/// line).
+fn manage_through_gateway(
+    img: &Path,
+    dir: &Path,
+    port: u16,
+    ntp: u16,
+    admin_ca: &Ca,
+    read_ca: &Ca,
+) {
     // The enrolment unit has unmounted the boot partition again: mtools
     // reads what it wrote there.
     let back = dir.join("fingerprint.txt");
@@ -297,30 +305,39 @@ fn manage_through_gateway(img: &Path, dir: &Path, port: u16, admin_ca: &Ca, read
     let r = Client::new(addr, &presented, Some(&expired)).get("/api/v1/Tracking/properties");
     assert!(r.is_err(), "an expired certificate got in: {r:?}");
 
-    // A configuration applied through the gateway takes effect; a bad one
-    // is refused naming its line, and changes nothing.
+    // A configuration applied through the gateway takes effect at once:
+    // one that denies the address the host's NTP requests arrive from
+    // (QEMU's 10.0.2.2) stops the answers, the first one back brings them
+    // back. A bad one is refused naming its line, and changes nothing.
     let served = fs::read_to_string(dir.join("skytime.toml")).unwrap();
-    let applied = dir.join("stratum9.toml");
-    fs::write(
-        &applied,
-        served.replace("local_stratum = 10", "local_stratum = 9"),
-    )
-    .unwrap();
-    let r = admin.run(&["config", "apply", applied.to_str().unwrap()]);
+    let apply = |name: &str, text: &str| {
+        let file = dir.join(name);
+        fs::write(&file, text).unwrap();
+        admin.run(&["config", "apply", file.to_str().unwrap()])
+    };
+    let answered =
+        || skytime_tests::ntp::query(skytime_tests::lo(ntp)).is_some_and(|x| x.reply.stratum == 10);
+    let denying = served.replace(
+        "local_stratum = 10",
+        "local_stratum = 10\ndeny = [\"10.0.2.2/32\"]",
+    );
+    let r = apply("deny.toml", &denying);
     assert!(r.ok(), "config apply through the gateway: {}", r.all());
-    let bad = dir.join("bad.toml");
-    fs::write(&bad, format!("{served}[ntp]\nlocal_stratum = 9\n")).unwrap();
-    let r = admin.run(&["config", "apply", bad.to_str().unwrap()]);
+    assert!(
+        wait_until(Duration::from_secs(30), || (!answered()).then_some(())).is_some(),
+        "NTP still answered after a configuration denying it was applied"
+    );
+    let r = apply("bad.toml", &format!("{served}[ntp]\nlocal_stratum = 9\n"));
     assert!(
         !r.ok() && r.all().contains("line"),
         "a bad configuration through the gateway: {}",
         r.all()
     );
-    let r = admin.run(&["status"]);
+    let r = apply("served.toml", &served);
+    assert!(r.ok(), "config apply through the gateway: {}", r.all());
     assert!(
-        r.ok() && r.stdout.contains("stratum 9"),
-        "the applied configuration is not in effect: {}",
-        r.all()
+        wait_until(Duration::from_secs(30), || answered().then_some(())).is_some(),
+        "NTP not answered again after the first configuration was applied back"
     );
     let admin_pem = skytime_tests::mgmt::Pem {
         cert: fs::read_to_string(&ac).unwrap(),
@@ -504,7 +521,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         "Finished skytime-mgmt-enrol.service",
         Duration::from_secs(300),
     );
-    manage_through_gateway(&img, dir.path(), mgmt, &admin_ca, &read_ca);
+    manage_through_gateway(&img, dir.path(), mgmt, ntp, &admin_ca, &read_ca);
     assert_only_allowed_sockets_open(&bus, true);
     let name = on_guest_bus(
         &bus,
