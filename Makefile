@@ -73,7 +73,7 @@ image-test: image
 image-boot:
 	tests/scripts/trixie-tools.sh target/trixie-tools
 	$(CARGO) build --locked -p skytime-gpssim -p skytimectl
-	$(CARGO) test --locked -p skytime-tests --features image --test uboot_env --test image_rpi4 --test image_root --test image_uboot_rpi --test image_qemu --test image_update --test image_clock --test image_reproducible
+	$(CARGO) test --locked -p skytime-tests --features image --test uboot_env --test image_rpi4 --test image_root --test image_uboot_rpi --test image_qemu --test image_network --test image_update --test image_clock --test image_reproducible
 
 demo: demo-deps
 	$(CARGO) build --release --locked -p skytimed -p skytimectl -p skytime-gpssim -p skytime-mgmtd

@@ -49,7 +49,7 @@ chroot "$rootfs" systemd-sysusers >&2
 chroot "$rootfs" systemctl enable skytimed.service skytime-firstboot.service \
     skytime-mark-good.service skytime-update-guard.service skytime-identity.service \
     skytime-mgmt-enrol.service skytime-mgmtd.socket \
-    systemd-networkd.service >&2
+    systemd-networkd.service systemd-resolved.service >&2
 chroot "$rootfs" systemctl mask getty@.service serial-getty@.service console-getty.service \
     getty.target systemd-firstboot.service systemd-machine-id-commit.service \
     systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer \
@@ -62,10 +62,11 @@ sed -i -E 's/^(root):[^:]*:/\1:!*:/' "$rootfs/etc/shadow"
 rm -f "$rootfs/var/lib/dbus/machine-id"
 echo skytime > "$rootfs/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tskytime\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$rootfs/etc/hosts"
-# mmdebstrap leaves the build host's resolv.conf; the appliance resolves no
-# names (skytimed serves addresses), so it gets none of the host's.
-printf '# skytime resolves no host names.\n' > "$rootfs/etc/resolv.conf"
-chmod 0644 "$rootfs/etc/resolv.conf"
+# Names resolve through the DNS servers of the links (DHCP's, or the
+# [network] dns list), which systemd-resolved keeps in this file; none of
+# the build host's resolv.conf comes in, and no stub listener is needed.
+rm -f "$rootfs/etc/resolv.conf"
+ln -s ../run/systemd/resolve/resolv.conf "$rootfs/etc/resolv.conf"
 
 # Nothing at run time needs apt's or dpkg's caches, lists or logs, or the
 # initramfs generator (the initramfs is built).

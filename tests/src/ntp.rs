@@ -32,10 +32,13 @@ pub struct Exchange {
 /// Sends `packet` to `server` from a fresh socket and waits up to
 /// `timeout` for a reply.
 pub fn exchange(server: SocketAddr, packet: &[u8], timeout: Duration) -> Option<Exchange> {
-    let bind = if server.is_ipv4() {
-        "127.0.0.1:0"
-    } else {
-        "[::1]:0"
+    // Loopback for the servers on this host; any address for one across a
+    // link (a guest in a network namespace).
+    let bind = match (server.is_ipv4(), server.ip().is_loopback()) {
+        (true, true) => "127.0.0.1:0",
+        (true, false) => "0.0.0.0:0",
+        (false, true) => "[::1]:0",
+        (false, false) => "[::]:0",
     };
     let sock = UdpSocket::bind(bind).unwrap();
     sock.set_read_timeout(Some(timeout)).unwrap();

@@ -30,7 +30,12 @@ fn unit_is_a_watchdogged_notify_service_with_the_issues_sandbox() {
         ("ProtectSystem", "strict"),
         ("PrivateTmp", "yes"),
         ("StateDirectory", "skytime"),
-        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        // AF_NETLINK: reading the interfaces' addresses for a re-issued
+        // certificate (getifaddrs).
+        (
+            "RestrictAddressFamilies",
+            "AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+        ),
         ("AmbientCapabilities", "CAP_SYS_TIME CAP_NET_BIND_SERVICE"),
         ("CapabilityBoundingSet", "CAP_SYS_TIME CAP_NET_BIND_SERVICE"),
         ("RestartPreventExitStatus", "78"),

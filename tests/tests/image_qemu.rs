@@ -19,8 +19,10 @@
 //! systemd refuses it a unit, and `skytimectl reboot` reboots it (skytimed
 //! asks logind, which polkit lets it). Boot 2 also enrols the management
 //! gateway's operators from the boot partition (an admin CA and a read CA
-//! put there with mtools): the fingerprint written back there is the
-//! certificate the gateway presents on the forwarded port 443, and from
+//! put there with mtools): the public-key pin written back there is the
+//! key of the certificate the gateway presents on the forwarded port 443,
+//! which names the address DHCP gave as well (re-issued with the same key
+//! once the network was up), and from
 //! the host `skytimectl --host` and curl read through it with the admin
 //! certificate, a write is refused the read certificate, and a client
 //! certificate from a rogue CA is refused at the handshake. Boot 3: a
@@ -37,8 +39,11 @@
 mod image_support;
 
 use image_support::*;
+use rustls::pki_types::pem::PemObject;
 use skytime_tests::mgmt::{Ca, Client, Remote, Usage};
-use skytime_tests::{free_tcp_port, free_udp_port, require_program, run_bounded, Chronyd};
+use skytime_tests::{
+    free_tcp_port, free_udp_port, require_program, run_bounded, wait_until, Chronyd,
+};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -173,11 +178,21 @@ fn presented_certificate(port: u16, cert: &Path, key: &Path) -> String {
 }
 
 /// Boot 2's gateway, from the host: enrolment from the boot partition
-/// (files renamed, fingerprint written back and matching what the gateway
-/// presents), reads with the admin certificate through `skytimectl --host`
+/// (files renamed, the pin written back matching the key the gateway
+/// presents, its certificate naming the DHCP address), reads with the
+/// admin certificate through `skytimectl --host`
 /// and curl, a write refused the read certificate and done with the admin
-/// one, a rogue CA's certificate refused at the handshake.
-fn manage_through_gateway(img: &Path, dir: &Path, port: u16, admin_ca: &Ca, read_ca: &Ca) {
+/// one, a rogue CA's and an expired certificate refused at the handshake,
+/// configurations applied with effect at once (and a bad one refused by
+/// line).
+fn manage_through_gateway(
+    img: &Path,
+    dir: &Path,
+    port: u16,
+    ntp: u16,
+    admin_ca: &Ca,
+    read_ca: &Ca,
+) {
     // The enrolment unit has unmounted the boot partition again: mtools
     // reads what it wrote there.
     let back = dir.join("fingerprint.txt");
@@ -202,23 +217,44 @@ fn manage_through_gateway(img: &Path, dir: &Path, port: u16, admin_ca: &Ca, read
     let (rc, rk) = read_ca
         .client("reader", 2100, Usage::ClientAuth)
         .write(dir, "reader");
-    let presented = presented_certificate(port, &ac, &ak);
+    // Enrolment ran before the network had its address; the gateway
+    // re-issues its certificate, with the same key, to name the address
+    // DHCP gave (10.0.2.15) as well as the identity's.
     let gateway_cert = dir.join("gateway-cert.pem");
-    fs::write(&gateway_cert, &presented).unwrap();
-    let fp = String::from_utf8(
-        run_bounded(
-            Command::new("openssl")
-                .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-                .arg(&gateway_cert),
-            Duration::from_secs(30),
-        )
-        .stdout,
-    )
-    .unwrap();
-    let fp = fp.trim().split_once('=').unwrap().1.to_owned();
+    let named = wait_until(Duration::from_secs(120), || {
+        let presented = presented_certificate(port, &ac, &ak);
+        fs::write(&gateway_cert, &presented).unwrap();
+        let sans = subject_alt_names(&gateway_cert);
+        sans.contains("IP Address:10.0.2.15")
+            .then_some((presented, sans))
+    });
+    let Some((presented, sans)) = named else {
+        panic!(
+            "the gateway's certificate never named the DHCP address: {}",
+            subject_alt_names(&gateway_cert)
+        );
+    };
+    for want in [
+        "IP Address:127.0.0.1",
+        "DNS:skytime-qemu",
+        "DNS:skytime-qemu.local",
+    ] {
+        assert!(
+            sans.contains(want),
+            "the gateway's certificate lacks {want}: {sans}"
+        );
+    }
+    // Its public key is the one whose pin was written back, so the pin
+    // on the boot partition holds.
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(presented.as_bytes()).unwrap();
+    let spki = skytime_mgmtd::identity::spki_sha256(&der).unwrap();
     assert!(
-        back.lines().any(|l| l == format!("sha256 {fp}")),
-        "the fingerprint on the boot partition is not the presented certificate's ({fp}):\n{back}"
+        back.lines().any(|l| l == format!("pubkey sha256//{spki}")),
+        "the pin on the boot partition is not the presented key's ({spki}):\n{back}"
+    );
+    assert!(
+        back.lines().any(|l| l.starts_with("sha256 ")),
+        "no certificate fingerprint on the boot partition:\n{back}"
     );
 
     // skytimectl --host, trusting the presented certificate (it names the
@@ -264,6 +300,45 @@ fn manage_through_gateway(img: &Path, dir: &Path, port: u16, admin_ca: &Ca, read
     let rogue = Ca::new("rogue operators").client("admin", 2100, Usage::ClientAuth);
     let r = Client::new(addr, &presented, Some(&rogue)).get("/api/v1/Tracking/properties");
     assert!(r.is_err(), "a rogue CA's certificate got in: {r:?}");
+    // Nor one from the enrolled CA that has expired.
+    let expired = admin_ca.client("admin", 2020, Usage::ClientAuth);
+    let r = Client::new(addr, &presented, Some(&expired)).get("/api/v1/Tracking/properties");
+    assert!(r.is_err(), "an expired certificate got in: {r:?}");
+
+    // A configuration applied through the gateway takes effect at once:
+    // one that denies the address the host's NTP requests arrive from
+    // (QEMU's 10.0.2.2) stops the answers, the first one back brings them
+    // back. A bad one is refused naming its line, and changes nothing.
+    let served = fs::read_to_string(dir.join("skytime.toml")).unwrap();
+    let apply = |name: &str, text: &str| {
+        let file = dir.join(name);
+        fs::write(&file, text).unwrap();
+        admin.run(&["config", "apply", file.to_str().unwrap()])
+    };
+    let answered =
+        || skytime_tests::ntp::query(skytime_tests::lo(ntp)).is_some_and(|x| x.reply.stratum == 10);
+    let denying = served.replace(
+        "local_stratum = 10",
+        "local_stratum = 10\ndeny = [\"10.0.2.2/32\"]",
+    );
+    let r = apply("deny.toml", &denying);
+    assert!(r.ok(), "config apply through the gateway: {}", r.all());
+    assert!(
+        wait_until(Duration::from_secs(30), || (!answered()).then_some(())).is_some(),
+        "NTP still answered after a configuration denying it was applied"
+    );
+    let r = apply("bad.toml", &format!("{served}[ntp]\nlocal_stratum = 9\n"));
+    assert!(
+        !r.ok() && r.all().contains("line"),
+        "a bad configuration through the gateway: {}",
+        r.all()
+    );
+    let r = apply("served.toml", &served);
+    assert!(r.ok(), "config apply through the gateway: {}", r.all());
+    assert!(
+        wait_until(Duration::from_secs(30), || answered().then_some(())).is_some(),
+        "NTP not answered again after the first configuration was applied back"
+    );
     let admin_pem = skytime_tests::mgmt::Pem {
         cert: fs::read_to_string(&ac).unwrap(),
         key: fs::read_to_string(&ak).unwrap(),
@@ -446,7 +521,7 @@ fn image_boots_creates_keys_serves_nts_and_keeps_them_across_slots() {
         "Finished skytime-mgmt-enrol.service",
         Duration::from_secs(300),
     );
-    manage_through_gateway(&img, dir.path(), mgmt, &admin_ca, &read_ca);
+    manage_through_gateway(&img, dir.path(), mgmt, ntp, &admin_ca, &read_ca);
     assert_only_allowed_sockets_open(&bus, true);
     let name = on_guest_bus(
         &bus,

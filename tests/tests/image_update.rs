@@ -20,7 +20,11 @@
 //! - Boot 1b, slot A: skytimed removed the partial download. An install
 //!   from a file, cut by a power cut while RAUC writes slot B.
 //! - Boot 1c, slot A: the install recorded as failed; the same install
-//!   again to its end; then a power cut instead of the reboot.
+//!   again to its end, this time uploaded from the host through the
+//!   management gateway (`skytimectl --host`, an admin CA enrolled from
+//!   the boot partition at boot 1, the guest's 443 forwarded to
+//!   loopback), as an operator updates a Pi from a laptop; then a power
+//!   cut instead of the reboot.
 //! - Boot 2, slot B: power cut as skytimed starts, before it could confirm
 //!   the slot.
 //! - Boot 2b, slot B: the health check confirms it; the operator rolls
@@ -47,8 +51,11 @@ mod image_update_support;
 
 use image_support::*;
 use image_update_support::*;
+use skytime_tests::mgmt::{Ca, Usage};
 use skytime_tests::vm::GuestReading;
-use skytime_tests::{free_tcp_port, free_udp_port, require_program, wait_until, Chronyd};
+use skytime_tests::{
+    free_tcp_port, free_udp_port, require_program, run_bounded, wait_until, Chronyd,
+};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -287,12 +294,18 @@ fn updates_over_dbus_survive_power_cuts_refusals_and_rollbacks() {
     put_data_files(&img, dir.path(), &files);
     let (ntp, ke) = (free_udp_port(), free_tcp_port());
     put_guest_config(&img, dir.path(), ntp);
+    // An operator's CA for the management gateway, enrolled at boot 1.
+    let operators = Ca::new("skytime operators");
+    let ca_file = dir.path().join("skytime-admin-ca.pem");
+    fs::write(&ca_file, &operators.pem.cert).unwrap();
+    put_boot_file(&img, &ca_file, "skytime-admin-ca.pem");
+    let mgmt = free_tcp_port();
 
     let bus = dir.path().join("bus.sock");
     let mut extra = bus_channel_args(&bus);
     extra.extend(["-device".to_owned(), "i6300esb".to_owned()]);
     let boot = |name: &str, slot: &str| {
-        let mut vm = Qemu::boot_with(&img, dir.path(), name, ntp, ke, &extra);
+        let mut vm = Qemu::boot_forwarding(&img, dir.path(), name, ntp, ke, Some(mgmt), &extra);
         vm.wait_for(
             &format!("skytime: booting slot {slot}"),
             Duration::from_secs(120),
@@ -513,11 +526,25 @@ fn updates_over_dbus_survive_power_cuts_refusals_and_rollbacks() {
         ],
         Duration::from_secs(180),
     );
-    // The same install again, to its end.
+    // The same install again, to its end: uploaded from the host through
+    // the gateway, which trusts the operator's CA since boot 1.
+    let (gateway_cert, _) = data_file(&img, dir.path(), "mgmt/server-cert.pem");
+    let gateway_cert_path = dir.path().join("gateway-cert.pem");
+    fs::write(&gateway_cert_path, &gateway_cert).unwrap();
+    let (admin_cert, admin_key) = operators
+        .client("admin", 2100, Usage::ClientAuth)
+        .write(dir.path(), "admin");
     let started = Instant::now();
-    let install = ctl(
-        &bus,
-        &["update", "install", &on_card("update.raucb")],
+    let install = run_bounded(
+        Command::new(skytime_tests::bin("skytimectl"))
+            .args(["--host", &format!("127.0.0.1:{mgmt}"), "--cert"])
+            .arg(&admin_cert)
+            .arg("--key")
+            .arg(&admin_key)
+            .arg("--ca")
+            .arg(&gateway_cert_path)
+            .args(["update", "install"])
+            .arg(&bundles.update),
         Duration::from_secs(1200),
     );
     let out = text(&install);

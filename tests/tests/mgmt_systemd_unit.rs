@@ -42,7 +42,11 @@ fn units_activate_on_443_with_no_capability_and_the_sandbox() {
         ("ProtectSystem", "strict"),
         ("PrivateDevices", "yes"),
         ("ProtectClock", "yes"),
-        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        // AF_NETLINK: the interfaces' addresses the certificate names.
+        (
+            "RestrictAddressFamilies",
+            "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        ),
         ("RestartPreventExitStatus", "78"),
         ("Requires", "skytime-mgmtd.socket"),
     ] {

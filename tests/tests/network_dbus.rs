@@ -427,7 +427,8 @@ fn bad_settings_are_refused_by_name_and_an_installed_certificate_is_kept() {
 
 /// `skytimectl --host` through the real gateway (mutual TLS) in front of
 /// the same daemon: show, apply and confirm with the admin certificate;
-/// a read certificate may show but not apply.
+/// a read certificate may show but not apply; the gateway's certificate
+/// then names the new host name, with the same key.
 #[test]
 fn through_the_gateway_with_skytimectl_host() {
     use skytime_tests::mgmt::{Ca, Gateway, Remote, Usage};
@@ -486,4 +487,26 @@ fn through_the_gateway_with_skytimectl_host() {
         "{}",
         r.all()
     );
+
+    // The gateway's own certificate follows the new host name (at its
+    // next start here; every minute while it runs) with the same key, and
+    // keeps the name it had: a client still reaches it as before.
+    let key_before = std::fs::read(gw.data.join("server-key.pem")).unwrap();
+    let gw = Gateway::start(gw.stop());
+    let s = sans(&gw.server_cert());
+    for want in ["DNS:time2", "DNS:time2.local", "DNS:localhost"] {
+        assert!(
+            s.contains(want),
+            "the gateway's certificate lacks {want}: {s}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(gw.data.join("server-key.pem")).unwrap(),
+        key_before,
+        "the gateway's key changed"
+    );
+    let host = format!("localhost:{}", gw.addr.port());
+    let r = Remote::new(&host, &ac, &ak, &gw.server_cert()).run(&["--json", "network", "show"]);
+    assert!(r.ok(), "{}", r.all());
+    assert_eq!(r.json()["Hostname"], "time2");
 }

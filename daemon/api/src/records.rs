@@ -169,6 +169,10 @@ record! {
         /// ALPN, timeouts, truncated, evicted).
         pub nts_ke_dropped: u64,
         pub nts_ke_active: u64,
+        /// Tasks alive in skytimed's async runtime: bounded in service (the
+        /// listeners, sources, open NTS-KE connections); a count that only
+        /// grows is a leak, which the soak checks for.
+        pub tasks_alive: u64,
         /// Every NTS counter by name.
         pub nts_counters: BTreeMap<String, u64>,
     }
@@ -472,6 +476,7 @@ mod tests {
                 nts_ke_accepted: 4,
                 nts_ke_dropped: 1,
                 nts_ke_active: 0,
+                tasks_alive: 17,
                 nts_counters: [("ke_connections".to_owned(), 5)].into(),
             }),
             Box::new(ClientReport {

@@ -159,6 +159,9 @@ pub fn enrol(from: &Path, data_dir: &Path, names: &Names, now: i64) -> Result<Ou
         FINGERPRINT_FILE,
         format!(
             "# skytime-mgmtd's TLS certificate: pin it in the first client.\n\
+             # The certificate as enrolment made it; the gateway re-issues it with\n\
+             # the same key when the appliance gets an address or name it lacks\n\
+             # (a DHCP lease), so prefer the public key's pin below.\n\
              sha256 {}\n\
              # curl --pinnedpubkey, Chromium --ignore-certificate-errors-spki-list:\n\
              pubkey sha256//{}\n",

@@ -96,13 +96,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let hostname = hostname.unwrap_or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|h| h.trim().to_owned())
-                    .ok()
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| "skytime".into())
-            });
+            let hostname = hostname.unwrap_or_else(this_hostname);
             enrol_command(
                 &config,
                 &from,
@@ -113,6 +107,74 @@ fn main() -> ExitCode {
             )
         }
         None => serve(config),
+    }
+}
+
+/// This machine's host name ("skytime" if it has none).
+fn this_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "skytime".into())
+}
+
+/// How often the gateway checks that its certificate names the
+/// appliance's addresses (a DHCP lease or a static change comes later
+/// than enrolment).
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The host name the certificate should name: the one the appliance's
+/// network settings give, which may change while the gateway runs (its
+/// own view of the kernel's name, in a UTS namespace of its own, is the
+/// one it started with), else this machine's.
+async fn appliance_hostname(gateway: &Gateway) -> String {
+    let from_settings = async {
+        let conn = gateway.bus.connection().await.ok()?;
+        let proxy = skytime_api::client::NetworkProxy::new(&conn).await.ok()?;
+        Some(proxy.get().await.ok()?.hostname).filter(|h| !h.is_empty())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), from_settings)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(this_hostname)
+}
+
+/// Re-issues the gateway's certificate, with the same key, when the
+/// appliance has a name or address it lacks; whether it did.
+async fn follow_identity(config: &GatewayConfig, gateway: &Gateway) -> bool {
+    let hostname = appliance_hostname(gateway).await;
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || follow_identity_as(&config, &hostname))
+        .await
+        .unwrap_or(false)
+}
+
+fn follow_identity_as(config: &GatewayConfig, hostname: &str) -> bool {
+    let addresses = match skytime_persist::identity::current_addresses() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("cannot list the addresses the certificate should name: {e}");
+            return false;
+        }
+    };
+    match identity::follow(&config.data_dir, hostname, &addresses) {
+        Ok(identity::Followed::Kept) => false,
+        Ok(identity::Followed::Reissued { added }) => {
+            tracing::warn!(
+                added = %added.join(", "),
+                "certificate re-issued with the same key to name the appliance's names and addresses \
+                 (the public-key pin is unchanged)"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!(
+                "cannot re-issue the certificate for new addresses, the old one stays: {e}"
+            );
+            false
+        }
     }
 }
 
@@ -222,6 +284,8 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
         return Ok(());
     }
     let audit = Arc::new(Audit::new(&config.data_dir, config.limits.audit_max_bytes));
+    let gateway = Arc::new(Gateway::new(config.clone(), audit.clone()));
+    follow_identity(&config, &gateway).await;
     let (server, verifier) = tls_state(&config, &enrolled, &audit)?;
     let tls = Arc::new(TlsState::new(server, verifier));
     let std_listeners =
@@ -246,29 +310,40 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
         }
         listeners.push(l);
     }
-    let gateway = Arc::new(Gateway::new(config.clone(), audit.clone()));
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(listener::serve(
         listeners,
         tls.clone(),
-        gateway,
+        gateway.clone(),
         shutdown.clone(),
     ));
     tracing::info!("skytime-mgmtd ready");
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut follow = tokio::time::interval(FOLLOW_EVERY);
+    follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    follow.tick().await; // the first tick is now: done above
+                         // New connections see the operators enrolled now and the certificate
+                         // as it is now; a bad file keeps the old ones in force.
+    let reload = |why: &str| match Enrolled::load(&config.data_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|e| tls_state(&config, &e, &audit))
+    {
+        Ok((s, v)) => {
+            tls.replace(s, v);
+            tracing::info!("{why}: reloaded");
+        }
+        Err(e) => tracing::error!("{why}: reload refused, the previous settings stay: {e}"),
+    };
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => {
-                // New connections see the operators enrolled now; a bad
-                // file keeps the old ones in force.
-                match Enrolled::load(&config.data_dir).map_err(|e| e.to_string())
-                    .and_then(|e| tls_state(&config, &e, &audit)) {
-                    Ok((s, v)) => { tls.replace(s, v); tracing::info!("SIGHUP: enrolled operators reloaded"); }
-                    Err(e) => tracing::error!("SIGHUP: reload refused, the previous operators stay: {e}"),
+            _ = hup.recv() => reload("SIGHUP: enrolled operators"),
+            _ = follow.tick() => {
+                if follow_identity(&config, &gateway).await {
+                    reload("certificate re-issued");
                 }
             }
         }

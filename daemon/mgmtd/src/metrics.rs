@@ -416,6 +416,11 @@ fn server(r: &mut Registry, s: &Snapshot) {
         "NTS-KE connections open now",
         gauge(st.nts_ke_active as f64),
     );
+    r.register(
+        "daemon_tasks",
+        "Tasks alive in skytimed's async runtime",
+        gauge(st.tasks_alive as f64),
+    );
 }
 
 /// The OpenMetrics text as Prometheus' text format 0.0.4: counter and

@@ -19,6 +19,7 @@ use bytes::Buf;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use skytime_api::http::names;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -93,6 +94,10 @@ impl Uploads {
             )
         })?;
         std::fs::create_dir_all(&self.dir).map_err(|e| self.io("create", &self.dir, e))?;
+        // skytimed (another user) checks the bundle's path before RAUC
+        // (root) reads it: it may pass through, not list or read.
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| self.io("restrict", &self.dir, e))?;
         let free = free_bytes(&self.dir);
         let no_space = |n: u64, free: u64| {
             Failure::new(

@@ -25,6 +25,8 @@ pub enum IdentityError {
     },
     #[error("cannot make the certificate: {0}")]
     Generate(rcgen::Error),
+    #[error("cannot use the private key to re-issue the certificate: {0}")]
+    Key(rcgen::Error),
     #[error("cannot list network interfaces: {0}")]
     Interfaces(nix::Error),
 }
@@ -41,6 +43,18 @@ pub fn self_signed(
     let params = end_entity_params(hostname, addresses, organization)?;
     let cert = params.self_signed(&key).map_err(IdentityError::Generate)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The certificate `params` self-signed with the existing key `key_pem`
+/// (PEM, PKCS#8), as PEM: a new name or address without a new key, so
+/// that clients pinning the public key keep trusting the server.
+pub fn self_signed_with_key(
+    key_pem: &str,
+    params: CertificateParams,
+) -> Result<String, IdentityError> {
+    let key = KeyPair::from_pem(key_pem).map_err(IdentityError::Key)?;
+    let cert = params.self_signed(&key).map_err(IdentityError::Generate)?;
+    Ok(cert.pem())
 }
 
 /// The addresses this machine has now, for a first-boot certificate: every

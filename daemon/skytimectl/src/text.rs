@@ -299,6 +299,7 @@ pub fn serverstats(st: &ServerReport) -> String {
         ),
         ("NTS-KE connections dropped", st.nts_ke_dropped.to_string()),
         ("NTS-KE connections active", st.nts_ke_active.to_string()),
+        ("Daemon tasks alive", st.tasks_alive.to_string()),
     ];
     // The map is sorted by reason.
     let reasons: Vec<(String, u64)> = st

@@ -159,7 +159,10 @@ async fn relay(mut client: UnixStream, mut guest: UnixStream) {
 }
 
 /// Binds `listen` (0600: the channel carries an administrator's rights),
-/// replacing a socket left by an earlier relay but nothing else.
+/// replacing a socket left by an earlier relay but nothing else. The
+/// socket is made under a temporary name, restricted and then renamed, so
+/// the path appears only once it listens with its final mode: a client
+/// that waits for the path is never refused, nor let in too early.
 fn bind(listen: &Path) -> Result<UnixListener, CtlError> {
     let invalid = |what: String| CtlError::new(exit::INVALID_INPUT, what);
     if let Ok(meta) = std::fs::symlink_metadata(listen) {
@@ -172,10 +175,17 @@ fn bind(listen: &Path) -> Result<UnixListener, CtlError> {
         std::fs::remove_file(listen)
             .map_err(|e| invalid(format!("cannot replace {}: {e}", listen.display())))?;
     }
-    let listener = UnixListener::bind(listen)
-        .map_err(|e| invalid(format!("cannot listen on {}: {e}", listen.display())))?;
-    std::fs::set_permissions(listen, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| invalid(format!("cannot restrict {}: {e}", listen.display())))?;
+    let name = listen.file_name().unwrap_or_default().to_string_lossy();
+    let staging = listen.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging)
+        .map_err(|e| invalid(format!("cannot listen on {}: {e}", staging.display())))?;
+    let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&staging, listen));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(invalid(format!("cannot place {}: {e}", listen.display())));
+    }
     Ok(listener)
 }
 
@@ -263,6 +273,26 @@ mod tests {
         assert_eq!(e.code, exit::INVALID_INPUT);
         assert!(e.message.contains("not a socket"), "{}", e.message);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    }
+
+    /// The path appears listening, 0600, with nothing else left beside it;
+    /// an earlier relay's socket is replaced.
+    #[tokio::test]
+    async fn the_socket_appears_listening_and_restricted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus");
+        drop(bind(&path).unwrap());
+        let listener = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["bus"]);
+        let client = tokio::net::UnixStream::connect(&path).await;
+        assert!(client.is_ok(), "{client:?}");
+        assert!(listener.accept().await.is_ok());
     }
 
     /// A channel whose far end never answers (a VM that died): the attempt

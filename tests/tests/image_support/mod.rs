@@ -173,7 +173,44 @@ impl Qemu {
         let gateway = mgmt
             .map(|p| format!(",hostfwd=tcp:127.0.0.1:{p}-:443"))
             .unwrap_or_default();
+        // Only these loopback forwards lead in. The image has no client of
+        // anything outside (no NTP client; the resolver is asked nothing
+        // unless a configuration names a host; mDNS is multicast, which
+        // user networking does not carry), so the guest sends nothing
+        // beyond QEMU's own DHCP server. (restrict=on would
+        // guarantee it, but with it no NTP reply from the guest reached
+        // the host here, QEMU 7.2.)
+        let netdev = format!(
+            "user,id=n0,hostfwd=udp:127.0.0.1:{ntp}-:123,hostfwd=tcp:127.0.0.1:{ke}-:4460{gateway}"
+        );
         let console = dir.join(format!("{name}-console.log"));
+        let args = Self::virt_args(img, &console, &netdev, extra);
+        Self::start(&args, console, &dir.join(format!("{name}-qemu.log")))
+    }
+
+    /// Boots `img` as `boot_with` does, its Ethernet port on the tap
+    /// device `tap` of the network namespace `ns` (QEMU runs in that
+    /// namespace; nothing is forwarded from the host's).
+    pub fn boot_on_tap(
+        img: &Path,
+        dir: &Path,
+        name: &str,
+        ns: &str,
+        tap: &str,
+        extra: &[String],
+    ) -> Qemu {
+        let console = dir.join(format!("{name}-console.log"));
+        let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
+        let args = Self::virt_args(img, &console, &netdev, extra);
+        let mut cmd = Command::new(require_program("ip"));
+        cmd.args(["netns", "exec", ns])
+            .arg(require_program("qemu-system-aarch64"));
+        Self::spawn(cmd, &args, console, &dir.join(format!("{name}-qemu.log")))
+    }
+
+    /// QEMU's `virt` board booting `img` through U-Boot, one virtio-net
+    /// port on `netdev`, the console into `console`, then `extra`.
+    fn virt_args(img: &Path, console: &Path, netdev: &str, extra: &[String]) -> Vec<String> {
         let mut args: Vec<String> = [
             "-M",
             "virt",
@@ -188,14 +225,7 @@ impl Qemu {
             "-drive",
             &format!("file={},format=raw,if=virtio", img.display()),
             "-netdev",
-            // Only these loopback forwards lead in. The image has no
-            // client of anything outside (no NTP client, no resolver), so
-            // the guest sends nothing beyond QEMU's own DHCP server.
-            // (restrict=on would guarantee it, but with it no NTP reply
-            // from the guest reached the host here, QEMU 7.2.)
-            &format!(
-                "user,id=n0,hostfwd=udp:127.0.0.1:{ntp}-:123,hostfwd=tcp:127.0.0.1:{ke}-:4460{gateway}"
-            ),
+            netdev,
             "-device",
             "virtio-net-pci,netdev=n0,romfile=",
             "-serial",
@@ -204,7 +234,7 @@ impl Qemu {
         .map(String::from)
         .to_vec();
         args.extend_from_slice(extra);
-        Self::start(&args, console, &dir.join(format!("{name}-qemu.log")))
+        args
     }
 
     /// Starts the host's `qemu-system-aarch64` headless with `args`;
@@ -221,14 +251,19 @@ impl Qemu {
 
     /// As `start`, with another QEMU binary (Debian 13's: `trixie_qemu()`).
     pub fn start_program(program: &Path, args: &[String], console: PathBuf, stderr: &Path) -> Qemu {
-        let child = Command::new(program)
+        Self::spawn(Command::new(program), args, console, stderr)
+    }
+
+    /// Runs `cmd` (QEMU, or a command that runs it) headless with `args`.
+    fn spawn(mut cmd: Command, args: &[String], console: PathBuf, stderr: &Path) -> Qemu {
+        let child = cmd
             .args(["-display", "none", "-monitor", "none", "-no-reboot"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(stderr).unwrap())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {} (make image-deps): {e}", program.display()));
+            .unwrap_or_else(|e| panic!("start {cmd:?} (make image-deps): {e}"));
         Qemu { child, console }
     }
 

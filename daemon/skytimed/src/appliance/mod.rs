@@ -187,11 +187,16 @@ impl ApplianceBackend for Appliance {
 
     fn server_stats(&self) -> ServerReport {
         let nts = self.nts.enabled().then(|| self.nts.stats());
-        reports::server_report(
+        let mut r = reports::server_report(
             &self.stats.snapshot(),
             nts.as_ref(),
             self.nts.ke_active_connections(),
-        )
+        );
+        // The daemon has one runtime, which the D-Bus handlers run on.
+        r.tasks_alive = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_alive_tasks() as u64)
+            .unwrap_or(0);
+        r
     }
 
     fn clients(&self) -> Vec<ClientReport> {

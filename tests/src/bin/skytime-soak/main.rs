@@ -8,10 +8,10 @@
 //! tracking and statistics and rotates keys, applies configurations,
 //! installs certificates and reloads over D-Bus (`watch`). Every
 //! five seconds the daemon's resident memory, threads and descriptors are
-//! sampled from /proc.
+//! sampled from /proc; its runtime's task count comes with the statistics.
 //!
-//! It fails (exit 1, the reasons printed) on: growth of memory, threads or
-//! descriptors from the warm-up to the end beyond the bounds below; a
+//! It fails (exit 1, the reasons printed) on: growth of memory, threads,
+//! descriptors or tasks from the warm-up to the end beyond the bounds below; a
 //! statistics counter going backwards; a panic, or the daemon exiting
 //! before it is told to (or not cleanly when told); a reply claiming
 //! synchronization while tracking said it was not (`checks::SyncClaims`
@@ -95,6 +95,11 @@ const WINDOW: usize = 6;
 ///   at once.
 /// - Descriptors: NTS-KE connections and skytimectl's bus connections in
 ///   flight, the receiver's pty reopened: eight.
+/// - Tasks (skytimed's async runtime, from the statistics): one per
+///   NTS-KE connection and bus call in flight come and go; sixteen is
+///   more than the clients and the operator have in flight at once, and a
+///   task left behind per key exchange or fault would pass it within
+///   minutes.
 const RSS: Resource = Resource {
     name: "resident memory",
     unit: " KiB",
@@ -109,6 +114,11 @@ const FDS: Resource = Resource {
     name: "file descriptors",
     unit: "",
     bound: 8,
+};
+const TASKS: Resource = Resource {
+    name: "runtime tasks",
+    unit: "",
+    bound: 16,
 };
 
 /// The daemon's configuration: measure-only clock, GPS from the
@@ -152,6 +162,16 @@ impl Samples {
         self.fds.push(fds);
         running(pid)
     }
+}
+
+/// The warm-up and the median window in task samples (one per statistics
+/// snapshot), spanning the same seconds as the /proc samples'.
+fn task_sampling(warmup_s: u64) -> (usize, usize) {
+    let every = watch::STATS_INTERVAL.as_secs();
+    (
+        (warmup_s / every) as usize,
+        (WINDOW as u64 * SAMPLE_EVERY.as_secs() / every) as usize,
+    )
 }
 
 fn main() -> ExitCode {
@@ -297,6 +317,14 @@ fn main() -> ExitCode {
     ] {
         failures.extend(growth_failure(&res, series, warm_n, WINDOW));
     }
+    // The task count comes with the statistics, on their own interval.
+    let (task_warm_n, task_window) = task_sampling(warmup);
+    failures.extend(growth_failure(
+        &TASKS,
+        &reads.tasks,
+        task_warm_n,
+        task_window,
+    ));
     failures.extend(
         reads
             .backwards
@@ -404,12 +432,13 @@ fn main() -> ExitCode {
         server("nts_naks"),
         server("nts_ke_accepted")
     );
-    for (res, series) in [
-        (RSS, &samples.rss),
-        (THREADS, &samples.threads),
-        (FDS, &samples.fds),
+    for (res, series, warm_n, window) in [
+        (RSS, &samples.rss, warm_n, WINDOW),
+        (THREADS, &samples.threads, warm_n, WINDOW),
+        (FDS, &samples.fds, warm_n, WINDOW),
+        (TASKS, &reads.tasks, task_warm_n, task_window),
     ] {
-        let l = levels(series, warm_n, WINDOW);
+        let l = levels(series, warm_n, window);
         println!(
             "  {}: start {}, after warm-up {}, end {}{u} (bound +{}{u}; {} samples)",
             res.name,

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 const READ_EVERY: Duration = Duration::from_millis(250);
 /// Statistics every this many tracking readings.
 const STATS_EVERY: u64 = 8;
+/// So a statistics snapshot (and a task count) this often.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
+const _: () = assert!(READ_EVERY.as_millis() * STATS_EVERY as u128 == STATS_INTERVAL.as_millis());
 /// One operator write this often, in turn: rotate, apply, install, reload.
 const WRITE_EVERY: Duration = Duration::from_secs(5);
 /// A D-Bus read that takes longer than this is an error.
@@ -30,6 +33,8 @@ pub struct Reads {
     pub last: BTreeMap<String, u64>,
     pub backwards: Vec<String>,
     pub errors: Vec<String>,
+    /// The daemon's tasks alive, from each snapshot.
+    pub tasks: Vec<u64>,
 }
 
 /// Reads tracking and statistics from skytimed on `bus` until stopped.
@@ -112,6 +117,7 @@ async fn statistics(conn: &zbus::Connection, r: &mut Reads, at: f64) {
             }
             r.snapshots += 1;
             r.last = now;
+            r.tasks.push(s.tasks_alive);
         }
         Ok(Err(e)) => r.errors.push(format!("{at:.1} s: statistics: {e}")),
         Err(_) => r.errors.push(format!("{at:.1} s: statistics timed out")),
