@@ -269,6 +269,11 @@ mod tests {
         assert!(load(dir.path()).unwrap_err().to_string().contains("enrol"));
     }
 
+    /// What the certificate in `dir` names.
+    fn named(dir: &Path) -> Vec<String> {
+        names_in(&std::fs::read_to_string(dir.join(CERT_FILE)).unwrap()).unwrap()
+    }
+
     #[test]
     fn a_new_address_reissues_with_the_same_key_and_keeps_the_old_ones() {
         let dir = tempfile::tempdir().unwrap();
@@ -299,8 +304,7 @@ mod tests {
             std::fs::read(dir.path().join(KEY_FILE)).unwrap(),
             key_before
         );
-        let names =
-            names_in(&std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap()).unwrap();
+        let names = named(dir.path());
         for want in [
             "DNS:ntp1",
             "DNS:ntp1.local",
@@ -320,8 +324,7 @@ mod tests {
             panic!("not re-issued for a new host name");
         };
         assert_eq!(added, ["DNS:ntp2", "DNS:ntp2.local"]);
-        let names =
-            names_in(&std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap()).unwrap();
+        let names = named(dir.path());
         assert!(
             names.contains(&"DNS:ntp1".to_owned()),
             "the old name was dropped: {names:?}"
@@ -337,8 +340,7 @@ mod tests {
         ensure(dir.path(), "ntp1", &old).unwrap();
         let now: IpAddr = "203.0.113.1".parse().unwrap();
         follow(dir.path(), "ntp1", &[now]).unwrap();
-        let names =
-            names_in(&std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap()).unwrap();
+        let names = named(dir.path());
         let ips: Vec<&String> = names.iter().filter(|n| n.starts_with("IP:")).collect();
         assert_eq!(ips.len(), MAX_ADDRESSES);
         assert_eq!(ips[0], "IP:203.0.113.1");

@@ -145,13 +145,13 @@ async fn appliance_hostname(gateway: &Gateway) -> String {
 /// appliance has a name or address it lacks; whether it did.
 async fn follow_identity(config: &GatewayConfig, gateway: &Gateway) -> bool {
     let hostname = appliance_hostname(gateway).await;
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || follow_identity_as(&config, &hostname))
+    let data_dir = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || follow_identity_in(&data_dir, &hostname))
         .await
         .unwrap_or(false)
 }
 
-fn follow_identity_as(config: &GatewayConfig, hostname: &str) -> bool {
+fn follow_identity_in(data_dir: &Path, hostname: &str) -> bool {
     let addresses = match skytime_persist::identity::current_addresses() {
         Ok(a) => a,
         Err(e) => {
@@ -159,7 +159,7 @@ fn follow_identity_as(config: &GatewayConfig, hostname: &str) -> bool {
             return false;
         }
     };
-    match identity::follow(&config.data_dir, hostname, &addresses) {
+    match identity::follow(data_dir, hostname, &addresses) {
         Ok(identity::Followed::Kept) => false,
         Ok(identity::Followed::Reissued { added }) => {
             tracing::warn!(
@@ -323,9 +323,10 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut follow = tokio::time::interval(FOLLOW_EVERY);
     follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    follow.tick().await; // the first tick is now: done above
-                         // New connections see the operators enrolled now and the certificate
-                         // as it is now; a bad file keeps the old ones in force.
+    // The first tick is now: done above.
+    follow.tick().await;
+    // New connections see the operators enrolled now and the certificate
+    // as it is now; a bad file keeps the old ones in force.
     let reload = |why: &str| match Enrolled::load(&config.data_dir)
         .map_err(|e| e.to_string())
         .and_then(|e| tls_state(&config, &e, &audit))

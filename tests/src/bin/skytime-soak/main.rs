@@ -309,22 +309,20 @@ fn main() -> ExitCode {
     let (clean_exit, log, _dir) = daemon.stop();
 
     // The verdicts.
+    // Each watched series: (resource, samples, warm-up and median window
+    // in samples). The task count comes with the statistics, on their own
+    // interval.
     let warm_n = (warmup / SAMPLE_EVERY.as_secs()) as usize;
-    for (res, series) in [
-        (RSS, &samples.rss),
-        (THREADS, &samples.threads),
-        (FDS, &samples.fds),
-    ] {
-        failures.extend(growth_failure(&res, series, warm_n, WINDOW));
-    }
-    // The task count comes with the statistics, on their own interval.
     let (task_warm_n, task_window) = task_sampling(warmup);
-    failures.extend(growth_failure(
-        &TASKS,
-        &reads.tasks,
-        task_warm_n,
-        task_window,
-    ));
+    let watched = [
+        (RSS, &samples.rss, warm_n, WINDOW),
+        (THREADS, &samples.threads, warm_n, WINDOW),
+        (FDS, &samples.fds, warm_n, WINDOW),
+        (TASKS, &reads.tasks, task_warm_n, task_window),
+    ];
+    for (res, series, warm_n, window) in &watched {
+        failures.extend(growth_failure(res, series, *warm_n, *window));
+    }
     failures.extend(
         reads
             .backwards
@@ -432,13 +430,8 @@ fn main() -> ExitCode {
         server("nts_naks"),
         server("nts_ke_accepted")
     );
-    for (res, series, warm_n, window) in [
-        (RSS, &samples.rss, warm_n, WINDOW),
-        (THREADS, &samples.threads, warm_n, WINDOW),
-        (FDS, &samples.fds, warm_n, WINDOW),
-        (TASKS, &reads.tasks, task_warm_n, task_window),
-    ] {
-        let l = levels(series, warm_n, window);
+    for (res, series, warm_n, window) in &watched {
+        let l = levels(series, *warm_n, *window);
         println!(
             "  {}: start {}, after warm-up {}, end {}{u} (bound +{}{u}; {} samples)",
             res.name,
